@@ -1,0 +1,26 @@
+# Two commands on a fresh machine:  `make demo` (main job on the offline default)  and  `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export SPARSEPO_CACHE ?= $(CURDIR)/.cache/sparsepo
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup assets test demo lint bench
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml scripts/setup_env.sh
+	VENV=$(VENV) bash scripts/setup_env.sh
+
+assets: setup
+	$(PY) -m sparsepo.assets prepare
+
+test: assets
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+demo: assets
+	$(PY) tune/frontier.py
+
+bench: assets
+	$(PY) bench/step.py

@@ -1,0 +1,1 @@
+"""Evaluation stage: generation backends, suites (sentiment, summarization, code, openllm), statistics, reports."""

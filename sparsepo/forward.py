@@ -1,0 +1,196 @@
+"""Token-level forward passes: per-token log-probs and full-vocabulary token KL, computed in chunks.
+
+A preference batch holds chosen and rejected sequences concatenated along the batch axis: ``2B`` rows of
+``L`` tokens (see ``sparsepo.data.PreferenceCollator``). Per-token outputs are aligned with the predicted
+tokens: column ``t`` of a ``(2B, L-1)`` tensor belongs to token ``input_ids[:, t+1]``, predicted from hidden
+position ``t``.
+
+Memory: the LM head is applied here, only on response positions and ``chunk_size`` positions at a time, in
+fp32, under activation checkpointing. Neither model's ``(batch, tokens, vocab)`` logits or log-softmax are ever
+materialised whole, so peak memory grows with ``chunk_size * vocab``, not with the sequence length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from sparsepo.losses import TokenStats
+
+KL_DIRECTIONS = ("ref||pi", "pi||ref")
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The Hugging Face causal LM inside DDP and PEFT wrappers (LoRA layers stay injected in it)."""
+    while hasattr(model, "module") and isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
+    if hasattr(model, "get_base_model"):  # peft.PeftModel
+        model = model.get_base_model()
+    return model
+
+
+def decoder_forward(
+    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, output_hidden_states: bool = False
+) -> tuple[Tensor, tuple[Tensor, ...] | None]:
+    """Run the decoder without its LM head.
+
+    Returns the final hidden states ``(B, L, d)`` (after the final norm) and, if asked, the outputs of every
+    transformer layer ``l = 1..n_layers`` (the embedding output is dropped), each ``(B, L, d)``.
+    Works for any HF causal LM: ``base_model`` is the decoder (``transformer``, ``model``, ``gpt_neox``...).
+    """
+    decoder = unwrap_model(model).base_model
+    out = decoder(
+        input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, use_cache=False
+    )
+    layers = tuple(out.hidden_states[1:]) if output_hidden_states else None
+    return out.last_hidden_state, layers
+
+
+def lm_head(model: nn.Module) -> nn.Module:
+    return unwrap_model(model).get_output_embeddings()
+
+
+def _fp32_log_softmax(h: Tensor, head: nn.Module) -> Tensor:
+    # fp32 logits even under bf16 autocast: token KL over a 50k vocabulary is a difference of near-equal terms.
+    dtype = torch.promote_types(h.dtype, torch.float32)  # fp32, or fp64 when the model is fp64
+    with torch.autocast(device_type=h.device.type, enabled=False):
+        bias = head.bias.to(dtype) if getattr(head, "bias", None) is not None else None
+        return F.linear(h.to(dtype), head.weight.to(dtype), bias).log_softmax(-1)
+
+
+def chunked_token_stats(
+    h_policy: Tensor,
+    labels: Tensor,
+    policy_head: nn.Module,
+    h_ref: Tensor | None = None,
+    ref_head: nn.Module | None = None,
+    kl_direction: str | None = "ref||pi",
+    chunk_size: int = 1024,
+) -> dict[str, Tensor]:
+    """Log-probs of ``labels`` under both models and their token KL, ``chunk_size`` positions at a time.
+
+    Args:
+        h_policy: final hidden states of the policy at the selected positions, ``(N, d)``.
+        labels: the token each position predicts, ``(N,)`` int64.
+        h_ref / ref_head: the same for the reference (omit both for reference-free objectives).
+        kl_direction: ``"ref||pi"`` (training, METHODS.md k_t), ``"pi||ref"`` (evaluation on policy samples) or None.
+
+    Returns:
+        ``logps`` (N,), and with a reference ``ref_logps`` (N,) and ``kl`` (N,) in nats, all fp32.
+    """
+    if kl_direction is not None and kl_direction not in KL_DIRECTIONS:
+        raise ValueError(f"kl_direction must be one of {KL_DIRECTIONS} or None, got {kl_direction!r}")
+    with_ref = h_ref is not None
+
+    def chunk_fn(hp: Tensor, hr: Tensor | None, y: Tensor) -> tuple[Tensor, ...]:
+        lp = _fp32_log_softmax(hp, policy_head)
+        out = [lp.gather(-1, y[:, None]).squeeze(-1)]
+        if hr is not None:
+            with torch.no_grad():
+                lr = _fp32_log_softmax(hr, ref_head)
+            out.append(lr.gather(-1, y[:, None]).squeeze(-1))
+            if kl_direction == "ref||pi":
+                out.append((lr.exp() * (lr - lp)).sum(-1))
+            elif kl_direction == "pi||ref":
+                out.append((lp.exp() * (lp - lr)).sum(-1))
+        return tuple(out)
+
+    # Recompute each chunk in backward instead of keeping its (chunk, vocab) log-softmax alive.
+    use_ckpt = torch.is_grad_enabled() and (h_policy.requires_grad or any(p.requires_grad for p in policy_head.parameters()))
+    pieces: list[tuple[Tensor, ...]] = []
+    for start in range(0, labels.shape[0], chunk_size):
+        sl = slice(start, start + chunk_size)
+        args = (h_policy[sl], h_ref[sl] if with_ref else None, labels[sl])
+        pieces.append(checkpoint(chunk_fn, *args, use_reentrant=False) if use_ckpt else chunk_fn(*args))
+    names = ["logps"] + (["ref_logps"] + (["kl"] if kl_direction else []) if with_ref else [])
+    if not pieces:
+        empty = h_policy.new_zeros(0, dtype=torch.float32)
+        return {n: empty for n in names}
+    return {n: torch.cat([p[i] for p in pieces]) for i, n in enumerate(names)}
+
+
+def scatter_tokens(values: Tensor, where: Tensor) -> Tensor:
+    """Place ``values`` (N,) at the True entries of ``where`` (rows, cols); zeros elsewhere. Differentiable."""
+    flat = torch.zeros(where.numel(), dtype=values.dtype, device=values.device)
+    return flat.index_put((where.reshape(-1).nonzero().squeeze(-1),), values).view_as(where)
+
+
+@dataclass
+class ReferenceOutputs:
+    """What the frozen reference gives the policy step, all computed without gradient.
+
+    ``last_hidden``: ``(2B, L, d)``; ``head``: the reference LM head; ``layers``: per-layer hidden states (for learned masks) or None;
+    ``masks``: masks derived from reference activations (MaPO), ``(2B, L-1)``, or None.
+    """
+
+    last_hidden: Tensor
+    head: nn.Module
+    layers: tuple[Tensor, ...] | None = None
+    masks: Tensor | None = None
+
+
+@torch.no_grad()
+def reference_forward(
+    ref: nn.Module,
+    batch: dict[str, Tensor],
+    *,
+    layers: bool = False,
+    hooks: Callable[[], AbstractContextManager] | None = None,
+) -> ReferenceOutputs:
+    """One no-grad reference pass over the concatenated batch; ``hooks`` may capture activations meanwhile."""
+    with hooks() if hooks is not None else nullcontext():
+        last, hs = decoder_forward(ref, batch["input_ids"], batch["attention_mask"], output_hidden_states=layers)
+    return ReferenceOutputs(last_hidden=last, head=lm_head(ref), layers=hs)
+
+
+def response_positions(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """``(where (2B, L-1) bool, labels (N,))``: positions whose next token is a response token."""
+    where = batch["loss_mask"][:, 1:].bool()
+    return where, batch["input_ids"][:, 1:][where]
+
+
+def token_stats(
+    policy: nn.Module,
+    batch: dict[str, Tensor],
+    ref_out: ReferenceOutputs | None,
+    *,
+    need_kl: bool,
+    chunk_size: int = 1024,
+) -> TokenStats:
+    """Per-token statistics of the policy on a concatenated batch, each ``(2B, L-1)``; masks are not set.
+
+    ``ref_out`` None means reference-free (SimPO): only ``logps`` is computed and the reference never runs.
+    """
+    h, _ = decoder_forward(policy, batch["input_ids"], batch["attention_mask"])
+    where, labels = response_positions(batch)
+    h_ref = ref_out.last_hidden[:, :-1][where] if ref_out is not None else None
+    stats = chunked_token_stats(
+        h[:, :-1][where],
+        labels,
+        lm_head(policy),
+        h_ref,
+        ref_out.head if ref_out is not None else None,
+        kl_direction="ref||pi" if need_kl else None,
+        chunk_size=chunk_size,
+    )
+    full = {k: scatter_tokens(v, where) for k, v in stats.items()}
+    return TokenStats(mask=where.to(full["logps"].dtype), **full)
+
+
+def split_pairs(stats: TokenStats) -> tuple[TokenStats, TokenStats]:
+    """Split a concatenated ``(2B, ...)`` TokenStats into its chosen (first B rows) and rejected halves."""
+    b = stats.logps.shape[0] // 2
+
+    def half(x: Tensor | None, sl: slice) -> Tensor | None:
+        return None if x is None else x[sl]
+
+    sides = []
+    for sl in (slice(0, b), slice(b, None)):
+        sides.append(TokenStats(**{k: half(v, sl) for k, v in vars(stats).items()}))
+    return sides[0], sides[1]

@@ -1,0 +1,102 @@
+"""One preference-optimisation step's forward: reference pass, policy pass, masks, objective.
+
+:class:`PreferenceModel` holds everything trainable (the policy and, for SparsePO, the mask networks) so a
+single DDP wrapper synchronises both; :class:`Reference` holds the frozen reference. Both are used by the Ray
+Train loop, the step benchmark and anyone with their own training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor, nn
+
+from sparsepo.forward import ReferenceOutputs, reference_forward, split_pairs, token_stats
+from sparsepo.losses import LossOutput, TokenStats, get_loss, preference_loss
+from sparsepo.masks import ActivationMask, MaskConfig, build_mask_networks, model_dims, select_layers
+
+
+class Reference:
+    """The frozen reference model: one no-grad pass per batch giving what the method needs."""
+
+    def __init__(self, model: nn.Module, method: str, mask: MaskConfig | None = None):
+        self.model = model.eval().requires_grad_(False)
+        self.spec = get_loss(method)
+        self.mask_cfg = mask or MaskConfig()
+        self.activation_mask = ActivationMask(model, self.mask_cfg.mapo) if self.spec.mask == "activation" else None
+
+    def __call__(self, batch: dict[str, Tensor]) -> ReferenceOutputs:
+        am = self.activation_mask
+        out = reference_forward(
+            self.model, batch, layers=self.spec.mask == "learned", hooks=am.capture if am is not None else None
+        )
+        if am is not None:
+            out.masks = am.compute(out.last_hidden, out.head, batch["loss_mask"][:, 1:].float())
+        return out
+
+
+@dataclass
+class StepOutput:
+    """Per-pair objective output plus the per-token values of each side (for heatmaps and analysis)."""
+
+    loss: Tensor
+    result: LossOutput
+    chosen: TokenStats
+    rejected: TokenStats
+
+
+class PreferenceModel(nn.Module):
+    """The trainable part: ``policy`` plus, for learned-mask methods, ``masks`` (``{"reward"[, "kl"]}``)."""
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        method: str,
+        hparams: dict[str, float] | None = None,
+        mask: MaskConfig | None = None,
+        ref_dims: tuple[int, int] | None = None,
+        chunk_size: int = 1024,
+        log_kl: bool = True,
+    ):
+        super().__init__()
+        self.policy = policy
+        self.spec = get_loss(method)
+        self.hparams = {**self.spec.defaults, **(hparams or {})}
+        self.mask_cfg = mask or MaskConfig()
+        self.chunk_size = chunk_size
+        self.need_kl = self.spec.needs_kl or (log_kl and self.spec.needs_reference)
+        self.masks: nn.ModuleDict | None = None
+        if self.spec.mask == "learned":
+            d, n = ref_dims or model_dims(policy)
+            self.masks = build_mask_networks(self.mask_cfg, d, n)
+
+    def forward(self, batch: dict[str, Tensor], ref_out: ReferenceOutputs | None) -> StepOutput:
+        if self.spec.needs_reference and ref_out is None:
+            raise ValueError(f"method {self.spec.name!r} needs reference outputs")
+        stats = token_stats(
+            self.policy, batch, ref_out if self.spec.needs_reference else None, need_kl=self.need_kl, chunk_size=self.chunk_size
+        )
+        if self.masks is not None:
+            hs = select_layers(ref_out.layers, self.mask_cfg.layers)
+            mu = self.masks["reward"](hs) * stats.mask
+            md = self.masks["kl"](hs) * stats.mask if "kl" in self.masks else None
+            stats = replace(stats, reward_mask=mu, kl_mask=md)
+        elif self.spec.mask == "activation":
+            stats = replace(stats, reward_mask=ref_out.masks.to(stats.logps.dtype))
+        chosen, rejected = split_pairs(stats)
+        result = preference_loss(self.spec.name, chosen, rejected, **self.hparams)
+        return StepOutput(result.loss, result, chosen, rejected)
+
+
+def tokens_in(batch: dict[str, Tensor]) -> int:
+    """Non-padding tokens the policy processes for this batch."""
+    return int(batch["attention_mask"].sum())
+
+
+@torch.no_grad()
+def disable_dropout(model: nn.Module) -> None:
+    # Preference objectives compare log-probs of two forward passes; dropout noise would bias the margin.
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0

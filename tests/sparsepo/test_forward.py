@@ -1,0 +1,121 @@
+"""Chunked token log-probs / KL against the naive full-vocabulary computation, on tiny real models."""
+
+import pytest
+import torch
+import transformers as T
+
+from sparsepo.forward import chunked_token_stats, decoder_forward, lm_head, token_stats
+from sparsepo.objective import PreferenceModel, Reference
+
+
+def tiny(arch: str, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    if arch == "gpt2":
+        cfg = T.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=97, n_positions=64, bos_token_id=0, eos_token_id=0)
+    elif arch == "llama":
+        cfg = T.LlamaConfig(
+            num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2, vocab_size=97
+        )
+    else:
+        cfg = T.GPTNeoXConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4, vocab_size=97)
+    return T.AutoModelForCausalLM.from_config(cfg).double().eval()
+
+
+def make_batch(seed: int = 0, rows: int = 4, length: int = 13) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 97, (rows, length), generator=g)
+    attn = torch.ones_like(ids)
+    loss = torch.zeros_like(ids)
+    loss[:, 4:] = 1
+    attn[1, 9:] = 0
+    loss[1, 9:] = 0
+    if rows > 2:
+        loss[2, :7] = 0
+    return {"input_ids": ids, "attention_mask": attn, "loss_mask": loss}
+
+
+def naive_stats(policy, ref, batch):
+    """Full (rows, L, vocab) log-softmax of both models, then gather and KL(ref || pi) everywhere."""
+    lp = policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].log_softmax(-1)
+    with torch.no_grad():
+        lr = ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].log_softmax(-1)
+    y = batch["input_ids"][:, 1:, None]
+    mask = batch["loss_mask"][:, 1:].to(lp.dtype)
+    kl = (lr.exp() * (lr - lp)).sum(-1)
+    return lp.gather(-1, y).squeeze(-1) * mask, lr.gather(-1, y).squeeze(-1) * mask, kl * mask, mask
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
+@pytest.mark.parametrize("chunk", [1, 5, 4096])
+def test_chunked_equals_naive_values_and_gradients(arch, chunk):
+    policy, ref = tiny(arch, 0), tiny(arch, 1)
+    batch = make_batch()
+    ref_out = Reference(ref, "tdpo1")(batch)
+    got = token_stats(policy, batch, ref_out, need_kl=True, chunk_size=chunk)
+    lp, lr, kl, mask = naive_stats(policy, ref, batch)
+    torch.testing.assert_close(got.mask, mask)
+    torch.testing.assert_close(got.logps.double(), lp)
+    torch.testing.assert_close(got.ref_logps.double(), lr)
+    torch.testing.assert_close(got.kl.double(), kl)
+    assert (got.kl[mask > 0] >= -1e-12).all()
+
+    params = [p for p in policy.parameters() if p.requires_grad]
+    w = torch.linspace(0.5, 1.5, kl.numel(), dtype=torch.float64).view_as(kl)
+    g_got = torch.autograd.grad(((got.kl + got.logps) * w).sum(), params, allow_unused=True)
+    g_want = torch.autograd.grad(((kl + lp) * w).sum(), params, allow_unused=True)
+    for a, b in zip(g_got, g_want, strict=True):
+        if b is None:
+            assert a is None or not a.abs().sum()
+        else:
+            torch.testing.assert_close(a.double(), b, rtol=1e-6, atol=1e-9)
+
+
+def test_kl_is_zero_for_identical_models_and_direction_matters():
+    policy, ref = tiny("llama", 0), tiny("llama", 0)
+    batch = make_batch(1)
+    same = token_stats(policy, batch, Reference(ref, "tdpo1")(batch), need_kl=True)
+    assert same.kl.abs().max() < 1e-10
+    other = tiny("llama", 3)
+    h, _ = decoder_forward(policy, batch["input_ids"], batch["attention_mask"])
+    hr, _ = decoder_forward(other, batch["input_ids"], batch["attention_mask"])
+    y = batch["input_ids"][0, 1:]
+    fwd = chunked_token_stats(h[0, :-1], y, lm_head(policy), hr[0, :-1], lm_head(other), kl_direction="ref||pi")["kl"]
+    rev = chunked_token_stats(h[0, :-1], y, lm_head(policy), hr[0, :-1], lm_head(other), kl_direction="pi||ref")["kl"]
+    assert (fwd > 0).all() and (rev > 0).all() and not torch.allclose(fwd, rev)
+
+
+def test_simpo_never_runs_the_reference():
+    policy = tiny("gpt2", 0)
+    calls = []
+    ref = tiny("gpt2", 1)
+    ref.register_forward_hook(lambda *a: calls.append(1))
+    ref.base_model.register_forward_hook(lambda *a: calls.append(1))
+    model = PreferenceModel(policy, "simpo")
+    batch = make_batch(2)
+    out = model(batch, None)
+    out.loss.backward()
+    assert not calls and out.chosen.ref_logps is None and out.chosen.kl is None
+    with pytest.raises(ValueError, match="needs reference"):
+        PreferenceModel(policy, "dpo")(batch, None)
+
+
+def test_peak_memory_of_chunks_does_not_grow_with_sequence_length(monkeypatch):
+    """The fp32 (positions, vocab) buffers are bounded by chunk_size: record the largest log-softmax output."""
+    policy, ref = tiny("llama", 0).float(), tiny("llama", 1).float()
+    biggest: list[int] = []
+    orig = torch.Tensor.log_softmax
+
+    def recording(self, *a, **k):
+        out = orig(self, *a, **k)
+        biggest.append(out.numel())
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "log_softmax", recording)
+    sizes = {}
+    for length in (16, 64):
+        biggest.clear()
+        batch = make_batch(3, rows=2, length=length)
+        out = token_stats(policy, batch, Reference(ref, "tdpo1")(batch), need_kl=True, chunk_size=8)
+        out.kl.sum().backward()
+        sizes[length] = max(biggest)
+    assert sizes[16] == sizes[64] == 8 * 97

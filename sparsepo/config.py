@@ -84,7 +84,7 @@ class TrainConfig:
         unknown = set(self.loss) - set(spec.defaults)
         if unknown:
             raise ValueError(f"method {self.method!r} takes loss.{sorted(spec.defaults)}, not {sorted(unknown)}")
-        return {**spec.defaults, **{k: float(v) for k, v in self.loss.items()}}
+        return {**spec.defaults, **{k: float(_number(str(v), f"loss.{k}")) for k, v in self.loss.items()}}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -104,11 +104,24 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
             value = _build(sub, value, f"{where}.{name}")
         elif isinstance(value, list) and name == "betas":
             value = tuple(value)
+        elif isinstance(value, str) and str(known[name].type).startswith(("float", "int")):
+            value = _number(value, f"{where}.{name}")
         kwargs[name] = value
     return cls(**kwargs)
 
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "mask": MaskConfig, "optim": OptimConfig, "lora": LoraConfig, "run": RunConfig}
+
+
+def _number(raw: str, where: str) -> float | int:
+    # YAML 1.1 reads "1e-3" (no dot) as a string; accept it as the number the user meant.
+    try:
+        return int(raw)
+    except ValueError:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{where}: expected a number, got {raw!r}") from None
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

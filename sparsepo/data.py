@@ -29,6 +29,9 @@ class PreferenceDataError(ValueError):
         super().__init__(f"{source}: row {row}, field '{field}': {problem}")
         self.source, self.row, self.field, self.problem = source, row, field, problem
 
+    def __reduce__(self) -> tuple:  # picklable across Ray workers
+        return (type(self), (self.source, self.row, self.field, self.problem))
+
 
 @dataclass(frozen=True)
 class DataConfig:

@@ -1,0 +1,91 @@
+"""Training checkpoints: a plain Hugging Face policy folder plus the state needed to resume exactly.
+
+Layout of a checkpoint directory::
+
+    policy/            save_pretrained model (LoRA merged) + tokenizer: loads in transformers, vLLM, lm-eval
+    adapter/           the LoRA adapter (LoRA runs only; resuming needs it unmerged)
+    masks.pt           mask-network state dict (learned-mask methods)
+    train_state.pt     optimizer, scheduler, step, per-rank RNG states
+    config.yaml        the full training config
+    metrics.jsonl      every metrics dict reported up to this step
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from sparsepo.forward import unwrap_model
+
+POLICY_DIR, ADAPTER_DIR, MASKS_FILE, STATE_FILE, HISTORY_FILE = "policy", "adapter", "masks.pt", "train_state.pt", "metrics.jsonl"
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_policy(policy: nn.Module, tokenizer: Any, out: Path) -> None:
+    """Write the policy as a plain HF folder; a LoRA policy is saved merged (a copy, training state untouched)."""
+    if hasattr(policy, "merge_and_unload"):
+        (out.parent / ADAPTER_DIR).mkdir(parents=True, exist_ok=True)
+        policy.save_pretrained(out.parent / ADAPTER_DIR)
+        merged = copy.deepcopy(policy).merge_and_unload()
+    else:
+        merged = unwrap_model(policy)
+    merged.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    policy: nn.Module,
+    tokenizer: Any,
+    masks: nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    step: int,
+    rng_states: list[dict[str, Any]],
+    config: dict[str, Any],
+    history: list[dict[str, float]] | None = None,
+) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    save_policy(policy, tokenizer, path / POLICY_DIR)
+    if masks is not None:
+        torch.save(masks.state_dict(), path / MASKS_FILE)
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "rng": rng_states},
+        path / STATE_FILE,
+    )
+    (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (path / HISTORY_FILE).write_text("".join(json.dumps(m) + "\n" for m in history or []))
+    return path
+
+
+def load_history(path: Path) -> list[dict[str, float]]:
+    f = path / HISTORY_FILE
+    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
+
+
+def load_train_state(path: Path) -> dict[str, Any]:
+    # The state holds numpy RNG tuples and optimizer tensors written by us; weights_only=False is needed for them.
+    return torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)

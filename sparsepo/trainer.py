@@ -1,0 +1,280 @@
+"""The Ray Train loop: ``train_loop_per_worker`` for ``TorchTrainer`` (CPU/gloo or GPU/nccl, DDP).
+
+Each worker loads the policy and a frozen reference, builds the objective's mask networks, and trains with
+AdamW (policy and mask-network parameter groups), a cosine schedule with warm-up, gradient accumulation and
+clipping. Every ``log_every`` steps it reports the METHODS.md metrics (averaged over workers) and tokens/s;
+every ``save_every`` steps and at the end rank 0 writes a checkpoint (see ``sparsepo.checkpoint``). A restarted
+worker group resumes from ``ray.train.get_checkpoint()`` at the exact step, data position and RNG state.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+from transformers import get_cosine_schedule_with_warmup
+
+from sparsepo.checkpoint import (
+    ADAPTER_DIR,
+    MASKS_FILE,
+    POLICY_DIR,
+    load_history,
+    load_train_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from sparsepo.config import TrainConfig, from_dict
+from sparsepo.data import PreferenceCollator, load_preference_data
+from sparsepo.forward import unwrap_model
+from sparsepo.losses import get_loss
+from sparsepo.masks import decay_groups, model_dims
+from sparsepo.models import load_causal_lm, load_tokenizer
+from sparsepo.objective import PreferenceModel, Reference, disable_dropout, tokens_in
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_policy(cfg: TrainConfig, device: torch.device, resume_dir: Path | None) -> torch.nn.Module:
+    """Policy weights: the config's model, or the checkpoint's policy folder when resuming a full fine-tune."""
+    lora = cfg.lora.r > 0
+    source = str(resume_dir / POLICY_DIR) if resume_dir is not None and not lora else cfg.model.name
+    policy = load_causal_lm(source, dtype=cfg.model.dtype, gguf_file=None if source != cfg.model.name else cfg.model.gguf_file)
+    disable_dropout(policy)
+    if lora:
+        from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+        from peft.utils import load_peft_weights
+
+        policy = get_peft_model(
+            policy,
+            LoraConfig(
+                r=cfg.lora.r,
+                lora_alpha=cfg.lora.alpha,
+                lora_dropout=cfg.lora.dropout,
+                target_modules=cfg.lora.target_modules,
+                task_type="CAUSAL_LM",
+            ),
+        )
+        if resume_dir is not None:
+            set_peft_model_state_dict(policy, load_peft_weights(str(resume_dir / ADAPTER_DIR)))
+    return policy.to(device)
+
+
+def build_optimizer(cfg: TrainConfig, model: PreferenceModel) -> torch.optim.AdamW:
+    """AdamW: the policy's trainable parameters at ``optim.weight_decay``; mask Linear weights at ``mask.weight_decay``."""
+    groups = [
+        {"params": [p for p in model.policy.parameters() if p.requires_grad], "weight_decay": cfg.optim.weight_decay, "name": "policy"}
+    ]
+    if model.masks is not None:
+        groups += decay_groups(model.masks, cfg.mask.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+
+
+def load_evaluator(spec: str | None, args: dict[str, Any]) -> Any:
+    """``"module:factory"`` -> ``factory(**args)``, a callable ``(policy, tokenizer, step) -> metrics`` run on rank 0."""
+    if not spec:
+        return None
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)(**args)
+
+
+def _mean_over_workers(metrics: dict[str, float], world: int) -> dict[str, float]:
+    if world == 1:
+        return metrics
+    keys = sorted(metrics)
+    t = torch.tensor([metrics[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {k: float(v) / world for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | None:
+    """Ray Train entry: ``config`` is ``TrainConfig.to_dict()``.
+
+    Returns, on rank 0, every reported metrics dict of the run (carried across restarts in the checkpoints),
+    which Ray exposes as ``Result.return_value``.
+    """
+    cfg = from_dict(config)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    seed_everything(cfg.run.seed)  # same seed on every rank: mask networks start identical
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None and cfg.run.resume_from:
+        ckpt = ray.train.Checkpoint.from_directory(cfg.run.resume_from)
+    with ckpt.as_directory() if ckpt is not None else tempfile.TemporaryDirectory() as d:
+        resume_dir = Path(d) if ckpt is not None else None
+        tokenizer = load_tokenizer(str(resume_dir / POLICY_DIR) if resume_dir else cfg.model.name)
+        policy = build_policy(cfg, device, resume_dir)
+        spec_ref = cfg.model.ref or cfg.model.name
+        reference = None
+        if get_loss(cfg.method).needs_reference:
+            ref_model = load_causal_lm(spec_ref, dtype=cfg.model.dtype, gguf_file=cfg.model.gguf_file).to(device)
+            reference = Reference(ref_model, cfg.method, cfg.mask)
+        dims = model_dims(reference.model) if reference is not None else None
+        model = PreferenceModel(
+            policy, cfg.method, cfg.loss_hparams(), cfg.mask, dims, cfg.run.chunk_size, cfg.run.log_kl
+        ).to(device)
+        state = None
+        if resume_dir is not None:
+            if model.masks is not None and (resume_dir / MASKS_FILE).exists():
+                model.masks.load_state_dict(torch.load(resume_dir / MASKS_FILE, map_location=device))
+            if (resume_dir / "train_state.pt").exists():
+                state = load_train_state(resume_dir)
+            history = load_history(resume_dir)
+        else:
+            history = []
+
+    dataset, report = load_preference_data(cfg.data, tokenizer)
+    if rank == 0:
+        print(f"[sparsepo] {report}", flush=True)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.run.seed, drop_last=True)
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.optim.batch_size,
+        sampler=sampler,
+        collate_fn=PreferenceCollator(tokenizer.pad_token_id),
+        drop_last=True,
+        # Its own generator: creating an iterator must not draw from the global RNG that resumes exactly.
+        generator=torch.Generator().manual_seed(cfg.run.seed),
+    )
+    if len(loader) == 0:
+        raise ValueError(
+            f"{len(dataset)} pairs are too few for batch_size={cfg.optim.batch_size} x {world} workers; lower optim.batch_size"
+        )
+    accum = cfg.optim.grad_accum
+    total = cfg.optim.max_steps or max(1, math.floor(cfg.optim.epochs * len(loader) / accum))
+
+    ddp_model = ray.train.torch.prepare_model(model) if world > 1 else model
+    optimizer = build_optimizer(cfg, model)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.optim.warmup_ratio * total), total)
+    step = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = state["step"]
+        set_rng_state(state["rng"][rank % len(state["rng"])])
+    evaluator = load_evaluator(cfg.run.evaluator, cfg.run.evaluator_args) if rank == 0 else None
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.optim.bf16 else None
+
+    def batches():
+        consumed = step * accum
+        epoch, skip = divmod(consumed, len(loader))
+        while True:
+            sampler.set_epoch(epoch)
+            for i, b in enumerate(loader):
+                if i >= skip:
+                    yield {k: v.to(device) for k, v in b.items()}
+            epoch, skip = epoch + 1, 0
+
+    stream = batches()
+    t0, tokens, since, window = time.perf_counter(), 0, 0, []
+    model.train()
+    while step < total:
+        optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        for micro in range(accum):
+            batch = next(stream)
+            sync = micro == accum - 1 or world == 1
+            ctx_sync = ddp_model.no_sync() if not sync and hasattr(ddp_model, "no_sync") else nullcontext()
+            with ctx_sync, (autocast or nullcontext()):
+                ref_out = reference(batch) if reference is not None else None
+                out = ddp_model(batch, ref_out)
+                (out.loss / accum).backward()
+            tokens += tokens_in(batch)
+            for k, v in out.result.metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v) / accum
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        since += 1
+        if cfg.run.chaos_kill_at_step and step == cfg.run.chaos_kill_at_step:
+            _chaos_kill(cfg, rank)
+
+        evaluate = evaluator is not None and cfg.run.eval_every and (step % cfg.run.eval_every == 0 or step == total)
+        save = step == total or (cfg.run.save_every and step % cfg.run.save_every == 0)
+        if step % cfg.run.log_every == 0 or save or evaluate or step == total:
+            metrics = _mean_over_workers({**sums, "grad_norm": float(grad_norm)}, world)
+            elapsed = time.perf_counter() - t0
+            tok = torch.tensor([tokens], dtype=torch.float64)
+            if world > 1:
+                dist.all_reduce(tok)
+            metrics.update(step=step, lr=scheduler.get_last_lr()[0], tokens_per_s=float(tok) / max(elapsed, 1e-9))
+            window.append(elapsed / since)
+            t0, tokens, since = time.perf_counter(), 0, 0
+            if evaluate:
+                metrics.update(evaluator(unwrap_model(model.policy), tokenizer, step))
+            history.append(metrics)
+            checkpoint = _save(cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history) if save else None
+            if rank == 0:
+                _progress(step, total, metrics, window)
+            ray.train.report(metrics, checkpoint=checkpoint)
+    return history if rank == 0 else None
+
+
+def _save(cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history):  # noqa: ANN001, ANN202
+    states = [None] * world
+    if world > 1:
+        dist.all_gather_object(states, rng_state())
+    else:
+        states = [rng_state()]
+    if rank != 0:
+        return None
+    path = Path(tempfile.mkdtemp(prefix=f"sparsepo-ckpt-{step}-"))
+    save_checkpoint(
+        path,
+        policy=model.policy,
+        tokenizer=tokenizer,
+        masks=model.masks,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        step=step,
+        rng_states=states,
+        config=cfg.to_dict(),
+        history=history,
+    )
+    return ray.train.Checkpoint.from_directory(str(path))
+
+
+def _chaos_kill(cfg: TrainConfig, rank: int) -> None:
+    """Fault-tolerance drill: SIGKILL this worker once at ``run.chaos_kill_at_step`` (marker file in storage)."""
+    marker = Path(cfg.run.storage_path).expanduser() / f".chaos-{cfg.run.name}-{cfg.run.chaos_kill_at_step}"
+    if rank == 0 and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(os.getpid()))
+        print(f"[sparsepo] chaos: killing worker pid {os.getpid()} at step {cfg.run.chaos_kill_at_step}", flush=True)
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_SHOWN = {"loss": "loss", "rewards/accuracy": "acc", "rewards/margin": "margin", "kl/chosen": "kl_w",
+          "mask/reward/chosen/sparsity": "sparsity_u", "eval/reward": "reward", "eval/kl": "eval_kl"}
+
+
+def _progress(step: int, total: int, m: dict[str, float], window: list[float]) -> None:
+    per_step = sum(window[-20:]) / len(window[-20:])
+    eta = per_step * (total - step)
+    shown = " ".join(f"{short}={m[k]:.4g}" for k, short in _SHOWN.items() if k in m)
+    print(f"[sparsepo] step {step}/{total} {shown} tok/s={m['tokens_per_s']:.0f} eta={eta:.0f}s", flush=True)

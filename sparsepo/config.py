@@ -62,7 +62,7 @@ class RunConfig:
     log_kl: bool = True  # compute token KL for logging even when the objective does not need it
     resume_from: str | None = None  # a checkpoint directory to start from (same run: Ray resumes by itself)
     eval_every: int = 0  # steps between evaluator calls (0 = never)
-    evaluator: str | None = None  # "module:factory"; factory(**evaluator_args)(policy, tokenizer, step) -> metrics
+    evaluator: str | None = None  # "module:factory"; factory(**evaluator_args)(policy, ref, tokenizer, step) -> metrics
     evaluator_args: dict[str, Any] = field(default_factory=dict)
     chaos_kill_at_step: int = 0  # fault-tolerance drill: SIGKILL rank 0 once at this step (0 = off)
 

@@ -92,7 +92,8 @@ def build_optimizer(cfg: TrainConfig, model: PreferenceModel) -> torch.optim.Ada
 
 
 def load_evaluator(spec: str | None, args: dict[str, Any]) -> Any:
-    """``"module:factory"`` -> ``factory(**args)``, a callable ``(policy, tokenizer, step) -> metrics`` run on rank 0."""
+    """``"module:factory"`` -> ``factory(**args)``: a callable ``(policy, ref | None, tokenizer, step) -> metrics``
+    run on rank 0 (see ``sparsepo.eval.sentiment_suite.SentimentEvaluator``)."""
     if not spec:
         return None
     module, _, name = spec.partition(":")
@@ -225,7 +226,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
             window.append(elapsed / since)
             t0, tokens, since = time.perf_counter(), 0, 0
             if evaluate:
-                metrics.update(evaluator(unwrap_model(model.policy), tokenizer, step))
+                ref_model = reference.model if reference is not None else None
+                metrics.update(evaluator(unwrap_model(model.policy), ref_model, tokenizer, step))
             history.append(metrics)
             checkpoint = _save(cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history) if save else None
             if rank == 0:

@@ -1,0 +1,159 @@
+"""Command line of the evaluation stage (``evals/run.py``): one sub-runner per suite, tidy outputs in ``--out``.
+
+Every run writes its samples (JSONL), a tidy table (``results.csv``/``.parquet``, one row per system x metric x
+setting, with bootstrap CIs) and ``results.md``; ``--compare DIR ...`` renders finished runs side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+SUITES = ("sentiment", "summarization", "code", "openllm")
+
+
+def _generator(a: argparse.Namespace) -> Any:
+    from sparsepo.eval.generation import make_generator
+
+    kw: dict[str, Any] = {}
+    if a.backend == "vllm":
+        kw = {"gpu_memory_utilization": a.gpu_memory_utilization} if a.gpu_memory_utilization else {}
+    return make_generator(a.backend, a.model, **kw)
+
+
+def run_sentiment(a: argparse.Namespace, out: Path) -> Any:
+    from sparsepo.eval.generation import SamplingConfig
+    from sparsepo.eval.report import JsonlWriter
+    from sparsepo.eval.sentiment import make_scorer
+    from sparsepo.eval.sentiment_suite import sample_and_score, summarise
+    from sparsepo.models import load_causal_lm, load_tokenizer
+    from sparsepo.reviews import split_prompts
+
+    tok = load_tokenizer(a.model)
+    _, prompts = split_prompts(a.reviews, tok, 0, a.n_prompts, seed=a.seed)
+    policy, ref = load_causal_lm(a.model), load_causal_lm(a.ref or a.model)
+    scorer = make_scorer(a.reward, **({"model": a.reward_model} if a.reward_model else {}))
+    sampling = SamplingConfig(n=a.n_samples, temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens, seed=a.seed)
+    samples = sample_and_score(_generator(a), policy, ref, tok, prompts, scorer, sampling)
+    with JsonlWriter(out / "samples.jsonl") as w:
+        w.write_many(samples.to_dict("records"))
+    setting = {"temperature": a.temperature, "n": a.n_samples, "reward": a.reward}
+    return summarise(samples, a.system, setting)
+
+
+def run_summarization(a: argparse.Namespace, out: Path) -> Any:
+    from sparsepo.data import read_rows
+    from sparsepo.eval.summarization import evaluate_summarization
+
+    if not a.data:
+        raise SystemExit("--suite summarization needs --data (a local JSONL/CSV/Parquet file or a hub data set name)")
+    rows = read_rows(a.data, a.split)[: a.limit or None]
+    for i, r in enumerate(rows):
+        for f in (a.document_field, a.summary_field):
+            if not isinstance(r.get(f), str):
+                raise SystemExit(f"{a.data}: row {i}, field '{f}': missing or not text")
+    return evaluate_summarization(
+        _generator(a), [r[a.document_field] for r in rows], [r[a.summary_field] for r in rows],
+        temperatures=tuple(a.temperatures), n=a.n_samples, top_p=a.top_p, max_new_tokens=a.max_new_tokens,
+        seed=a.seed, system=a.system, edna=a.nli_model, out_dir=out,
+    )
+
+
+def run_code(a: argparse.Namespace, out: Path) -> Any:
+    from sparsepo.eval.code import evaluate_code, load_humaneval, load_mbpp
+    from sparsepo.eval.generation import SamplingConfig
+    from sparsepo.eval.report import aggregate_items
+
+    problems = load_humaneval() if a.dataset == "humaneval" else load_mbpp(a.dataset, split=a.split)
+    problems = problems[: a.limit or None]
+    sampling = SamplingConfig(n=a.n_samples, temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens, seed=a.seed)
+    result = evaluate_code(_generator(a), problems, sampling, ks=tuple(a.ks), samples_path=out / "samples.jsonl")
+    result.table.to_csv(out / "problems.csv", index=False)
+    for note in result.summary.get("notes", []):
+        print(f"note: {note}")
+    return aggregate_items(result.items(a.system, "code"))
+
+
+def run_openllm_suite(a: argparse.Namespace, out: Path) -> Any:
+    from sparsepo.eval.leaderboard import to_markdown
+    from sparsepo.eval.openllm import LEADERBOARD_TASKS, run_openllm
+
+    table = run_openllm(
+        a.model, a.backend, tasks=a.tasks or LEADERBOARD_TASKS, apply_chat_template=a.chat_template,
+        batch_size=a.batch_size, limit=a.limit, include_path=a.include_path, output_dir=out, label=a.system,
+    )
+    print(to_markdown(table))
+    long = table.reset_index(names="system").melt(id_vars="system", var_name="metric", value_name="value")
+    long["suite"], long["setting"] = "openllm", "chat_template=" + str(a.chat_template)
+    from sparsepo.eval.report import tidy_frame
+
+    return tidy_frame(long.assign(ci_low=float("nan"), ci_high=float("nan"), n=len(a.tasks or LEADERBOARD_TASKS)))
+
+
+RUNNERS = {"sentiment": run_sentiment, "summarization": run_summarization, "code": run_code, "openllm": run_openllm_suite}
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="evals/run.py", description=__doc__)
+    ap.add_argument("--suite", choices=SUITES)
+    ap.add_argument("--compare", nargs="+", metavar="RESULTS", help="result folders/files to show side by side")
+    ap.add_argument("--model", help="hub name, local folder (a trainer checkpoint's policy/) or offline alias")
+    ap.add_argument("--ref", help="reference model for KL (sentiment; default: --model)")
+    ap.add_argument("--system", help="name of the system in the tables (default: the model)")
+    ap.add_argument("--backend", default="hf", choices=["hf", "vllm", "ray"])
+    ap.add_argument("--gpu-memory-utilization", type=float, default=None, help="vLLM's share of device memory")
+    ap.add_argument("--out", default=None, help="output folder (default: runs/evals/<suite>/<system>)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-samples", type=int, default=1)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--limit", type=int, default=None, help="first N problems / documents / lm-eval docs per task")
+    g = ap.add_argument_group("sentiment")
+    g.add_argument("--reviews", default="pang-lee", help="pang-lee (offline), imdb, or a file with a text column")
+    g.add_argument("--n-prompts", type=int, default=32)
+    g.add_argument("--reward", default="vader", choices=["vader", "hf"])
+    g.add_argument("--reward-model", default=None, help="HF sentiment classifier name or path (--reward hf)")
+    g = ap.add_argument_group("summarization")
+    g.add_argument("--data", help="documents with reference summaries: local file or hub name")
+    g.add_argument("--split", default="test")
+    g.add_argument("--document-field", default="document")
+    g.add_argument("--summary-field", default="summary")
+    g.add_argument("--temperatures", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
+    g.add_argument("--nli-model", default=None, help="NLI model for EDNA (name or path); EDNA skipped if absent")
+    g = ap.add_argument_group("code")
+    g.add_argument("--dataset", default="humaneval", help="humaneval (offline), mbpp, or a local MBPP-format file")
+    g.add_argument("--ks", type=int, nargs="+", default=[1, 10, 100])
+    g = ap.add_argument_group("openllm")
+    g.add_argument("--tasks", nargs="+", default=None, help="lm-eval tasks (default: the six leaderboard v2 tasks)")
+    g.add_argument("--chat-template", action="store_true", help="apply the chat template (IFEval)")
+    g.add_argument("--batch-size", default=1)
+    g.add_argument("--include-path", default=None, help="folder of extra lm-eval task YAMLs")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    from sparsepo.eval.report import compare_markdown, to_markdown, write_results
+
+    if a.compare:
+        print(compare_markdown(a.compare))
+        return 0
+    if not a.suite or not a.model:
+        parser().error("give --suite and --model (or --compare RESULTS ...)")
+    if a.top_p == 1.0 and a.suite == "summarization":
+        a.top_p = 0.5  # the paper's nucleus setting for summaries
+    a.system = a.system or Path(a.model).name
+    out = Path(a.out or f"runs/evals/{a.suite}/{a.system}")
+    out.mkdir(parents=True, exist_ok=True)
+    table = RUNNERS[a.suite](a, out)
+    files = write_results(table, out)
+    print(to_markdown(table))
+    print(f"wrote {', '.join(str(p) for p in files.values())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

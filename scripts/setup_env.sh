@@ -9,6 +9,8 @@ VENV=${VENV:-.venv}
 # torch-2.13.0+cpu wheel; elsewhere it comes from PyTorch's CPU index.
 TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+# No wheel cache: CI machines start clean and their disk can be small; a cached vllm/torch is GBs.
+export PIP_NO_CACHE_DIR=1
 PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip
 $PIP install -q "torch==2.13.0" || $PIP install -q "torch==2.13.0" --index-url "$TORCH_INDEX"

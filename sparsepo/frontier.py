@@ -144,6 +144,7 @@ def base_config(cfg: FrontierConfig, data_path: str, test_prompts: list[str]):  
             "name": cfg.name, "storage_path": storage_root(cfg), "num_workers": cfg.num_workers, "use_gpu": cfg.use_gpu,
             "cpus_per_worker": 1.0 if cfg.use_gpu else 1.0 - DRIVER_CPUS,
             "seed": cfg.seed, "log_every": 1, "save_every": cfg.eval_every, "eval_every": cfg.eval_every,
+            "keep_checkpoints": 1,  # the last one, for --resume; the table, not the policies, is the output
             "evaluator": "sparsepo.eval.sentiment_suite:SentimentEvaluator",
             "evaluator_args": {"prompts": test_prompts, "reward": cfg.reward, "reward_kwargs": cfg.reward_kwargs,
                                "ref": cfg.ref or cfg.model, "max_new_tokens": cfg.eval_tokens, "seed": cfg.seed},

@@ -229,14 +229,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
                 ref_model = reference.model if reference is not None else None
                 metrics.update(evaluator(unwrap_model(model.policy), ref_model, tokenizer, step))
             history.append(metrics)
-            checkpoint = _save(cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history) if save else None
-            if rank == 0:
-                _progress(step, total, metrics, window)
-            ray.train.report(metrics, checkpoint=checkpoint)
+            # report() copies the staged folder into run storage; leaving the staging copy behind
+            # would leak one full checkpoint (1.6 GB for SmolLM2 with optimizer state) per save.
+            with tempfile.TemporaryDirectory(prefix=f"sparsepo-ckpt-{step}-") as staging:
+                checkpoint = (
+                    _save(Path(staging), cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history)
+                    if save else None
+                )
+                if rank == 0:
+                    _progress(step, total, metrics, window)
+                ray.train.report(metrics, checkpoint=checkpoint)
     return history if rank == 0 else None
 
 
-def _save(cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history):  # noqa: ANN001, ANN202
+def _save(path, cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history):  # noqa: ANN001, ANN202
     states = [None] * world
     if world > 1:
         dist.all_gather_object(states, rng_state())
@@ -244,7 +250,6 @@ def _save(cfg, model, tokenizer, optimizer, scheduler, step, rank, world, histor
         states = [rng_state()]
     if rank != 0:
         return None
-    path = Path(tempfile.mkdtemp(prefix=f"sparsepo-ckpt-{step}-"))
     save_checkpoint(
         path,
         policy=model.policy,

@@ -1,5 +1,9 @@
 """Ray Train on a local Ray instance: DDP equivalence, exact resume after a killed worker, checkpoint format."""
 
+import glob
+import os
+import tempfile
+
 import pytest
 import ray
 from transformers import AutoModelForCausalLM
@@ -70,21 +74,25 @@ def test_killed_worker_resumes_from_checkpoint_as_if_uninterrupted(local_ray, tm
     assert losses(crashed) == pytest.approx(losses(clean), rel=1e-5, abs=1e-6)
 
 
-def test_checkpoint_is_a_plain_hf_folder(local_ray, tmp_path):
-    result = make_trainer(tiny_cfg(tmp_path, "ckpt", **{"optim.max_steps": 2, "optim.batch_size": 2})).fit()
+def test_checkpoint_is_a_plain_hf_folder_and_no_staging_copy_is_left(local_ray, tmp_path):
+    staged = set(glob.glob(os.path.join(tempfile.gettempdir(), "sparsepo-ckpt-*")))
+    result = make_trainer(
+        tiny_cfg(tmp_path, "ckpt", **{"optim.max_steps": 2, "optim.batch_size": 2, "run.save_every": 1})
+    ).fit()
     ckpt = result.checkpoint.path
     model = AutoModelForCausalLM.from_pretrained(f"{ckpt}/policy")
     assert model.config.model_type == "llama"
     for f in ("masks.pt", "train_state.pt", "config.yaml", "metrics.jsonl", "policy/tokenizer.json"):
-        assert (result.checkpoint.path + "/" + f) and __import__("os").path.exists(f"{ckpt}/{f}"), f
+        assert os.path.exists(f"{ckpt}/{f}"), f
+    # Two checkpoints were written; their staging folders must not pile up in the temp dir.
+    assert len(glob.glob(str(tmp_path / "ckpt" / "checkpoint_2*"))) == 2
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "sparsepo-ckpt-*"))) <= staged
 
 
 def test_lora_run_saves_merged_policy_and_trains_masks(local_ray, tmp_path):
     cfg = tiny_cfg(tmp_path, "lora", **{"optim.max_steps": 2, "optim.batch_size": 2, "lora.r": 4, "lora.target_modules": "[q_proj,v_proj]"})
     result = make_trainer(cfg).fit()
     ckpt = result.checkpoint.path
-    import os
-
     assert os.path.exists(f"{ckpt}/adapter/adapter_config.json")
     merged = AutoModelForCausalLM.from_pretrained(f"{ckpt}/policy")
     assert not any("lora" in n for n, _ in merged.named_parameters())

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,46 @@ from torch import nn
 from sparsepo.forward import unwrap_model
 
 POLICY_DIR, ADAPTER_DIR, MASKS_FILE, STATE_FILE, HISTORY_FILE = "policy", "adapter", "masks.pt", "train_state.pt", "metrics.jsonl"
+
+
+STAGING_PREFIX = "sparsepo-ckpt-"
+
+
+def staging_dir(step: int, root: str | None = None) -> tempfile.TemporaryDirectory:
+    """A temporary folder to write one checkpoint into before ``ray.train.report`` persists it.
+
+    Its name carries this process's pid so that ``remove_stale_staging`` can tell a killed worker's
+    leftover from a live one's.
+    """
+    return tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-{step}-", dir=root)
+
+
+def remove_stale_staging(root: str | None = None) -> list[str]:
+    """Delete staging folders whose process is gone; returns their paths.
+
+    A worker that is SIGKILLed (a failed node, an ASHA-stopped or driver-killed trial) cannot clean up
+    its staging folder, a full checkpoint (1.6 GB for SmolLM2 with optimizer state), so the next run does.
+    """
+    root = root or tempfile.gettempdir()
+    removed = []
+    for entry in os.scandir(root):
+        if not (entry.name.startswith(STAGING_PREFIX) and entry.is_dir(follow_symlinks=False)):
+            continue
+        pid = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def rng_state() -> dict[str, Any]:

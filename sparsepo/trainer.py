@@ -10,10 +10,10 @@ worker group resumes from ``ray.train.get_checkpoint()`` at the exact step, data
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import os
 import signal
-import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -33,9 +33,11 @@ from sparsepo.checkpoint import (
     POLICY_DIR,
     load_history,
     load_train_state,
+    remove_stale_staging,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    staging_dir,
 )
 from sparsepo.config import TrainConfig, from_dict
 from sparsepo.data import PreferenceCollator, load_preference_data
@@ -44,6 +46,10 @@ from sparsepo.losses import get_loss
 from sparsepo.masks import decay_groups, model_dims
 from sparsepo.models import load_causal_lm, load_tokenizer
 from sparsepo.objective import PreferenceModel, Reference, disable_dropout, tokens_in
+
+# Ray Train V2 patches print() in workers to log *and* echo, so a printed line reaches the driver twice;
+# a logger line reaches it once (and Train's per-worker log file).
+log = logging.getLogger("sparsepo.trainer")
 
 
 def seed_everything(seed: int) -> None:
@@ -120,6 +126,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     seed_everything(cfg.run.seed)  # same seed on every rank: mask networks start identical
+    remove_stale_staging()  # checkpoints staged by killed workers on this node
 
     ckpt = ray.train.get_checkpoint()
     if ckpt is None and cfg.run.resume_from:
@@ -149,7 +156,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
 
     dataset, report = load_preference_data(cfg.data, tokenizer)
     if rank == 0:
-        print(f"[sparsepo] {report}", flush=True)
+        log.info(f"[sparsepo] {report}")
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.run.seed, drop_last=True)
     loader = DataLoader(
         dataset,
@@ -231,7 +238,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
             history.append(metrics)
             # report() copies the staged folder into run storage; leaving the staging copy behind
             # would leak one full checkpoint (1.6 GB for SmolLM2 with optimizer state) per save.
-            with tempfile.TemporaryDirectory(prefix=f"sparsepo-ckpt-{step}-") as staging:
+            with staging_dir(step) as staging:
                 checkpoint = (
                     _save(Path(staging), cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history)
                     if save else None
@@ -271,8 +278,7 @@ def _chaos_kill(cfg: TrainConfig, rank: int) -> None:
     if rank == 0 and not marker.exists():
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(str(os.getpid()))
-        print(f"[sparsepo] chaos: killing worker pid {os.getpid()} at step {cfg.run.chaos_kill_at_step}", flush=True)
-        sys.stdout.flush()
+        log.warning(f"[sparsepo] chaos: killing worker pid {os.getpid()} at step {cfg.run.chaos_kill_at_step}")
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -284,4 +290,4 @@ def _progress(step: int, total: int, m: dict[str, float], window: list[float]) -
     per_step = sum(window[-20:]) / len(window[-20:])
     eta = per_step * (total - step)
     shown = " ".join(f"{short}={m[k]:.4g}" for k, short in _SHOWN.items() if k in m)
-    print(f"[sparsepo] step {step}/{total} {shown} tok/s={m['tokens_per_s']:.0f} eta={eta:.0f}s", flush=True)
+    log.info(f"[sparsepo] step {step}/{total} {shown} tok/s={m['tokens_per_s']:.0f} eta={eta:.0f}s")

@@ -1,0 +1,32 @@
+"""Checkpoint staging: a killed worker's staged checkpoint is removed by the next run, a live one's is kept."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from sparsepo.checkpoint import STAGING_PREFIX, remove_stale_staging, staging_dir
+
+
+def test_staged_checkpoint_of_a_killed_process_is_removed_and_a_live_one_kept(tmp_path):
+    # A real process stages a checkpoint and is SIGKILLed inside the `with`, as Ray kills a stopped trial.
+    child = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        from sparsepo.checkpoint import staging_dir
+        with staging_dir(7, root={str(tmp_path)!r}) as d:
+            open(os.path.join(d, "train_state.pt"), "wb").write(b"x" * 1000)
+            print(d, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9
+    killed = proc.stdout.strip()
+    assert os.path.basename(killed).startswith(f"{STAGING_PREFIX}") and os.path.exists(f"{killed}/train_state.pt")
+    unrelated = tmp_path / "sparsepo-ckpt-notapid-3-x"
+    unrelated.mkdir()
+    with staging_dir(3, root=str(tmp_path)) as live:
+        assert remove_stale_staging(str(tmp_path)) == [killed]
+        assert not os.path.exists(killed) and os.path.exists(live) and unrelated.exists()
+    assert not os.path.exists(live)  # the `with` itself cleans up a live run's folder

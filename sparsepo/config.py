@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ class TrainConfig:
         unknown = set(self.loss) - set(spec.defaults)
         if unknown:
             raise ValueError(f"method {self.method!r} takes loss.{sorted(spec.defaults)}, not {sorted(unknown)}")
-        return {**spec.defaults, **{k: float(_number(str(v), f"loss.{k}")) for k, v in self.loss.items()}}
+        return {**spec.defaults, **{k: float(as_number(v, f"loss.{k}")) for k, v in self.loss.items()}}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -104,8 +105,14 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
             value = _build(sub, value, f"{where}.{name}")
         elif isinstance(value, list) and name == "betas":
             value = tuple(value)
-        elif isinstance(value, str) and str(known[name].type).startswith(("float", "int")):
-            value = _number(value, f"{where}.{name}")
+        elif value is not None and str(known[name].type).startswith(("float", "int")):
+            value = as_number(value, f"{where}.{name}")
+            if str(known[name].type).startswith("int") and isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError(f"{where}.{name}: expected an integer, got {value!r}")
+                value = int(value)
+        elif str(known[name].type) == "bool" and not isinstance(value, bool):
+            raise ValueError(f"{where}.{name}: expected true or false, got {value!r}")
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -113,15 +120,39 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "mask": MaskConfig, "optim": OptimConfig, "lora": LoraConfig, "run": RunConfig}
 
 
-def _number(raw: str, where: str) -> float | int:
-    # YAML 1.1 reads "1e-3" (no dot) as a string; accept it as the number the user meant.
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def maybe_number(value: Any) -> Any:
+    """A string that spells a number becomes that int/float; anything else is returned unchanged.
+
+    YAML 1.1 reads "1e-3" (no dot) as a string; the user meant the number.
+    """
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        return int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+    return value
+
+
+def as_number(value: Any, where: str) -> int | float:
+    """``value`` as a number (see ``maybe_number``), or a ValueError naming ``where``."""
+    value = maybe_number(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    return value
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; errors name the file (``what`` says which kind of file)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{what} file not found: {p}")
     try:
-        return int(raw)
-    except ValueError:
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValueError(f"{where}: expected a number, got {raw!r}") from None
+        values = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{p}: top level must be a mapping, got {type(values).__name__}")
+    return values
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -148,12 +179,5 @@ def from_dict(values: dict[str, Any], where: str = "config") -> TrainConfig:
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """Load a YAML config (or defaults when ``path`` is None) and apply ``key=value`` overrides."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"config file not found: {p}")
-        values = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{p}: top level must be a mapping")
+    values = read_yaml_mapping(path, "config") if path is not None else {}
     return from_dict(apply_overrides(values, overrides or []), where=str(path or "config"))

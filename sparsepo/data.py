@@ -77,18 +77,34 @@ def read_rows(path: str, split: str = "train") -> list[dict[str, Any]]:
 
 
 def _read_json(p: Path) -> list[dict[str, Any]]:
+    """A JSON array (or ``{"data": [...]}``) of row objects, or JSON lines; a row that is not an object is an error."""
     text = p.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("[") or (p.suffix == ".json" and stripped.startswith("{") and "\n{" not in stripped):
+    try:
         data = json.loads(text)
-        return data["data"] if isinstance(data, dict) and "data" in data else data
-    rows = []
-    for i, line in enumerate(text.splitlines()):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise PreferenceDataError(str(p), len(rows), "<json>", f"line {i + 1} is not valid JSON: {e}") from e
+    except json.JSONDecodeError as e:
+        if text.lstrip().startswith("["):  # meant as one JSON document: report where it breaks
+            where = f"line {e.lineno}, column {e.colno}"
+            raise PreferenceDataError(str(p), 0, "<json>", f"not valid JSON ({where}): {e.msg}") from e
+        data = None
+    if data is None:
+        rows, lines = [], []
+        for i, line in enumerate(text.splitlines()):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    problem = f"line {i + 1} is not valid JSON: {e}"
+                    raise PreferenceDataError(str(p), len(rows), "<json>", problem) from e
+                lines.append(i + 1)
+    else:
+        data = data["data"] if isinstance(data, dict) and isinstance(data.get("data"), list) else data
+        rows = data if isinstance(data, list) else [data]  # a single object is a one-line JSONL file
+        lines = None
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            at = f" (line {lines[i]})" if lines else ""
+            problem = f"expected an object with prompt/chosen/rejected{at}, got {type(row).__name__}"
+            raise PreferenceDataError(str(p), i, "<json>", problem)
     return rows
 
 

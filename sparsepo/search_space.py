@@ -8,17 +8,13 @@ a named bundle of keys forming one categorical axis. Errors name the file and th
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sparsepo.config import SECTIONS, TrainConfig
+from sparsepo.config import SECTIONS, TrainConfig, as_number, maybe_number, read_yaml_mapping
 
 SPEC_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "variants", "value")
 DISCRETE = ("grid", "choice", "variants")
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 def load_space(source: str | Path | dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -29,12 +25,7 @@ def load_space(source: str | Path | dict[str, Any]) -> dict[str, dict[str, Any]]
     where = "search space"
     if not isinstance(source, dict):
         where = str(source)
-        p = Path(source)
-        if not p.exists():
-            raise FileNotFoundError(f"search space file not found: {p}")
-        source = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(source, dict):
-            raise ValueError(f"{where}: top level must be a mapping of config keys to specs")
+        source = read_yaml_mapping(source, "search space")
     if not source:
         raise ValueError(f"{where}: the search space is empty")
     return {str(k): _parse_spec(v, f"{where}: key {k!r}") for k, v in source.items()}
@@ -51,14 +42,14 @@ def _parse_spec(raw: Any, where: str) -> dict[str, Any]:
     if kind in ("grid", "choice"):
         if not isinstance(arg, list) or not arg:
             raise ValueError(f"{where}: '{kind}' needs a non-empty list of values, got {arg!r}")
-        return {kind: [_maybe_number(v) for v in arg]}
+        return {kind: [maybe_number(v) for v in arg]}
     if kind == "variants":
         if not isinstance(arg, dict) or not arg or not all(isinstance(v, dict) for v in arg.values()):
             raise ValueError(f"{where}: 'variants' needs a mapping of names to mappings of config keys, got {arg!r}")
-        return {kind: {str(n): {str(k): _maybe_number(v) for k, v in vals.items()} for n, vals in arg.items()}}
+        return {kind: {str(n): {str(k): maybe_number(v) for k, v in vals.items()} for n, vals in arg.items()}}
     if not isinstance(arg, list) or len(arg) != 2:
         raise ValueError(f"{where}: '{kind}' needs [lo, hi], got {arg!r}")
-    lo, hi = (_number(v, where) for v in arg)
+    lo, hi = (as_number(v, where) for v in arg)
     if not lo < hi:
         raise ValueError(f"{where}: '{kind}' needs lo < hi, got [{lo}, {hi}]")
     if kind == "loguniform" and lo <= 0:
@@ -66,18 +57,6 @@ def _parse_spec(raw: Any, where: str) -> dict[str, Any]:
     if kind == "randint" and not (float(lo).is_integer() and float(hi).is_integer()):
         raise ValueError(f"{where}: 'randint' needs integer bounds [lo, hi), got [{lo}, {hi}]")
     return {kind: [int(lo), int(hi)] if kind == "randint" else [float(lo), float(hi)]}
-
-
-def _maybe_number(v: Any) -> Any:
-    # YAML 1.1 reads "1e-3" (no dot) as a string; a value that looks like a number is one.
-    return float(v) if isinstance(v, str) and _NUMBER.match(v) else v
-
-
-def _number(v: Any, where: str) -> float:
-    v = _maybe_number(v)
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ValueError(f"{where}: expected a number, got {v!r}")
-    return v
 
 
 def check_key(key: str, where: str) -> None:

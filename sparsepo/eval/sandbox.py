@@ -1,6 +1,6 @@
 """Run untrusted Python programs (model-written code + unit tests) in a sandbox.
 
-Each program runs in its own process tree, launched as ``unshare ... python sandbox.py --bootstrap``:
+Each program runs in its own process tree, launched as ``unshare ... python sandbox_bootstrap.py CONFIG``:
 
 * ``isolation="namespaces"`` (default): new network, mount, PID, IPC and UTS namespaces. No network
   (the new namespace's loopback is down, so even 127.0.0.1 is unreachable); every mount is remounted
@@ -22,7 +22,7 @@ its last line to file descriptor 3, so ``sys.exit(0)`` / ``os._exit(0)`` before 
 (A program that deliberately reads its own source can forge the token; this guards against
 accidental early exits of generated code, not against a deliberately adversarial author.)
 
-This file is also the bootstrap script, so it imports only the standard library at top level.
+The code that runs inside the sandbox is ``sandbox_bootstrap.py`` (standard library only).
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+from sparsepo.eval import sandbox_bootstrap
+from sparsepo.eval.sandbox_bootstrap import TOKEN_FD
+
 ISOLATIONS = ("auto", "namespaces", "uid", "none")
-_INIT_ERROR_EXIT = 125
-_TOKEN_FD = 3
 _UID_RANGE = (1 << 20, 1 << 30)  # far above any real account, so a random pick owns no files/processes
 
 
@@ -226,7 +227,7 @@ def run_many(
 
 def _run(plan: _Plan, source: str, config: SandboxConfig) -> SandboxResult:
     token = secrets.token_hex(16)
-    program = f"{source}\n\nimport os as _sandbox_os\n_sandbox_os.write({_TOKEN_FD}, b'{token}')\n"
+    program = f"{source}\n\nimport os as _sandbox_os\n_sandbox_os.write({TOKEN_FD}, b'{token}')\n"
     root = tempfile.mkdtemp(prefix="sparsepo-sandbox-")
     token_r, token_w = os.pipe()
     status_r, status_w = os.pipe()
@@ -251,7 +252,7 @@ def _run(plan: _Plan, source: str, config: SandboxConfig) -> SandboxResult:
         }
         with open(os.path.join(root, "config.json"), "w") as f:
             json.dump(cfg, f)
-        argv = [*plan.launcher, sys.executable, "-I", "-S", os.path.abspath(__file__), "--bootstrap",
+        argv = [*plan.launcher, sys.executable, "-I", "-S", sandbox_bootstrap.__file__,
                 os.path.join(root, "config.json")]
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -346,201 +347,3 @@ def _score(returncode: int, streams: dict, token: str, duration: float, config: 
         passed=status == "passed", status=status, stdout=stdout.text(), stderr=stderr.text(),
         duration_s=duration, exit_code=exit_code, detail=detail, output_truncated=truncated,
     )
-
-
-# ------------------------------------------------------------- bootstrap (runs inside the new namespaces)
-
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND = 1, 2, 4, 8, 32, 4096
-_MS_REC, _MS_PRIVATE = 16384, 1 << 18
-_HIDDEN_DIRS = ("/tmp", "/var/tmp", "/run", "/dev/shm")
-_MOUNT_OPTS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048,
-               "relatime": 1 << 21, "strictatime": 1 << 24}  # flags a user-namespace remount must keep
-_PR_CAPBSET_DROP, _PR_SET_SECUREBITS, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 24, 28, 36, 38
-_SECBIT_NOROOT_AND_LOCKED = 0x3
-
-
-def _libc():
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _check(libc, rc: int, what: str) -> None:
-    if rc != 0:
-        import ctypes
-
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _mount(libc, source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
-    import ctypes
-
-    def enc(s: str | None) -> bytes | None:
-        return None if s is None else s.encode()
-
-    _check(libc, libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
-
-
-def _lock_filesystem(libc, workdir: str, size_mb: int, owner: int) -> None:
-    """Make every mount read-only + nosuid, hide the usual homes of Unix sockets (a socket file on a
-    read-only mount still accepts connections: D-Bus, Docker, ssh-agent...) under empty read-only
-    tmpfs, then mount a private tmpfs at ``workdir``, owned by ``owner``."""
-    import errno
-    import re
-
-    _mount(libc, None, "/", None, _MS_REC | _MS_PRIVATE, None)
-    with open("/proc/self/mountinfo") as f:
-        mounts = [line.split() for line in f]
-    for fields in mounts:
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
-        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID
-        for opt in fields[5].split(","):
-            flags |= _MOUNT_OPTS.get(opt, 0)
-        try:
-            _mount(libc, None, point, None, flags, None)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:  # ENOENT: mount point hidden under another mount
-                raise
-    for hidden in _HIDDEN_DIRS:
-        if os.path.isdir(hidden) and not os.path.islink(hidden):
-            _mount(libc, "tmpfs", hidden, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=1m,mode=0755")
-            if workdir.startswith(hidden.rstrip("/") + "/"):
-                os.makedirs(workdir)
-            _mount(libc, None, hidden, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
-                   None)
-    _mount(libc, "tmpfs", workdir, "tmpfs", _MS_NOSUID | _MS_NODEV,
-           f"size={size_mb}m,nr_inodes=4096,mode=0700,uid={owner},gid={owner}")
-
-
-def _exec_program(cfg: dict, libc) -> None:
-    """In the forked child: limits, drop privileges, exec the program. Never returns."""
-    import fcntl
-    import resource
-
-    status_fd = fcntl.fcntl(cfg["status_fd"], fcntl.F_DUPFD_CLOEXEC, 64)  # closed by exec
-    try:
-        token_fd = fcntl.fcntl(cfg["token_fd"], fcntl.F_DUPFD_CLOEXEC, 64)
-        os.dup2(token_fd, _TOKEN_FD)
-        os.closerange(_TOKEN_FD + 1, status_fd)
-        os.closerange(status_fd + 1, 1 << 16)
-        os.chdir(cfg["workdir"])
-        if cfg["isolation"] != "namespaces":
-            os.setpgid(0, 0)  # so that 'none' mode can kill the program's whole group
-        mem = cfg["memory_mb"] << 20
-        limits = {resource.RLIMIT_CORE: 0, resource.RLIMIT_AS: mem, resource.RLIMIT_DATA: mem,
-                  resource.RLIMIT_FSIZE: cfg["max_file_mb"] << 20, resource.RLIMIT_NOFILE: cfg["max_open_files"]}
-        if cfg["isolation"] != "none":  # without a fresh uid it would count all of the user's processes
-            limits[resource.RLIMIT_NPROC] = cfg["max_procs"]
-        for res, value in limits.items():
-            resource.setrlimit(res, (value, value))
-        resource.setrlimit(resource.RLIMIT_CPU, (cfg["cpu_s"], cfg["cpu_s"] + 1))  # SIGXCPU, then SIGKILL
-        if cfg["uid"] is not None:
-            os.setgroups([])
-            os.setgid(cfg["uid"])
-            os.setuid(cfg["uid"])
-        elif cfg["isolation"] == "namespaces":  # root of a user namespace: give up every capability
-            for cap in range(64):
-                if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-                    break  # EINVAL past the last capability
-            _check(libc, libc.prctl(_PR_SET_SECUREBITS, _SECBIT_NOROOT_AND_LOCKED, 0, 0, 0), "securebits")
-        _check(libc, libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": cfg["workdir"], "TMPDIR": cfg["workdir"],
-               "LANG": "C.UTF-8"}
-        os.execve(cfg["python"], [cfg["python"], "-I", "-B", "program.py"], env)
-    except BaseException as exc:
-        os.write(status_fd, (json.dumps({"error": f"cannot start the program: {exc!r}"}) + "\n").encode())
-    os._exit(_INIT_ERROR_EXIT)
-
-
-def _kill_uid(uid: int) -> None:
-    pid = os.fork()
-    if pid == 0:  # as the sandbox uid, kill(-1) reaches exactly the sandbox's processes
-        try:
-            os.setuid(uid)
-            os.kill(-1, signal.SIGKILL)
-        except OSError:
-            pass
-        os._exit(0)
-    os.waitpid(pid, 0)
-
-
-def _kill_leftovers(cfg: dict, child: int) -> None:
-    """Kill and reap what the program left running (as PID 1 of a namespace, exiting does this).
-
-    In the other modes this process is a child subreaper, so the program's orphans are its children.
-    """
-    if cfg["isolation"] == "namespaces":
-        return
-    for _ in range(200):
-        if cfg["isolation"] == "uid":
-            _kill_uid(cfg["uid"])
-        else:  # 'none': the program's process group (escapes via setsid are not caught)
-            try:
-                os.killpg(child, signal.SIGKILL)
-            except OSError:
-                pass
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        except ChildProcessError:
-            return
-        time.sleep(0.01)
-
-
-class _Alarm(Exception):
-    pass
-
-
-def _raise_alarm(signum: int, frame: object) -> None:
-    raise _Alarm
-
-
-def _bootstrap(cfg_path: str) -> None:
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-
-    def report(**fields: object) -> None:
-        os.write(cfg["status_fd"], (json.dumps(fields) + "\n").encode())
-
-    try:
-        libc = _libc()
-        with open(cfg["program"], "rb") as f:
-            program = f.read()
-        if cfg["isolation"] == "namespaces":
-            # room for a few files of the maximum size; a single bigger one hits RLIMIT_FSIZE first
-            _lock_filesystem(libc, cfg["workdir"], 4 * cfg["max_file_mb"], cfg["uid"] or 0)
-        with open(os.path.join(cfg["workdir"], "program.py"), "wb") as f:
-            f.write(program)
-    except Exception as exc:
-        report(error=f"sandbox set-up failed: {exc!r}")
-        os._exit(_INIT_ERROR_EXIT)
-    if cfg["isolation"] != "namespaces":
-        _check(libc, libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "child subreaper")
-    signal.signal(signal.SIGALRM, _raise_alarm)
-    signal.setitimer(signal.ITIMER_REAL, cfg["timeout_s"])
-    wait_status, child = None, 0
-    try:
-        child = os.fork()
-        if child == 0:
-            _exec_program(cfg, libc)
-        while True:  # as PID 1 we also reap the program's orphans
-            pid, st = os.wait()
-            if pid == child:
-                wait_status = st
-                break
-        signal.setitimer(signal.ITIMER_REAL, 0)
-    except _Alarm:  # also harmless if it fires just after the program exited: wait_status is kept
-        pass
-    if wait_status is None:
-        report(timeout=True)
-    elif os.WIFSIGNALED(wait_status):
-        report(signal=os.WTERMSIG(wait_status))
-    else:
-        report(exit=os.WEXITSTATUS(wait_status))
-    _kill_leftovers(cfg, child)
-    os._exit(0)
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--bootstrap"]:
-    _bootstrap(sys.argv[2])

@@ -72,6 +72,37 @@ def test_malformed_json_line_is_reported(tmp_path, tok):
         load_preference_data(DataConfig(path=str(path)), tok)
 
 
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("wrapped.json", json.dumps({"data": ROWS}), ROWS),  # the `datasets` JSON export shape
+        ("one.json", json.dumps(ROWS[0]), ROWS[:1]),
+        ("pretty.jsonl", json.dumps(ROWS[0], indent=2), ROWS[:1]),  # one object over several lines
+        ("lines.json", "\n".join(json.dumps(r) for r in ROWS) + "\n\n", ROWS),  # JSON lines under a .json name
+    ],
+)
+def test_json_shapes(tmp_path, name, text, expected):
+    path = tmp_path / name
+    path.write_text(text)
+    assert read_rows(str(path)) == expected
+
+
+@pytest.mark.parametrize(
+    "text, row, problem",
+    [
+        ('[{"prompt": "a",\n  "chosen": }]', 0, "not valid JSON (line 2, column 13)"),
+        (json.dumps([ROWS[0], "oops"]), 1, "expected an object with prompt/chosen/rejected, got str"),
+        (json.dumps(ROWS[0]) + "\n[1, 2]\n", 1, "(line 2), got list"),
+    ],
+)
+def test_malformed_json_documents_name_the_row(tmp_path, text, row, problem):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(PreferenceDataError) as e:
+        read_rows(str(path))
+    assert e.value.row == row and problem in str(e.value) and str(path) in str(e.value)
+
+
 def test_truncation_and_prompt_masking_by_hand(tok):
     prompt_ids = tok("the film was")["input_ids"]
     chosen_ids = tok(" a joy to watch .", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]

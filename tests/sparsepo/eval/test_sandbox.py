@@ -190,11 +190,10 @@ def test_process_limit_binds_the_sandbox_user() -> None:
 
 
 USER_NS_DRIVER = """
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("sandbox_under_test", sys.argv[1])
-sb = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = sb
-spec.loader.exec_module(sb)
+import json, os, sys
+# The system python, not the venv: only the standard library and sparsepo's own (stdlib-only) sandbox modules.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[1])))))
+from sparsepo.eval import sandbox as sb
 config = sb.SandboxConfig(timeout_s=2.0, memory_mb=256, max_procs=8)
 programs = json.loads(sys.stdin.read())
 print(json.dumps([sb.resolve(config)[0]] + [r.status for r in sb.run_many(programs, config, workers=2)]))

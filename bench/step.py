@@ -1,6 +1,7 @@
 """Per-method training-step cost on the same model and batch: step time, tokens/s, peak memory, ratios to DPO.
 
     python bench/step.py [--model smollm2] [--batch 4] [--length 256] [--steps 5] [--methods dpo,sparsepo,...]
+    python bench/step.py --lora 16 [--lora-ref copy]   # LoRA; the reference is the policy with adapters off
 
 Each method runs in a fresh subprocess so peak memory (CUDA: max allocated; CPU: peak RSS) is its own.
 On CUDA the table adds model FLOP utilisation: (6 N per policy token + 2 N per reference token) / step time
@@ -24,16 +25,23 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "A10G": 125.0, "L4":
 def measure(args: argparse.Namespace) -> dict:
     import torch
 
+    from sparsepo.config import load_config
+    from sparsepo.forward import AdaptersOff
     from sparsepo.losses import get_loss
     from sparsepo.masks import MaskConfig
-    from sparsepo.models import load_causal_lm
+    from sparsepo.models import build_policy, load_causal_lm
     from sparsepo.objective import PreferenceModel, Reference
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    policy = load_causal_lm(args.model, dtype="float32").to(device)
+    cfg = load_config(None, [f"model.name={args.model}", f"lora.r={args.lora}", "lora.target_modules=all-linear"])
+    policy = build_policy(cfg, device, None)
     spec = get_loss(args.method)
-    ref = Reference(load_causal_lm(args.model, dtype="float32").to(device), args.method, MaskConfig()) if spec.needs_reference else None
+    ref = None
+    if spec.needs_reference:
+        shared = args.lora > 0 and args.lora_ref == "shared"
+        ref_model = AdaptersOff(policy) if shared else load_causal_lm(args.model, dtype="float32").to(device)
+        ref = Reference(ref_model, args.method, MaskConfig())
     model = PreferenceModel(policy, args.method, chunk_size=args.chunk).to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     vocab = policy.config.vocab_size
@@ -87,6 +95,9 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=1024)
     ap.add_argument("--methods", default="dpo,simpo,dpop,tdpo1,tdpo2,sparsepo,mapo")
     ap.add_argument("--peak-tflops", type=float, default=None)
+    ap.add_argument("--lora", type=int, default=0, help="LoRA rank on all linear layers (0: full fine-tuning)")
+    ap.add_argument("--lora-ref", choices=["shared", "copy"], default="shared",
+                    help="LoRA reference: the policy with adapters off (shared) or a second loaded copy")
     ap.add_argument("--method", help=argparse.SUPPRESS)  # child mode
     args = ap.parse_args()
     if args.method:
@@ -106,7 +117,8 @@ def main() -> None:
     base = next((r for r in rows if r["method"] == "dpo"), rows[0] if rows else None)
     if base is None:
         sys.exit("no method could be measured")
-    print(f"device: {rows[0]['device']}  model: {args.model}  pairs/step: {args.batch}  tokens/seq: {args.length}")
+    lora = f"  LoRA r={args.lora} (reference: {args.lora_ref})" if args.lora else ""
+    print(f"device: {rows[0]['device']}  model: {args.model}  pairs/step: {args.batch}  tokens/seq: {args.length}{lora}")
     head = f"{'method':10s} {'step s':>8s} {'tok/s':>9s} {'peak GiB':>9s} {'time/DPO':>9s} {'tok/s/DPO':>10s} {'mem/DPO':>8s}"
     has_mfu = "mfu" in rows[0]
     print(head + (f" {'MFU':>6s}" if has_mfu else ""))

@@ -12,8 +12,8 @@ materialised whole, so peak memory grows with ``chunk_size * vocab``, not with t
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -35,8 +35,53 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
+class AdaptersOff:
+    """A peft (LoRA) policy seen with its adapters disabled: the frozen base weights it was built on.
+
+    Under LoRA this is the reference model without loading a second copy. It stands wherever a reference
+    model does (``decoder_forward``, ``lm_head``, ``Reference``, the evaluators' ``ref``); it is not an
+    ``nn.Module``, so ``.eval()`` / ``requires_grad_`` on the reference cannot touch the policy.
+    """
+
+    def __init__(self, peft_model: nn.Module):
+        if not hasattr(peft_model, "disable_adapter"):
+            raise TypeError(f"AdaptersOff needs a peft model, got {type(peft_model).__name__}")
+        if hasattr(unwrap_model(peft_model).get_output_embeddings(), "lora_A"):
+            # ref logits are computed later from the head module, outside any disable_adapter() scope
+            raise ValueError("the LM head carries LoRA weights: load the reference separately (model.ref)")
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        self.peft = peft_model
+        self._layers = [m for m in peft_model.modules() if isinstance(m, BaseTunerLayer)]
+
+    @property
+    def model(self) -> nn.Module:
+        """The HF causal LM inside (LoRA layers injected; off only inside ``adapters_off``)."""
+        return unwrap_model(self.peft)
+
+    @property
+    def config(self):  # noqa: ANN201 - the HF model config
+        return self.model.config
+
+    @contextmanager
+    def adapters_off(self) -> Iterator[None]:
+        # peft's disable_adapter() would do the same, plus a model-status scan of every module and parameter
+        # on each call (~35 ms per reference pass on SmolLM2).
+        on = [m for m in self._layers if not m.disable_adapters]
+        for m in on:
+            m.enable_adapters(False)
+        try:
+            yield
+        finally:
+            for m in on:
+                m.enable_adapters(True)
+
+
 def decoder_forward(
-    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, output_hidden_states: bool = False
+    model: nn.Module | AdaptersOff,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    output_hidden_states: bool = False,
 ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
     """Run the decoder without its LM head.
 
@@ -44,16 +89,18 @@ def decoder_forward(
     transformer layer ``l = 1..n_layers`` (the embedding output is dropped), each ``(B, L, d)``.
     Works for any HF causal LM: ``base_model`` is the decoder (``transformer``, ``model``, ``gpt_neox``...).
     """
-    decoder = unwrap_model(model).base_model
-    out = decoder(
-        input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, use_cache=False
-    )
+    off = isinstance(model, AdaptersOff)
+    with model.adapters_off() if off else nullcontext():
+        decoder = (model.model if off else unwrap_model(model)).base_model
+        out = decoder(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, use_cache=False
+        )
     layers = tuple(out.hidden_states[1:]) if output_hidden_states else None
     return out.last_hidden_state, layers
 
 
-def lm_head(model: nn.Module) -> nn.Module:
-    return unwrap_model(model).get_output_embeddings()
+def lm_head(model: nn.Module | AdaptersOff) -> nn.Module:
+    return (model.model if isinstance(model, AdaptersOff) else unwrap_model(model)).get_output_embeddings()
 
 
 def _fp32_log_softmax(h: Tensor, head: nn.Module) -> Tensor:
@@ -137,7 +184,7 @@ class ReferenceOutputs:
 
 @torch.no_grad()
 def reference_forward(
-    ref: nn.Module,
+    ref: nn.Module | AdaptersOff,
     batch: dict[str, Tensor],
     *,
     layers: bool = False,

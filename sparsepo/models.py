@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sparsepo.assets import MODEL_ALIASES, resolve_model
+from sparsepo.checkpoint import ADAPTER_DIR, POLICY_DIR
+from sparsepo.objective import disable_dropout
+
+if TYPE_CHECKING:
+    from sparsepo.config import TrainConfig
 
 DTYPES: dict[str, torch.dtype | str] = {
     "float32": torch.float32,
@@ -89,3 +95,29 @@ def load_causal_lm(
     if device is not None:
         model = model.to(device)
     return model
+
+
+def build_policy(cfg: TrainConfig, device: torch.device, resume_dir: Path | None = None) -> torch.nn.Module:
+    """The trainable policy on ``device``: the config's model (resuming a full fine-tune: the checkpoint's
+    ``policy/``) with dropout off, wrapped in LoRA adapters when ``lora.r > 0`` (resuming: the checkpoint's)."""
+    lora = cfg.lora.r > 0
+    source = str(resume_dir / POLICY_DIR) if resume_dir is not None and not lora else cfg.model.name
+    policy = load_causal_lm(source, dtype=cfg.model.dtype, gguf_file=None if source != cfg.model.name else cfg.model.gguf_file)
+    disable_dropout(policy)
+    if lora:
+        from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+        from peft.utils import load_peft_weights
+
+        policy = get_peft_model(
+            policy,
+            LoraConfig(
+                r=cfg.lora.r,
+                lora_alpha=cfg.lora.alpha,
+                lora_dropout=cfg.lora.dropout,
+                target_modules=cfg.lora.target_modules,
+                task_type="CAUSAL_LM",
+            ),
+        )
+        if resume_dir is not None:
+            set_peft_model_state_dict(policy, load_peft_weights(str(resume_dir / ADAPTER_DIR)))
+    return policy.to(device)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from sparsepo.forward import ReferenceOutputs, reference_forward, split_pairs, token_stats
+from sparsepo.forward import AdaptersOff, ReferenceOutputs, reference_forward, split_pairs, token_stats
 from sparsepo.losses import LossOutput, TokenStats, get_loss, preference_loss
 from sparsepo.masks import ActivationMask, MaskConfig, build_mask_networks, model_dims, select_layers
 
@@ -20,11 +20,13 @@ from sparsepo.masks import ActivationMask, MaskConfig, build_mask_networks, mode
 class Reference:
     """The frozen reference model: one no-grad pass per batch giving what the method needs."""
 
-    def __init__(self, model: nn.Module, method: str, mask: MaskConfig | None = None):
-        self.model = model.eval().requires_grad_(False)
+    def __init__(self, model: nn.Module | AdaptersOff, method: str, mask: MaskConfig | None = None):
+        # An own copy is frozen here; AdaptersOff (LoRA) shares the policy's frozen base and must stay as is.
+        self.model = model if isinstance(model, AdaptersOff) else model.eval().requires_grad_(False)
         self.spec = get_loss(method)
         self.mask_cfg = mask or MaskConfig()
-        self.activation_mask = ActivationMask(model, self.mask_cfg.mapo) if self.spec.mask == "activation" else None
+        hooked = model.model if isinstance(model, AdaptersOff) else model  # hooks live only in reference passes
+        self.activation_mask = ActivationMask(hooked, self.mask_cfg.mapo) if self.spec.mask == "activation" else None
 
     def __call__(self, batch: dict[str, Tensor]) -> ReferenceOutputs:
         am = self.activation_mask

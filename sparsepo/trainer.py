@@ -28,7 +28,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 from transformers import get_cosine_schedule_with_warmup
 
 from sparsepo.checkpoint import (
-    ADAPTER_DIR,
     MASKS_FILE,
     POLICY_DIR,
     load_history,
@@ -41,11 +40,11 @@ from sparsepo.checkpoint import (
 )
 from sparsepo.config import TrainConfig, from_dict
 from sparsepo.data import PreferenceCollator, load_preference_data
-from sparsepo.forward import unwrap_model
+from sparsepo.forward import AdaptersOff, unwrap_model
 from sparsepo.losses import get_loss
 from sparsepo.masks import decay_groups, model_dims
-from sparsepo.models import load_causal_lm, load_tokenizer
-from sparsepo.objective import PreferenceModel, Reference, disable_dropout, tokens_in
+from sparsepo.models import build_policy, load_causal_lm, load_tokenizer
+from sparsepo.objective import PreferenceModel, Reference, tokens_in
 
 # Ray Train V2 patches print() in workers to log *and* echo, so a printed line reaches the driver twice;
 # a logger line reaches it once (and Train's per-worker log file).
@@ -60,31 +59,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def build_policy(cfg: TrainConfig, device: torch.device, resume_dir: Path | None) -> torch.nn.Module:
-    """Policy weights: the config's model, or the checkpoint's policy folder when resuming a full fine-tune."""
-    lora = cfg.lora.r > 0
-    source = str(resume_dir / POLICY_DIR) if resume_dir is not None and not lora else cfg.model.name
-    policy = load_causal_lm(source, dtype=cfg.model.dtype, gguf_file=None if source != cfg.model.name else cfg.model.gguf_file)
-    disable_dropout(policy)
-    if lora:
-        from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-        from peft.utils import load_peft_weights
-
-        policy = get_peft_model(
-            policy,
-            LoraConfig(
-                r=cfg.lora.r,
-                lora_alpha=cfg.lora.alpha,
-                lora_dropout=cfg.lora.dropout,
-                target_modules=cfg.lora.target_modules,
-                task_type="CAUSAL_LM",
-            ),
-        )
-        if resume_dir is not None:
-            set_peft_model_state_dict(policy, load_peft_weights(str(resume_dir / ADAPTER_DIR)))
-    return policy.to(device)
 
 
 def build_optimizer(cfg: TrainConfig, model: PreferenceModel) -> torch.optim.AdamW:
@@ -138,7 +112,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
         spec_ref = cfg.model.ref or cfg.model.name
         reference = None
         if get_loss(cfg.method).needs_reference:
-            ref_model = load_causal_lm(spec_ref, dtype=cfg.model.dtype, gguf_file=cfg.model.gguf_file).to(device)
+            if cfg.lora.r > 0 and spec_ref == cfg.model.name:  # the policy's own frozen base: no second copy
+                ref_model = AdaptersOff(policy)
+            else:
+                ref_model = load_causal_lm(spec_ref, dtype=cfg.model.dtype, gguf_file=cfg.model.gguf_file).to(device)
             reference = Reference(ref_model, cfg.method, cfg.mask)
         dims = model_dims(reference.model) if reference is not None else None
         model = PreferenceModel(

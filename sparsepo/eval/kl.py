@@ -17,13 +17,13 @@ import torch
 from torch import nn
 
 from sparsepo.data import PreferenceCollator
-from sparsepo.forward import chunked_token_stats, decoder_forward, lm_head, response_positions
+from sparsepo.forward import AdaptersOff, chunked_token_stats, decoder_forward, lm_head, response_positions
 
 
 @torch.no_grad()
 def response_kl(
     policy: nn.Module,
-    ref: nn.Module,
+    ref: nn.Module | AdaptersOff,
     prompt_ids: Sequence[Sequence[int]],
     completion_ids: Sequence[Sequence[int]],
     pad_token_id: int,

@@ -17,6 +17,7 @@ from sparsepo.eval.generation import Generator, SamplingConfig
 from sparsepo.eval.kl import response_kl
 from sparsepo.eval.report import aggregate_items, format_setting
 from sparsepo.eval.sentiment import SentimentScorer
+from sparsepo.forward import AdaptersOff
 
 SUITE = "sentiment"
 METRICS = ("reward", "kl", "kl_mc")
@@ -25,7 +26,7 @@ METRICS = ("reward", "kl", "kl_mc")
 def sample_and_score(
     generator: Generator,
     policy: nn.Module,
-    ref: nn.Module,
+    ref: nn.Module | AdaptersOff,
     tokenizer: Any,
     prompts: Sequence[str],
     scorer: SentimentScorer,
@@ -94,7 +95,7 @@ class SentimentEvaluator:
         self.sampling = SamplingConfig(n=1, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
         self.batch_size = batch_size
 
-    def _reference(self, ref: nn.Module | None, device: Any) -> nn.Module:
+    def _reference(self, ref: nn.Module | AdaptersOff | None, device: Any) -> nn.Module | AdaptersOff:
         if ref is not None:
             return ref
         if self._ref is None:
@@ -105,7 +106,9 @@ class SentimentEvaluator:
             self._ref = load_causal_lm(self.ref_path).to(device).eval()
         return self._ref
 
-    def __call__(self, policy: nn.Module, ref: nn.Module | None, tokenizer: Any, step: int) -> dict[str, float]:
+    def __call__(
+        self, policy: nn.Module, ref: nn.Module | AdaptersOff | None, tokenizer: Any, step: int
+    ) -> dict[str, float]:
         from sparsepo.eval.backends.hf import HFGenerator
 
         was_training = policy.training

@@ -119,3 +119,47 @@ def test_peak_memory_of_chunks_does_not_grow_with_sequence_length(monkeypatch):
         out.kl.sum().backward()
         sizes[length] = max(biggest)
     assert sizes[16] == sizes[64] == 8 * 97
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
+@pytest.mark.parametrize("method", ["sparsepo", "mapo", "dpo"])
+def test_lora_reference_from_disabled_adapters_equals_a_separate_copy(arch, method):
+    """Under LoRA the reference is the policy with adapters off: same loss and gradients as a second copy."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from sparsepo.forward import AdaptersOff
+    from sparsepo.masks import MaskConfig, model_dims
+    from sparsepo.objective import disable_dropout
+
+    base = tiny(arch, 0)
+    separate = copy.deepcopy(base)
+    torch.manual_seed(3)  # init_lora_weights=False: random B, so the adapters really change the policy
+    policy = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    policy.double().train()
+    disable_dropout(policy)  # as the trainer does; the reference pass then runs the policy in train mode safely
+    mask = MaskConfig(mapo="all")
+    batch = make_batch(5)
+    shared = Reference(AdaptersOff(policy), method, mask)
+    assert policy.training and any(p.requires_grad for p in policy.parameters())  # the policy was left alone
+    torch.manual_seed(4)
+    model = PreferenceModel(policy, method, {"beta": 0.3}, mask, model_dims(base)).double()
+
+    def step(ref):
+        model.zero_grad()
+        out = model(batch, ref(batch))
+        out.loss.backward()
+        return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    (loss_a, grads_a), (loss_b, grads_b) = step(shared), step(Reference(separate, method, mask))
+    torch.testing.assert_close(loss_a, loss_b, rtol=0, atol=1e-12)
+    assert grads_a.keys() == grads_b.keys() and any("lora_" in n for n in grads_a)
+    for n in grads_a:
+        torch.testing.assert_close(grads_a[n], grads_b[n], rtol=1e-10, atol=1e-12)
+    # Adapters are off only inside the reference pass: the policy still differs from its base afterwards.
+    h_ref, _ = decoder_forward(AdaptersOff(policy), batch["input_ids"], batch["attention_mask"])
+    h_pol, _ = decoder_forward(policy, batch["input_ids"], batch["attention_mask"])
+    h_base, _ = decoder_forward(base, batch["input_ids"], batch["attention_mask"])
+    torch.testing.assert_close(h_ref, h_base)
+    assert (h_pol - h_base).abs().max() > 1e-3

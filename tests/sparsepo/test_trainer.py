@@ -8,6 +8,7 @@ import pytest
 import ray
 from transformers import AutoModelForCausalLM
 
+from sparsepo.assets import tiny_model_path
 from sparsepo.config import load_config
 from sparsepo.train import make_trainer
 
@@ -90,10 +91,17 @@ def test_checkpoint_is_a_plain_hf_folder_and_no_staging_copy_is_left(local_ray, 
 
 
 def test_lora_run_saves_merged_policy_and_trains_masks(local_ray, tmp_path):
-    cfg = tiny_cfg(tmp_path, "lora", **{"optim.max_steps": 2, "optim.batch_size": 2, "lora.r": 4, "lora.target_modules": "[q_proj,v_proj]"})
-    result = make_trainer(cfg).fit()
+    lora = {"optim.max_steps": 3, "optim.batch_size": 2, "lora.r": 4, "lora.target_modules": "[q_proj,v_proj]"}
+    result = make_trainer(tiny_cfg(tmp_path, "lora", **lora)).fit()
     ckpt = result.checkpoint.path
     assert os.path.exists(f"{ckpt}/adapter/adapter_config.json")
     merged = AutoModelForCausalLM.from_pretrained(f"{ckpt}/policy")
     assert not any("lora" in n for n, _ in merged.named_parameters())
     assert losses(result)[0] != losses(result)[-1]
+    # The default LoRA reference is the policy with its adapters off (no second copy); a separately loaded
+    # copy of the same weights (model.ref as a path) must give the same run.
+    separate = make_trainer(tiny_cfg(tmp_path, "lora-ref", **lora, **{"model.ref": tiny_model_path("llama")})).fit()
+    assert losses(result) == pytest.approx(losses(separate), rel=1e-5, abs=1e-6)
+    # Under DDP too: the reference pass toggles the adapters of the DDP-wrapped policy off and on again.
+    ddp = make_trainer(tiny_cfg(tmp_path, "lora-ddp", **{**lora, "optim.batch_size": 1, "run.num_workers": 2})).fit()
+    assert losses(result) == pytest.approx(losses(ddp), rel=2e-4, abs=2e-5)

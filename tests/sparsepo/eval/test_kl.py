@@ -31,3 +31,20 @@ def test_exact_and_monte_carlo_kl_match_naive_and_vanish_for_identical_models():
         assert row["kl"] > 0
     zero = response_kl(policy, same, prompts, comps, pad_token_id=0)
     assert all(abs(r["kl"]) < 1e-12 and abs(r["kl_mc"]) < 1e-12 for r in zero)
+
+
+def test_kl_to_a_lora_policys_disabled_adapters_equals_kl_to_its_base():
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from sparsepo.forward import AdaptersOff
+
+    base = tiny("llama", 0)
+    torch.manual_seed(1)
+    policy = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    prompts, comps = [[1, 2, 3], [4, 5]], [[6, 7, 8, 9], [10, 11]]
+    shared = response_kl(policy, AdaptersOff(policy), prompts, comps, pad_token_id=0)
+    separate = response_kl(policy, base, prompts, comps, pad_token_id=0)
+    for a, b in zip(shared, separate, strict=True):
+        assert a["kl"] > 1e-6 and abs(a["kl"] - b["kl"]) < 1e-12 and abs(a["kl_mc"] - b["kl_mc"]) < 1e-12

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,28 +38,32 @@ STAGING_PREFIX = "sparsepo-ckpt-"
 def staging_dir(step: int, root: str | None = None) -> tempfile.TemporaryDirectory:
     """A temporary folder to write one checkpoint into before ``ray.train.report`` persists it.
 
-    Its name carries this process's pid so that ``remove_stale_staging`` can tell a killed worker's
-    leftover from a live one's.
+    Its name carries this host's name and this process's pid so that ``remove_stale_staging`` can tell a
+    killed worker's leftover from a live one's (hostnames keep containers that share a /tmp apart).
     """
-    return tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-{step}-", dir=root)
+    return tempfile.TemporaryDirectory(prefix=f"{_host_prefix()}{os.getpid()}-{step}-", dir=root)
 
 
 def remove_stale_staging(root: str | None = None) -> list[str]:
-    """Delete staging folders whose process is gone; returns their paths.
+    """Delete this host's staging folders whose process is gone; returns their paths.
 
     A worker that is SIGKILLed (a failed node, an ASHA-stopped or driver-killed trial) cannot clean up
     its staging folder, a full checkpoint (1.6 GB for SmolLM2 with optimizer state), so the next run does.
     """
-    root = root or tempfile.gettempdir()
+    mine = _host_prefix()
     removed = []
-    for entry in os.scandir(root):
-        if not (entry.name.startswith(STAGING_PREFIX) and entry.is_dir(follow_symlinks=False)):
+    for entry in os.scandir(root or tempfile.gettempdir()):
+        if not (entry.name.startswith(mine) and entry.is_dir(follow_symlinks=False)):
             continue
-        pid = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        pid = entry.name[len(mine) :].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.path)
     return removed
+
+
+def _host_prefix() -> str:
+    return f"{STAGING_PREFIX}{socket.gethostname()}-"
 
 
 def _alive(pid: int) -> bool:

@@ -1,11 +1,17 @@
 """Checkpoint staging: a killed worker's staged checkpoint is removed by the next run, a live one's is kept."""
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
 
 from sparsepo.checkpoint import STAGING_PREFIX, remove_stale_staging, staging_dir
+
+
+def proc_pid_gone() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
 
 
 def test_staged_checkpoint_of_a_killed_process_is_removed_and_a_live_one_kept(tmp_path):
@@ -24,9 +30,11 @@ def test_staged_checkpoint_of_a_killed_process_is_removed_and_a_live_one_kept(tm
     assert proc.returncode == -9
     killed = proc.stdout.strip()
     assert os.path.basename(killed).startswith(f"{STAGING_PREFIX}") and os.path.exists(f"{killed}/train_state.pt")
-    unrelated = tmp_path / "sparsepo-ckpt-notapid-3-x"
+    unrelated = tmp_path / f"{STAGING_PREFIX}{socket.gethostname()}-notapid-3-x"
+    other_host = tmp_path / f"{STAGING_PREFIX}another-host-{proc_pid_gone()}-3-x"  # a container sharing /tmp
     unrelated.mkdir()
+    other_host.mkdir()
     with staging_dir(3, root=str(tmp_path)) as live:
         assert remove_stale_staging(str(tmp_path)) == [killed]
-        assert not os.path.exists(killed) and os.path.exists(live) and unrelated.exists()
+        assert not os.path.exists(killed) and os.path.exists(live) and unrelated.exists() and other_host.exists()
     assert not os.path.exists(live)  # the `with` itself cleans up a live run's folder

@@ -163,3 +163,16 @@ def test_lora_reference_from_disabled_adapters_equals_a_separate_copy(arch, meth
     h_base, _ = decoder_forward(base, batch["input_ids"], batch["attention_mask"])
     torch.testing.assert_close(h_ref, h_base)
     assert (h_pol - h_base).abs().max() > 1e-3
+
+
+def test_adapters_off_refuses_a_plain_model_and_a_lora_lm_head():
+    from peft import LoraConfig, get_peft_model
+
+    from sparsepo.forward import AdaptersOff
+
+    with pytest.raises(TypeError, match="needs a peft model"):
+        AdaptersOff(tiny("llama", 0))
+    # Reference logits come from the head module after the reference pass, where adapters are on again.
+    headed = get_peft_model(tiny("llama", 0), LoraConfig(r=2, target_modules=["q_proj", "lm_head"]))
+    with pytest.raises(ValueError, match="LM head carries LoRA weights.*model.ref"):
+        AdaptersOff(headed)

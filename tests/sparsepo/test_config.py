@@ -1,8 +1,13 @@
 """Config loading: YAML + key=value overrides, number coercion, and errors that name the file and key."""
 
+from pathlib import Path
+
 import pytest
 
 from sparsepo.config import as_number, load_config, maybe_number
+from sparsepo.losses import LOSSES
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -63,3 +68,19 @@ def test_missing_config_file_and_malformed_override(tmp_path):
         load_config(None, ["optim.lr"])
     with pytest.raises(ValueError, match="'method' is not a section"):
         load_config(None, ["method=dpo", "method.x=1"])
+
+
+SHIPPED = sorted(p.relative_to(REPO).as_posix() for p in [*REPO.glob("configs/*.yaml"), *REPO.glob("configs/smoke/*.yaml")])
+
+
+@pytest.mark.parametrize("path", SHIPPED)
+def test_every_shipped_config_loads_and_names_a_registered_method(path):
+    cfg = load_config(REPO / path)
+    assert cfg.method in LOSSES and cfg.loss_hparams()  # the method's hyper-parameters resolve
+    assert cfg.run.name and cfg.optim.lr > 0
+
+
+def test_every_shipped_config_and_method_is_there():
+    # One full and one smoke config per registered method (sparsepo also has a common-mask variant).
+    for method in LOSSES:
+        assert f"configs/{method}.yaml" in SHIPPED and f"configs/smoke/{method}.yaml" in SHIPPED, method

@@ -11,6 +11,7 @@ from ray import PlacementGroupID
 from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
 
 from sparsepo.config import load_config
+from sparsepo.search_space import check_space
 from sparsepo.tuning import (
     best_results,
     build_trial_config,
@@ -119,6 +120,13 @@ def test_load_space_errors_name_the_file_and_key(tmp_path, text, message):
 def test_load_space_missing_file_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="search space file not found"):
         load_space(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("space", sorted(p.name for p in (Path(__file__).resolve().parents[2] / "tune/spaces").glob("*.yaml")))
+def test_every_shipped_search_space_loads_and_names_real_config_keys(space):
+    parsed = load_space(f"tune/spaces/{space}")
+    check_space(parsed)  # every key (and every variant's key) is a TrainConfig field
+    assert parsed and all(len(spec) == 1 for spec in parsed.values())
 
 
 def test_trial_config_applies_params_and_variants(tmp_path):

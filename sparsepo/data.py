@@ -85,21 +85,24 @@ def _read_json(p: Path) -> list[dict[str, Any]]:
         if text.lstrip().startswith("["):  # meant as one JSON document: report where it breaks
             where = f"line {e.lineno}, column {e.colno}"
             raise PreferenceDataError(str(p), 0, "<json>", f"not valid JSON ({where}): {e.msg}") from e
-        data = None
-    if data is None:
-        rows, lines = [], []
-        for i, line in enumerate(text.splitlines()):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    problem = f"line {i + 1} is not valid JSON: {e}"
-                    raise PreferenceDataError(str(p), len(rows), "<json>", problem) from e
-                lines.append(i + 1)
-    else:
-        data = data["data"] if isinstance(data, dict) and isinstance(data.get("data"), list) else data
-        rows = data if isinstance(data, list) else [data]  # a single object is a one-line JSONL file
-        lines = None
+        return _json_lines(p, text)
+    data = data["data"] if isinstance(data, dict) and isinstance(data.get("data"), list) else data
+    return _objects(p, data if isinstance(data, list) else [data])  # a single object is a one-line JSONL file
+
+
+def _json_lines(p: Path, text: str) -> list[dict[str, Any]]:
+    rows, lines = [], []
+    for i, line in enumerate(text.splitlines()):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise PreferenceDataError(str(p), len(rows), "<json>", f"line {i + 1} is not valid JSON: {e}") from e
+            lines.append(i + 1)
+    return _objects(p, rows, lines)
+
+
+def _objects(p: Path, rows: list[Any], lines: list[int] | None = None) -> list[dict[str, Any]]:
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             at = f" (line {lines[i]})" if lines else ""

@@ -21,11 +21,12 @@ class Reference:
     """The frozen reference model: one no-grad pass per batch giving what the method needs."""
 
     def __init__(self, model: nn.Module | AdaptersOff, method: str, mask: MaskConfig | None = None):
+        shared = isinstance(model, AdaptersOff)
         # An own copy is frozen here; AdaptersOff (LoRA) shares the policy's frozen base and must stay as is.
-        self.model = model if isinstance(model, AdaptersOff) else model.eval().requires_grad_(False)
+        self.model = model if shared else model.eval().requires_grad_(False)
         self.spec = get_loss(method)
         self.mask_cfg = mask or MaskConfig()
-        hooked = model.model if isinstance(model, AdaptersOff) else model  # hooks live only in reference passes
+        hooked = model.model if shared else model  # hooks live only in reference passes
         self.activation_mask = ActivationMask(hooked, self.mask_cfg.mapo) if self.spec.mask == "activation" else None
 
     def __call__(self, batch: dict[str, Tensor]) -> ReferenceOutputs:

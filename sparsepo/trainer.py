@@ -215,9 +215,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
             history.append(metrics)
             # report() copies the staged folder into run storage; leaving the staging copy behind
             # would leak one full checkpoint (1.6 GB for SmolLM2 with optimizer state) per save.
-            with staging_dir(step) as staging:
+            with staging_dir(step) if save and rank == 0 else nullcontext() as staging:
                 checkpoint = (
-                    _save(Path(staging), cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history)
+                    _save(staging, cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history)
                     if save else None
                 )
                 if rank == 0:
@@ -235,7 +235,7 @@ def _save(path, cfg, model, tokenizer, optimizer, scheduler, step, rank, world, 
     if rank != 0:
         return None
     save_checkpoint(
-        path,
+        Path(path),
         policy=model.policy,
         tokenizer=tokenizer,
         masks=model.masks,

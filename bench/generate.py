@@ -11,7 +11,7 @@ tokens (EOS included, prompt excluded) over that call's wall time; "x hf" is the
 With ``--temperature 0`` the table adds how many prompts got exactly HF's greedy text.
 
 On CPU, vLLM pins its worker to all cores but one by default (the last is left to its engine-core loop);
-``VLLM_CPU_OMP_THREADS_BIND=0-N`` / ``VLLM_CPU_NUM_OF_RESERVED_CPU`` change that (see sparsepo/eval/backends/vllm.py).
+``VLLM_CPU_OMP_THREADS_BIND=0-N`` / ``VLLM_CPU_NUM_OF_RESERVED_CPU`` change that (see sparsepo/generation/vllm.py).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def review_prefixes(count: int, words: int = 6) -> list[str]:
 
 def measure(args: argparse.Namespace) -> dict:
     """Run one backend (in this process) and return its figures and greedy texts."""
-    from sparsepo.eval.generation import SamplingConfig, make_generator
+    from sparsepo.generation import SamplingConfig, make_generator
 
     prompts = review_prefixes(args.n_prompts)
     sampling = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p,

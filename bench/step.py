@@ -30,7 +30,7 @@ def measure(args: argparse.Namespace) -> dict:
     from sparsepo.losses import get_loss
     from sparsepo.masks import MaskConfig
     from sparsepo.models import build_policy, load_causal_lm
-    from sparsepo.objective import PreferenceModel, Reference
+    from sparsepo.preference_model import PreferenceModel, Reference
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)

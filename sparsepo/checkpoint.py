@@ -28,6 +28,7 @@ import yaml
 from torch import nn
 
 from sparsepo.forward import unwrap_model
+from sparsepo.io import read_jsonl
 
 POLICY_DIR, ADAPTER_DIR, MASKS_FILE, STATE_FILE, HISTORY_FILE = "policy", "adapter", "masks.pt", "train_state.pt", "metrics.jsonl"
 
@@ -131,7 +132,7 @@ def save_checkpoint(
 
 def load_history(path: Path) -> list[dict[str, float]]:
     f = path / HISTORY_FILE
-    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
+    return read_jsonl(f) if f.exists() else []
 
 
 def load_train_state(path: Path) -> dict[str, Any]:

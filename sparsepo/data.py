@@ -47,10 +47,10 @@ class DataConfig:
 
 
 def read_rows(path: str, split: str = "train") -> list[dict[str, Any]]:
-    """Rows of a local JSON/JSONL/Parquet/CSV file, an ``offline:<name>`` set (``sparsepo.pairs``), or of split
+    """Rows of a local JSON/JSONL/Parquet/CSV file, an ``offline:<name>`` set (``sparsepo.offline_pairs``), or of split
     ``split`` of a ``datasets`` hub data set."""
     if path.startswith("offline:"):
-        from sparsepo.pairs import offline_pairs
+        from sparsepo.offline_pairs import offline_pairs
 
         return offline_pairs(path.removeprefix("offline:"))
     p = Path(path)

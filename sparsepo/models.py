@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from sparsepo.assets import MODEL_ALIASES, resolve_model
 from sparsepo.checkpoint import ADAPTER_DIR, POLICY_DIR
-from sparsepo.objective import disable_dropout
+from sparsepo.preference_model import disable_dropout
 
 if TYPE_CHECKING:
     from sparsepo.config import TrainConfig

@@ -19,7 +19,7 @@ from sparsepo.data import DataConfig, PreferenceCollator, load_preference_data, 
 from sparsepo.heatmap import TokenHeatmap
 from sparsepo.losses import TokenStats
 from sparsepo.models import load_causal_lm, load_tokenizer
-from sparsepo.objective import PreferenceModel, Reference
+from sparsepo.preference_model import PreferenceModel, Reference
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from sparsepo.config import TrainConfig, load_config
+from sparsepo.io import resolve_storage
 
 
 def make_trainer(cfg: TrainConfig, callbacks: list | None = None):  # noqa: ANN201 - TorchTrainer import is deferred
@@ -27,9 +28,7 @@ def make_trainer(cfg: TrainConfig, callbacks: list | None = None):  # noqa: ANN2
         scaling_config=ScalingConfig(num_workers=cfg.run.num_workers, use_gpu=cfg.run.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name=cfg.run.name,
-            storage_path=str(Path(cfg.run.storage_path).expanduser().resolve())
-            if "://" not in cfg.run.storage_path
-            else cfg.run.storage_path,
+            storage_path=resolve_storage(cfg.run.storage_path),
             failure_config=FailureConfig(max_failures=cfg.run.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints),
             callbacks=callbacks,

@@ -44,7 +44,7 @@ from sparsepo.forward import AdaptersOff, unwrap_model
 from sparsepo.losses import get_loss
 from sparsepo.masks import decay_groups, model_dims
 from sparsepo.models import build_policy, load_causal_lm, load_tokenizer
-from sparsepo.objective import PreferenceModel, Reference, tokens_in
+from sparsepo.preference_model import PreferenceModel, Reference, tokens_in
 
 # Ray Train V2 patches print() in workers to log *and* echo, so a printed line reaches the driver twice;
 # a logger line reaches it once (and Train's per-worker log file).
@@ -73,7 +73,7 @@ def build_optimizer(cfg: TrainConfig, model: PreferenceModel) -> torch.optim.Ada
 
 def load_evaluator(spec: str | None, args: dict[str, Any]) -> Any:
     """``"module:factory"`` -> ``factory(**args)``: a callable ``(policy, ref | None, tokenizer, step) -> metrics``
-    run on rank 0 (see ``sparsepo.eval.sentiment_suite.SentimentEvaluator``)."""
+    run on rank 0 (see ``sparsepo.eval.sentiment.SentimentEvaluator``)."""
     if not spec:
         return None
     module, _, name = spec.partition(":")

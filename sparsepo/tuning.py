@@ -39,6 +39,7 @@ import pandas as pd
 
 from sparsepo.config import TrainConfig, from_dict
 from sparsepo.envvars import temporary_env
+from sparsepo.io import is_remote, iter_jsonl, resolve_storage
 from sparsepo.losses import get_loss
 from sparsepo.search_space import DISCRETE, check_key, check_space, load_space, to_tune
 
@@ -111,7 +112,6 @@ def trial_trainable(config: dict[str, Any]) -> None:
 
 def saved_history(train_run: str) -> list[dict[str, float]]:
     """Reported metrics kept in the most advanced checkpoint of a Train run folder (local or URI); [] if none."""
-    import json
 
     import pyarrow.fs
 
@@ -124,8 +124,8 @@ def saved_history(train_run: str) -> list[dict[str, float]]:
             continue
         try:
             with fs.open_input_stream(f"{info.path}/{HISTORY_FILE}") as f:
-                rows = [json.loads(line) for line in f.readall().decode().splitlines() if line.strip()]
-        except (FileNotFoundError, json.JSONDecodeError):  # a checkpoint cut short by the crash
+                rows = [r for _, r in iter_jsonl(f.readall().decode(), info.path)]
+        except (FileNotFoundError, ValueError):  # a checkpoint cut short by the crash
             continue
         if rows and (not best or rows[-1].get("step", 0) > best[-1].get("step", 0)):
             best = rows
@@ -146,7 +146,7 @@ def _absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
     for key in PATH_KEYS:
         section, leaf = key.split(".")
         v = (values.get(section) or {}).get(leaf)
-        if isinstance(v, str) and "://" not in v and not Path(v).is_absolute() and (Path(v).exists() or leaf == "storage_path"):
+        if isinstance(v, str) and not is_remote(v) and not Path(v).is_absolute() and (Path(v).exists() or leaf == "storage_path"):
             values[section][leaf] = str(Path(v).expanduser().resolve())
     return values
 
@@ -207,9 +207,7 @@ def run_sweep(
         raise ValueError("resume=True needs the name of the experiment to continue")
 
     base_values = _absolute_paths(base.to_dict())
-    storage = storage_path or base_values["run"]["storage_path"]
-    if "://" not in storage:
-        storage = str(Path(storage).expanduser().resolve())
+    storage = resolve_storage(storage_path or base_values["run"]["storage_path"])
     name = name or f"sweep-{base.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     experiment = f"{storage.rstrip('/')}/{name}"
     trainable = tune.with_resources(trial_trainable, {"CPU": driver_cpus})
@@ -281,7 +279,7 @@ def trial_dirname(trial: Any) -> str:
 def _absolute_path_values(arg: Any) -> Any:
     if isinstance(arg, list):
         return [_absolute_path_values(v) for v in arg]
-    return str(Path(arg).resolve()) if isinstance(arg, str) and "://" not in arg and Path(arg).exists() else arg
+    return str(Path(arg).resolve()) if isinstance(arg, str) and not is_remote(arg) and Path(arg).exists() else arg
 
 
 def _check_combinations(base: dict[str, Any], space: dict[str, dict[str, Any]], variants: dict[str, Any]) -> None:

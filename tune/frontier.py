@@ -14,7 +14,13 @@ import argparse
 import sys
 import time
 
-from sparsepo.frontier import PAPER_BETAS, PAPER_METHODS, PAPER_SIMPO_BETAS, FrontierConfig, run_frontier
+from sparsepo.experiments.sentiment.frontier import (
+    PAPER_BETAS,
+    PAPER_METHODS,
+    PAPER_SIMPO_BETAS,
+    FrontierConfig,
+    run_frontier,
+)
 
 
 def floats(s: str) -> tuple[float, ...]:

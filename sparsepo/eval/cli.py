@@ -15,7 +15,7 @@ SUITES = ("sentiment", "summarization", "code", "openllm")
 
 
 def _generator(a: argparse.Namespace) -> Any:
-    from sparsepo.eval.generation import make_generator
+    from sparsepo.generation import make_generator
 
     kw: dict[str, Any] = {}
     if a.backend == "vllm":
@@ -24,12 +24,12 @@ def _generator(a: argparse.Namespace) -> Any:
 
 
 def run_sentiment(a: argparse.Namespace, out: Path) -> Any:
-    from sparsepo.eval.generation import SamplingConfig
     from sparsepo.eval.report import JsonlWriter
-    from sparsepo.eval.sentiment import make_scorer
-    from sparsepo.eval.sentiment_suite import sample_and_score, summarise
+    from sparsepo.eval.reward_models import make_scorer
+    from sparsepo.eval.sentiment import sample_and_score, summarise
+    from sparsepo.experiments.sentiment.prompts import split_prompts
+    from sparsepo.generation import SamplingConfig
     from sparsepo.models import load_causal_lm, load_tokenizer
-    from sparsepo.reviews import split_prompts
 
     tok = load_tokenizer(a.model)
     _, prompts = split_prompts(a.reviews, tok, 0, a.n_prompts, seed=a.seed)
@@ -63,8 +63,8 @@ def run_summarization(a: argparse.Namespace, out: Path) -> Any:
 
 def run_code(a: argparse.Namespace, out: Path) -> Any:
     from sparsepo.eval.code import evaluate_code, load_humaneval, load_mbpp
-    from sparsepo.eval.generation import SamplingConfig
     from sparsepo.eval.report import aggregate_items
+    from sparsepo.generation import SamplingConfig
 
     problems = load_humaneval() if a.dataset == "humaneval" else load_mbpp(a.dataset, split=a.split)
     problems = problems[: a.limit or None]
@@ -77,8 +77,8 @@ def run_code(a: argparse.Namespace, out: Path) -> Any:
 
 
 def run_openllm_suite(a: argparse.Namespace, out: Path) -> Any:
-    from sparsepo.eval.leaderboard import to_markdown
     from sparsepo.eval.openllm import LEADERBOARD_TASKS, run_openllm
+    from sparsepo.eval.openllm_scores import to_markdown
 
     table = run_openllm(
         a.model, a.backend, tasks=a.tasks or LEADERBOARD_TASKS, apply_chat_template=a.chat_template,

@@ -17,7 +17,6 @@ Prompts and stop strings:
 
 from __future__ import annotations
 
-import gzip
 import json
 import warnings
 from collections.abc import Sequence
@@ -27,10 +26,11 @@ from typing import Any
 
 import pandas as pd
 
-from sparsepo.eval.generation import Generator, SamplingConfig, find_stop
 from sparsepo.eval.passk import pass_at_k
-from sparsepo.eval.report import JsonlWriter, format_setting, item_frame, read_jsonl
+from sparsepo.eval.report import JsonlWriter, format_setting, item_frame, read_records
 from sparsepo.eval.sandbox import SandboxConfig, run_many
+from sparsepo.generation import Generator, SamplingConfig, find_stop
+from sparsepo.io import read_jsonl
 
 HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 BIGCODE_HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>")
@@ -85,19 +85,11 @@ def _field(row: Any, name: str, kind: type, where: str) -> Any:
 
 def _read_rows(path: Path) -> list[Any]:
     """Rows of a JSON list, or of a JSONL file (optionally gzipped); errors name the file and line."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        text = f.read()
-    if text.lstrip().startswith("["):
-        return json.loads(text)
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {lineno} is not valid JSON: {err}") from err
-    return rows
+    if path.suffix != ".gz":
+        text = path.read_text(encoding="utf-8")
+        if text.lstrip().startswith("["):
+            return json.loads(text)
+    return read_jsonl(path)
 
 
 def load_humaneval(
@@ -267,7 +259,7 @@ def _generate(
 ) -> dict[str, list[str]]:
     """task_id -> ``sampling.n`` truncated completions, reusing those already logged at ``samples_path``."""
     done: dict[str, dict[int, str]] = {}
-    for rec in read_jsonl(samples_path) if samples_path else []:
+    for rec in read_records(samples_path) if samples_path else []:
         if rec.get("system") == generator.name and rec.get("setting") == setting:
             done.setdefault(rec["task_id"], {})[rec["sample"]] = rec["completion"]
     out = {}

@@ -2,7 +2,7 @@
 
 ``run_openllm`` evaluates one model (hub name, local folder or trainer checkpoint folder, or a
 :mod:`sparsepo.assets` alias such as ``tiny-gpt2``) on the six leaderboard tasks with the HF or vLLM backend,
-writes lm-eval's raw results before anything else, then the normalised scores (:mod:`sparsepo.eval.leaderboard`).
+writes lm-eval's raw results before anything else, then the normalised scores (:mod:`sparsepo.eval.openllm_scores`).
 
 Files written to ``output_dir``:
   ``results.json``            lm-eval's results dict without the samples (configs, versions, n-samples, ...)
@@ -28,8 +28,9 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from sparsepo.eval import leaderboard
-from sparsepo.eval.leaderboard import TaskSpec
+from sparsepo.eval import openllm_scores
+from sparsepo.eval.openllm_scores import TaskSpec
+from sparsepo.io import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -209,16 +210,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
     samples: dict[str, list[dict]] = {}
     for file in sorted(target.parent.glob(SAMPLES_GLOB)):
         task = file.name[len("samples_") : -len(".jsonl")]
-        records = []
-        with open(file, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{file} line {line_no}: not valid JSON ({err})") from None
-        samples[task] = records
+        samples[task] = read_jsonl(file)
     if samples:
         results["samples"] = samples
     return results
@@ -226,7 +218,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 def suite_for_tasks(tasks: Sequence[str]) -> tuple[TaskSpec, ...]:
     """The known :class:`TaskSpec` columns (all registered suites) of the given lm-eval tasks, in suite order."""
-    specs = [s for suite in leaderboard.SUITES.values() for s in suite if s.task in tasks]
+    specs = [s for suite in openllm_scores.SUITES.values() for s in suite if s.task in tasks]
     missing = [t for t in tasks if t not in {s.task for s in specs}]
     if missing:
         raise ValueError(
@@ -256,7 +248,7 @@ def run_openllm(
     gen_kwargs: dict[str, Any] | None = None,
     nltk_data: str | Path | None = None,
     seed: int = 1234,
-    average: leaderboard.Average = "paper",
+    average: openllm_scores.Average = "paper",
     use_cache: str | Path | None = None,
     overwrite: bool = False,
 ) -> pd.DataFrame:
@@ -279,7 +271,7 @@ def run_openllm(
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     tasks = list(tasks)
-    specs = leaderboard.get_suite(suite) if suite is not None else suite_for_tasks(tasks)
+    specs = openllm_scores.get_suite(suite) if suite is not None else suite_for_tasks(tasks)
     if Path(output_dir, RESULTS_FILE).exists() and not overwrite:  # fail before hours of evaluation
         raise FileExistsError(
             f"{Path(output_dir, RESULTS_FILE)} exists; choose another output_dir or overwrite"
@@ -325,9 +317,9 @@ def run_openllm(
     out = Path(output_dir)
     save_results(results, out, overwrite=overwrite)
     name = label or Path(str(model)).name
-    leaderboard.subtask_table(results, specs).to_csv(out / "subtasks.csv", index=False)
-    row = leaderboard.table1({name: results}, specs, average=average)
+    openllm_scores.subtask_table(results, specs).to_csv(out / "subtasks.csv", index=False)
+    row = openllm_scores.table1({name: results}, specs, average=average)
     row.to_csv(out / "table1.csv", index_label="Method")
-    (out / "table1.md").write_text(leaderboard.to_markdown(row))
+    (out / "table1.md").write_text(openllm_scores.to_markdown(row))
     log.info("Open LLM Leaderboard results of %s written to %s", name, out)
     return row

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from sparsepo.eval.stats import bootstrap_ci
+from sparsepo.io import read_jsonl
 
 TIDY_COLUMNS = ["system", "suite", "metric", "setting", "value", "ci_low", "ci_high", "n"]
 ITEM_COLUMNS = ["system", "suite", "metric", "setting", "item", "value"]
@@ -183,28 +183,10 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[Mapping[str, An
         writer.write_many(records)
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Records of a JSONL file. A torn *last* line (a crash mid-write) is skipped with a warning;
-    a bad line elsewhere is an error naming the file and line number. A missing file reads as []."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    records = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            if lineno == len(lines):
-                warnings.warn(f"{path}: line {lineno} is incomplete (interrupted write?); skipped", stacklevel=2)
-                break
-            raise ValueError(f"{path}: line {lineno} is not valid JSON: {err}") from err
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: line {lineno} is not a JSON object")
-        records.append(record)
-    return records
+def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Records of a results JSONL file as appended during a run: a missing file reads as [], a torn *last*
+    line (a crash mid-write) is skipped with a warning, any other bad line is an error naming file and line."""
+    return read_jsonl(path, missing_ok=True, torn_tail_ok=True, objects=True)
 
 
 # --------------------------------------------------------------------------- writing / reading tables

@@ -1,169 +1,125 @@
-"""Sentiment reward scorers: P(positive | text) in [0, 1] for a batch of texts (paper 3.2's ground-truth reward).
+"""Sentiment suite (paper 3.2): sample completions of review prefixes, score P(positive), measure KL to the reference.
 
-Registered by name (:func:`make_scorer`):
-
-- ``hf``: a Hugging Face sequence-classification model, by hub name or local folder; default the paper's
-  ``siebert/sentiment-roberta-large-english``. The score is the softmax probability of the class whose
-  ``config.id2label`` name means "positive" (see :func:`positive_label_index`), or the sigmoid of the
-  single logit of a one-output model.
-- ``vader``: the VADER lexicon scorer (``vaderSentiment``, fully offline). VADER's compound score lies in
-  [-1, 1]; the score here is ``(compound + 1) / 2``, a monotone rescaling, *not* a calibrated probability:
-  0.5 means neutral, and texts are ordered exactly as by their compound score.
+Per sample: ``reward`` = P(positive | prompt + completion) from a :mod:`sparsepo.eval.reward_models` scorer, and the
+response-level KL of the policy to the reference on that sample, both estimates of :mod:`sparsepo.eval.kl`.
+Per prompt means and bootstrap CIs come from :func:`sparsepo.eval.report.aggregate_items`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Any
 
-DEFAULT_HF_MODEL = "siebert/sentiment-roberta-large-english"
+import pandas as pd
+from torch import nn
 
+from sparsepo.eval.kl import response_kl
+from sparsepo.eval.report import aggregate_items, format_setting
+from sparsepo.eval.reward_models import SentimentScorer
+from sparsepo.forward import AdaptersOff
+from sparsepo.generation import Generator, SamplingConfig
 
-@runtime_checkable
-class SentimentScorer(Protocol):
-    """``score(texts)[i]`` is P(positive | texts[i]) in [0, 1]."""
-
-    name: str
-
-    def score(self, texts: list[str]) -> list[float]: ...
-
-
-def _check_texts(texts: list[str]) -> None:
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"sentiment scorer: texts[{i}] is {type(t).__name__}, expected str")
+SUITE = "sentiment"
+METRICS = ("reward", "kl", "kl_mc")
 
 
-_POSITIVE = ("positive", "pos")
-_GENERIC = ("label_0", "label_1")
+def sample_and_score(
+    generator: Generator,
+    policy: nn.Module,
+    ref: nn.Module | AdaptersOff,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    scorer: SentimentScorer,
+    sampling: SamplingConfig,
+    *,
+    batch_size: int = 8,
+    chunk_size: int = 1024,
+) -> pd.DataFrame:
+    """One row per (prompt, sample): prompt_id, sample, prompt, completion, reward, kl, kl_mc, tokens.
 
-
-def positive_label_index(id2label: Mapping[int, str], positive_label: str | None = None) -> int:
-    """Class index meaning "positive" in a classifier's ``id2label``.
-
-    ``positive_label`` names it explicitly (case-insensitive). Otherwise the one label equal to or starting
-    with "pos" (POSITIVE, positive, pos, Pos.) is taken; a two-class model with the generic names
-    LABEL_0 / LABEL_1 follows the SST-2 / IMDB convention that 1 is positive.
+    ``generator`` must sample from ``policy`` (same weights), and tokenise prompts as ``tokenizer(prompt)`` does,
+    so that the KL is measured on exactly the sequences that were sampled.
     """
-    labels = {int(i): str(name).strip().lower() for i, name in id2label.items()}
-    if positive_label is not None:
-        hits = [i for i, name in labels.items() if name == positive_label.strip().lower()]
-        if not hits:
-            raise ValueError(f"positive_label {positive_label!r} is not among the model's labels {dict(id2label)}")
-        return hits[0]
-    hits = [i for i, name in labels.items() if name in _POSITIVE or name.startswith("pos")]
-    if len(hits) == 1:
-        return hits[0]
-    if sorted(labels.values()) == list(_GENERIC):
-        return next(i for i, name in labels.items() if name == "label_1")
-    raise ValueError(
-        f"cannot tell which label is positive in id2label={dict(id2label)}; pass positive_label=<name>"
-    )
+    completions = generator.generate(list(prompts), sampling)
+    rows, prompt_ids, completion_ids = [], [], []
+    for i, (prompt, samples) in enumerate(zip(prompts, completions, strict=True)):
+        ids = tokenizer(prompt)["input_ids"]
+        for j, c in enumerate(samples):
+            rows.append({"prompt_id": i, "sample": j, "prompt": prompt, "completion": c.text})
+            prompt_ids.append(ids)
+            completion_ids.append(c.token_ids)
+    rewards = scorer.score([r["prompt"] + r["completion"] for r in rows])
+    kls = response_kl(policy, ref, prompt_ids, completion_ids, tokenizer.pad_token_id, batch_size, chunk_size)
+    for row, reward, kl in zip(rows, rewards, kls, strict=True):
+        row.update(reward=float(reward), **kl)
+    return pd.DataFrame(rows)
 
 
-class HFSentimentScorer:
-    """A sequence-classification model scoring texts in batches (longest-first padding, truncation).
+def summarise(samples: pd.DataFrame, system: str, setting: dict[str, Any] | None = None, **kw: Any) -> pd.DataFrame:
+    """Tidy table: mean over prompts (each prompt's samples averaged first) of reward, kl and kl_mc, with CIs."""
+    per_prompt = samples.groupby("prompt_id")[list(METRICS)].mean()
+    items = [
+        {"system": system, "suite": SUITE, "metric": m, "setting": format_setting(setting or {}), "item": str(pid), "value": v}
+        for m in METRICS
+        for pid, v in per_prompt[m].items()
+    ]
+    return aggregate_items(pd.DataFrame(items), **kw)
 
-    Args:
-        model: hub name or local folder (with its tokenizer).
-        batch_size: texts per forward pass.
-        max_length: tokens kept per text (truncated beyond; also capped by the tokenizer's limit).
-        device: default ``cuda`` when available, else ``cpu``.
-        positive_label: name of the positive class when the labels are not self-explanatory.
+
+class SentimentEvaluator:
+    """In-training evaluator (``run.evaluator="sparsepo.eval.sentiment:SentimentEvaluator"``).
+
+    Every ``run.eval_every`` steps rank 0 samples one completion per held-out prompt from the current policy
+    (HF ``generate`` on the in-memory weights), and reports ``eval/reward``, ``eval/kl`` and ``eval/kl_mc``
+    (means over prompts). The sampling seed is the same at every evaluation, so successive points differ by the
+    policy only. Reference-free methods get the reference loaded here from ``ref``.
     """
-
-    name = "hf"
 
     def __init__(
         self,
-        model: str = DEFAULT_HF_MODEL,
-        *,
-        batch_size: int = 32,
-        max_length: int = 512,
-        device: str | None = None,
-        positive_label: str | None = None,
-    ) -> None:
-        import torch
+        prompts: list[str],
+        reward: str = "vader",
+        reward_kwargs: dict[str, Any] | None = None,
+        ref: str | None = None,
+        max_new_tokens: int = 48,
+        temperature: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 8,
+    ):
+        from sparsepo.eval.reward_models import make_scorer
 
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model_path = str(model)
+        self.prompts = list(prompts)
+        self.scorer = make_scorer(reward, **(reward_kwargs or {}))
+        self.ref_path = ref
+        self._ref: nn.Module | None = None
+        self.sampling = SamplingConfig(n=1, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
         self.batch_size = batch_size
-        self.max_length = max_length
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.positive_label = positive_label
-        self._model = None
-        self._tokenizer = None
-        self._positive = -1
 
-    def _load(self):
-        if self._model is None:
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    def _reference(self, ref: nn.Module | AdaptersOff | None, device: Any) -> nn.Module | AdaptersOff:
+        if ref is not None:
+            return ref
+        if self._ref is None:
+            if self.ref_path is None:
+                raise ValueError("SentimentEvaluator needs `ref` (a model path) for reference-free methods")
+            from sparsepo.models import load_causal_lm
 
-            tok = AutoTokenizer.from_pretrained(self.model_path)
-            model = AutoModelForSequenceClassification.from_pretrained(self.model_path)
-            if model.config.num_labels > 1:
-                self._positive = positive_label_index(model.config.id2label, self.positive_label)
-            self._model, self._tokenizer = model.to(self.device).eval(), tok
-        return self._model, self._tokenizer
+            self._ref = load_causal_lm(self.ref_path).to(device).eval()
+        return self._ref
 
-    def score(self, texts: list[str]) -> list[float]:
-        """P(positive) per text, shape (len(texts),), in input order."""
-        import torch
+    def __call__(
+        self, policy: nn.Module, ref: nn.Module | AdaptersOff | None, tokenizer: Any, step: int
+    ) -> dict[str, float]:
+        from sparsepo.generation.hf import HFGenerator
 
-        _check_texts(texts)
-        if not texts:
-            return []
-        model, tok = self._load()
-        limit = min(self.max_length, tok.model_max_length or self.max_length)
-        scores: list[float] = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                batch = texts[start : start + self.batch_size]
-                enc = tok(batch, padding=True, truncation=True, max_length=limit, return_tensors="pt")
-                logits = model(**enc.to(self.device)).logits.float()  # (batch, num_labels)
-                if logits.shape[-1] == 1:
-                    probs = torch.sigmoid(logits[:, 0])
-                else:
-                    probs = torch.softmax(logits, dim=-1)[:, self._positive]
-                scores.extend(probs.tolist())
-        return scores
-
-    def close(self) -> None:
-        self._model = self._tokenizer = None
-
-
-class VaderScorer:
-    """VADER compound score mapped to [0, 1] as ``(compound + 1) / 2`` (see module docstring)."""
-
-    name = "vader"
-
-    def __init__(self) -> None:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-        self._analyzer = SentimentIntensityAnalyzer()
-
-    def score(self, texts: list[str]) -> list[float]:
-        """Rescaled compound score per text, shape (len(texts),), in input order."""
-        _check_texts(texts)
-        return [(self._analyzer.polarity_scores(t)["compound"] + 1.0) / 2.0 for t in texts]
-
-
-_SCORERS: dict[str, Callable[..., SentimentScorer]] = {"hf": HFSentimentScorer, "vader": VaderScorer}
-
-
-def register_scorer(name: str, factory: Callable[..., SentimentScorer]) -> None:
-    """Register a scorer factory ``(**kw) -> SentimentScorer`` under ``name``."""
-    _SCORERS[name] = factory
-
-
-def available_scorers() -> list[str]:
-    return sorted(_SCORERS)
-
-
-def make_scorer(name: str, **kw) -> SentimentScorer:
-    """Build the scorer registered as ``name`` (``hf`` takes ``model=`` and the options of
-    :class:`HFSentimentScorer`; ``vader`` takes none)."""
-    if name not in _SCORERS:
-        raise ValueError(f"unknown sentiment scorer {name!r}; choose one of {', '.join(available_scorers())}")
-    return _SCORERS[name](**kw)
+        was_training = policy.training
+        policy.eval()
+        try:
+            device = next(policy.parameters()).device
+            gen = HFGenerator.from_model(policy, tokenizer, batch_size=self.batch_size)
+            df = sample_and_score(
+                gen, policy, self._reference(ref, device), tokenizer, self.prompts, self.scorer, self.sampling,
+                batch_size=self.batch_size,
+            )
+        finally:
+            policy.train(was_training)
+        return {f"eval/{m}": float(df[m].mean()) for m in METRICS}

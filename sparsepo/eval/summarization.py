@@ -34,8 +34,8 @@ import sacrebleu
 from rouge_score import rouge_scorer
 
 from sparsepo.eval.edna import EdnaScorer
-from sparsepo.eval.generation import Generator, SamplingConfig
-from sparsepo.eval.report import aggregate_items, append_jsonl, format_setting, item_frame, read_jsonl
+from sparsepo.eval.report import aggregate_items, append_jsonl, format_setting, item_frame, read_records
+from sparsepo.generation import Generator, SamplingConfig
 
 SUITE = "summarization"
 DEFAULT_TEMPERATURES = (0.25, 0.5, 0.75, 1.0)
@@ -272,10 +272,10 @@ def evaluate_summarization(
     if paths:
         _check_run_config(paths["config"], {"n": n, "top_p": top_p, "max_new_tokens": max_new_tokens,
                                             "stop": list(stop), "seed": seed, "prompt_template": prompt_template})
-    old_items = item_frame(read_jsonl(paths["items"])) if paths else item_frame([])
+    old_items = item_frame(read_records(paths["items"])) if paths else item_frame([])
     # A rescored temperature was appended after its older rows: the last value wins.
     old_items = old_items.drop_duplicates(["system", "suite", "metric", "setting", "item"], keep="last")
-    old_samples = pd.DataFrame(read_jsonl(paths["samples"])) if paths else pd.DataFrame()
+    old_samples = pd.DataFrame(read_records(paths["samples"])) if paths else pd.DataFrame()
     expected = _expected_metrics(bert is not None, edna_scorer is not None, n)
     items = []
     for t in temperatures:

@@ -5,7 +5,7 @@ import torch
 import transformers as T
 
 from sparsepo.forward import chunked_token_stats, decoder_forward, lm_head, token_stats
-from sparsepo.objective import PreferenceModel, Reference
+from sparsepo.preference_model import PreferenceModel, Reference
 
 
 def tiny(arch: str, seed: int) -> torch.nn.Module:
@@ -131,7 +131,7 @@ def test_lora_reference_from_disabled_adapters_equals_a_separate_copy(arch, meth
 
     from sparsepo.forward import AdaptersOff
     from sparsepo.masks import MaskConfig, model_dims
-    from sparsepo.objective import disable_dropout
+    from sparsepo.preference_model import disable_dropout
 
     base = tiny(arch, 0)
     separate = copy.deepcopy(base)

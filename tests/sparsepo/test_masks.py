@@ -14,7 +14,7 @@ from sparsepo.masks import (
     hook_points,
     normalise_per_sequence,
 )
-from sparsepo.objective import PreferenceModel, Reference
+from sparsepo.preference_model import PreferenceModel, Reference
 from tests.sparsepo.test_forward import make_batch, tiny
 
 

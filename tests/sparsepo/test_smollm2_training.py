@@ -5,7 +5,7 @@ import torch
 from sparsepo.data import DataConfig, PreferenceCollator, load_preference_data
 from sparsepo.masks import MaskConfig
 from sparsepo.models import load_causal_lm, load_tokenizer
-from sparsepo.objective import PreferenceModel, Reference, disable_dropout
+from sparsepo.preference_model import PreferenceModel, Reference, disable_dropout
 from sparsepo.trainer import build_optimizer
 
 

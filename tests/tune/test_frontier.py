@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import ray
 
-from sparsepo.frontier import FrontierConfig, grid_points, prepare_pairs, run_frontier
+from sparsepo.experiments.sentiment.frontier import FrontierConfig, grid_points, prepare_pairs, run_frontier
 from sparsepo.pareto import pareto_front
 
 

@@ -21,8 +21,8 @@ from sparsepo.eval.code import (
     load_mbpp,
     truncate,
 )
-from sparsepo.eval.generation import Completion, Generator, SamplingConfig
 from sparsepo.eval.sandbox import SandboxConfig
+from sparsepo.generation import Completion, Generator, SamplingConfig
 
 SANDBOX = SandboxConfig(timeout_s=3.0, memory_mb=512)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sparsepo.eval import leaderboard as lb
+from sparsepo.eval import openllm_scores as lb
 from sparsepo.eval.lm_eval_tasks import TASKS_DIR
 from sparsepo.eval.openllm import ensure_punkt, load_results, resolve_model, run_openllm
 

@@ -19,7 +19,7 @@ from sparsepo.eval.report import (
     compare_markdown,
     format_setting,
     parse_setting,
-    read_jsonl,
+    read_records,
     read_results,
     tidy_frame,
     to_markdown,
@@ -91,17 +91,17 @@ def test_jsonl_appends_incrementally_and_survives_a_torn_line(tmp_path):
     with path.open("a") as f:
         f.write('{"doc": 3, "te')  # interrupted write
     with pytest.warns(UserWarning, match="line 4 is incomplete"):
-        records = read_jsonl(path)
+        records = read_records(path)
     assert [r["doc"] for r in records] == [0, 1, 2]
     assert records[0]["score"] == 0.5 and records[1]["ids"] == [0, 1, 2]
-    assert read_jsonl(tmp_path / "missing.jsonl") == []
+    assert read_records(tmp_path / "missing.jsonl") == []
 
 
 def test_jsonl_bad_middle_line_is_an_error(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_text('{"a": 1}\nnot json\n{"a": 2}\n')
     with pytest.raises(ValueError, match=r"s\.jsonl: line 2 is not valid JSON"):
-        read_jsonl(path)
+        read_records(path)
 
 
 def test_aggregate_items_means_and_cis():

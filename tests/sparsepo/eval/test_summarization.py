@@ -12,8 +12,7 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from sparsepo.eval.edna import EdnaScorer
-from sparsepo.eval.generation import Completion, SamplingConfig
-from sparsepo.eval.report import TIDY_COLUMNS, read_jsonl
+from sparsepo.eval.report import TIDY_COLUMNS, read_records
 from sparsepo.eval.summarization import (
     BERTScore,
     default_bertscore_model,
@@ -21,6 +20,7 @@ from sparsepo.eval.summarization import (
     rouge_l_f1,
     self_bleu,
 )
+from sparsepo.generation import Completion, SamplingConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -147,9 +147,9 @@ def test_evaluate_summarization_scripted_generator(bertscore, tmp_path):
     assert _row(table, "rougeL_f1", 1.0)["value"] == 0.0
     assert _row(table, "bertscore_f1", 1.0)["value"] < 0.9
 
-    samples = read_jsonl(tmp_path / "summarization_samples.jsonl")
-    scores = read_jsonl(tmp_path / "summarization_scores.jsonl")
-    items = read_jsonl(tmp_path / "summarization_items.jsonl")
+    samples = read_records(tmp_path / "summarization_samples.jsonl")
+    scores = read_records(tmp_path / "summarization_scores.jsonl")
+    items = read_records(tmp_path / "summarization_items.jsonl")
     assert len(samples) == len(scores) == 2 * 3 * 3
     assert samples[0]["summary"] == REFS[0] and samples[0]["system"] == "scripted"
     assert {"rougeL_f1", "bertscore_f1"} <= set(scores[0])
@@ -167,7 +167,7 @@ def test_evaluate_summarization_scripted_generator_resumes_after_crash(tmp_path)
     with pytest.raises(RuntimeError, match="simulated crash"):
         evaluate_summarization(crashing, DOCS, REFS, temperatures=(0.25, 1.0), n=2, bertscore=False,
                                out_dir=tmp_path, system="s")
-    assert len(read_jsonl(tmp_path / "summarization_items.jsonl")) == 3 * 2  # T=0.25 kept
+    assert len(read_records(tmp_path / "summarization_items.jsonl")) == 3 * 2  # T=0.25 kept
     resumed = ScriptedGenerator()
     table = evaluate_summarization(resumed, DOCS, REFS, temperatures=(0.25, 1.0), n=2, bertscore=False,
                                    out_dir=tmp_path, system="s")
@@ -200,14 +200,14 @@ def test_evaluate_summarization_real_tiny_gpt2_with_tiny_random_nli_model(tmp_pa
     """Real generation (tiny random GPT-2 through the HF backend, nucleus sampling) and a tiny random
     NLI model for EDNA: checks the suite's numbers against metrics recomputed from its sample log."""
     from sparsepo.assets import tiny_model_path
-    from sparsepo.eval.backends.hf import HFGenerator
+    from sparsepo.generation.hf import HFGenerator
 
     gen = HFGenerator(str(tiny_model_path("gpt2")), device="cpu")
     edna = EdnaScorer(_tiny_random_nli(tmp_path / "nli"), device="cpu", max_length=128)
     table = evaluate_summarization(gen, DOCS, REFS, temperatures=(1.0,), n=3, max_new_tokens=12,
                                    bertscore=False, edna=edna, out_dir=tmp_path / "run", n_resamples=100)
     assert set(table["metric"]) == {"rougeL_f1", "self_bleu", "entailment", "self_entailment", "edna"}
-    samples = pd.DataFrame(read_jsonl(tmp_path / "run" / "summarization_samples.jsonl"))
+    samples = pd.DataFrame(read_records(tmp_path / "run" / "summarization_samples.jsonl"))
     assert len(samples) == 9 and samples["summary"].str.len().gt(0).any()
     by_doc = [samples[samples["doc_id"] == str(k)]["summary"].tolist() for k in range(3)]
     rouge = np.mean([rouge_l_f1(s, [REFS[k]] * 3).mean() for k, s in enumerate(by_doc)])

@@ -2,7 +2,7 @@
 
 ``offline:review-pairs``: a conversational "write a positive review" request answered by a positive (chosen)
 and a negative (rejected) Pang & Lee sentence. A quick, real preference signal for smoke runs and tests;
-the paper's sentiment pairs, sampled from the reference model, are built by ``sparsepo.prefgen``.
+the paper's sentiment pairs, sampled from the reference model, are built by ``sparsepo.experiments.sentiment.pairs``.
 """
 
 from __future__ import annotations

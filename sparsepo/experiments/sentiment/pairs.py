@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sparsepo.eval.generation import SamplingConfig, make_generator
-from sparsepo.eval.sentiment import make_scorer
+from sparsepo.eval.reward_models import make_scorer
+from sparsepo.generation import SamplingConfig, make_generator
+from sparsepo.io import read_jsonl
 
 
 def pairs_key(**spec: Any) -> str:
@@ -39,7 +40,7 @@ def build_sentiment_pairs(
                 temperature=temperature, seed=seed)
     path = Path(cache_dir) / f"sentiment-pairs-{pairs_key(**spec)}.jsonl"
     if path.exists():
-        return path, [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return path, read_jsonl(path)
     generator = make_generator(backend, model, **(backend_kwargs or {}))
     samples = generator.generate(
         prompts, SamplingConfig(n=2, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)

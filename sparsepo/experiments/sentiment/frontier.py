@@ -1,7 +1,7 @@
 """The sentiment-control reward-KL frontier (paper 3.2, Figures 2 and 3) as one reproducible experiment.
 
 1. prompts: 5-8-token prefixes of movie reviews (offline: Pang & Lee; IMDB by hub name), train and held-out test;
-2. pairs: two reference samples per train prompt ranked by the sentiment reward (cached; ``sparsepo.prefgen``);
+2. pairs: two reference samples per train prompt ranked by the sentiment reward (cached; ``sparsepo.experiments.sentiment.pairs``);
 3. a Ray Tune grid over methods x beta, each trial a Ray Train run that every ``eval_every`` steps samples one
    completion per test prompt and reports reward and response-level KL (``SentimentEvaluator``);
 4. outputs in ``<storage>/<name>/``: ``points.csv``/``.parquet`` (every method, beta, step, reward, kl, sparsity...
@@ -20,6 +20,7 @@ import pandas as pd
 
 from sparsepo.config import from_dict
 from sparsepo.eval.report import to_markdown
+from sparsepo.io import is_remote, resolve_storage, write_text
 from sparsepo.pareto import pareto_front
 from sparsepo.plots import plot_frontier, plot_sparsity
 
@@ -78,22 +79,7 @@ class FrontierConfig:
 
 
 def storage_root(cfg: FrontierConfig) -> str:
-    if "://" in cfg.storage_path:
-        return cfg.storage_path.rstrip("/")
-    return str(Path(cfg.storage_path).expanduser().resolve())
-
-
-def write_text(uri_or_path: str, text: str) -> None:
-    """Write a small file locally or to ``s3://``-style storage (the experiment's storage)."""
-    if "://" in uri_or_path:
-        import pyarrow.fs
-
-        fs, path = pyarrow.fs.FileSystem.from_uri(uri_or_path)
-        with fs.open_output_stream(path) as f:
-            f.write(text.encode())
-    else:
-        Path(uri_or_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(uri_or_path).write_text(text)
+    return resolve_storage(cfg.storage_path)
 
 
 def grid_points(cfg: FrontierConfig) -> dict[str, dict[str, Any]]:
@@ -107,15 +93,15 @@ def grid_points(cfg: FrontierConfig) -> dict[str, dict[str, Any]]:
 
 def prepare_pairs(cfg: FrontierConfig, log: Any = print) -> tuple[str, list[str], int]:
     """(data path the workers read, held-out test prompts, number of pairs)."""
+    from sparsepo.experiments.sentiment.pairs import build_sentiment_pairs
+    from sparsepo.experiments.sentiment.prompts import split_prompts
     from sparsepo.models import load_tokenizer
-    from sparsepo.prefgen import build_sentiment_pairs
-    from sparsepo.reviews import split_prompts
 
     tok = load_tokenizer(cfg.ref or cfg.model)
     train, test = split_prompts(cfg.reviews, tok, cfg.n_train_prompts, cfg.n_test_prompts, seed=cfg.seed, split=cfg.reviews_split)
     t = time.perf_counter()
     # Shared by every experiment under the same storage: a rerun with the same settings reuses the pairs.
-    local_cache = Path(storage_root(cfg)) / "pairs" if "://" not in cfg.storage_path else Path("~/.cache/sparsepo/pairs").expanduser()
+    local_cache = Path("~/.cache/sparsepo/pairs").expanduser() if is_remote(cfg.storage_path) else Path(storage_root(cfg)) / "pairs"
     path, rows = build_sentiment_pairs(
         cfg.ref or cfg.model, train, reward=cfg.reward, reward_kwargs=cfg.reward_kwargs, backend=cfg.backend,
         max_new_tokens=cfg.pair_tokens, seed=cfg.seed, cache_dir=local_cache,
@@ -124,7 +110,7 @@ def prepare_pairs(cfg: FrontierConfig, log: Any = print) -> tuple[str, list[str]
     if not rows:
         raise ValueError("no preference pairs: every prompt's two samples tied on reward")
     data_path = str(path)
-    if "://" in cfg.storage_path:  # workers on other nodes read the pairs from the shared storage
+    if is_remote(cfg.storage_path):  # workers on other nodes read the pairs from the shared storage
         data_path = f"{storage_root(cfg)}/{cfg.name}/pairs.jsonl"
         write_text(data_path, Path(path).read_text())
     return data_path, test, len(rows)
@@ -145,7 +131,7 @@ def base_config(cfg: FrontierConfig, data_path: str, test_prompts: list[str]):  
             "cpus_per_worker": 1.0 if cfg.use_gpu else 1.0 - DRIVER_CPUS,
             "seed": cfg.seed, "log_every": 1, "save_every": cfg.eval_every, "eval_every": cfg.eval_every,
             "keep_checkpoints": 1,  # the last one, for --resume; the table, not the policies, is the output
-            "evaluator": "sparsepo.eval.sentiment_suite:SentimentEvaluator",
+            "evaluator": "sparsepo.eval.sentiment:SentimentEvaluator",
             "evaluator_args": {"prompts": test_prompts, "reward": cfg.reward, "reward_kwargs": cfg.reward_kwargs,
                                "ref": cfg.ref or cfg.model, "max_new_tokens": cfg.eval_tokens, "seed": cfg.seed},
         },
@@ -244,7 +230,7 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
     if len(failed):
         log(f"[frontier] warning: {len(failed)} trial(s) failed; their finished points are kept: {list(failed)}")
     table = points_table(results, points)
-    out = Path(storage_root(cfg)) / cfg.name if "://" not in cfg.storage_path else Path(cfg.name)
+    out = Path(cfg.name) if is_remote(cfg.storage_path) else Path(storage_root(cfg)) / cfg.name
     files = write_outputs(table, out, cfg, time.perf_counter() - t0)
     log(f"[frontier] done in {time.perf_counter() - t0:.0f}s; report: {files['report']}")
     return files

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sparsepo.eval import leaderboard as lb
-from sparsepo.eval.leaderboard import TaskSpec
+from sparsepo.eval import openllm_scores as lb
+from sparsepo.eval.openllm_scores import TaskSpec
 
 
 def mc_config(n_choices: int | None = None) -> dict:

@@ -10,8 +10,7 @@ import psutil
 import pytest
 import torch
 
-from sparsepo.eval.backends.ray import split_evenly
-from sparsepo.eval.generation import (
+from sparsepo.generation import (
     Completion,
     Generator,
     SamplingConfig,
@@ -21,6 +20,7 @@ from sparsepo.eval.generation import (
     register_backend,
     request_seed,
 )
+from sparsepo.generation.ray import split_evenly
 
 PROMPTS = ["the movie was", "a truly dreadful film , with some of the worst acting", "i liked it", "it is", "what a"]
 GREEDY = SamplingConfig(n=2, temperature=0, max_new_tokens=20)
@@ -142,7 +142,7 @@ def test_hf_stop_string_cuts_text_and_ends_generation(hf, stop_case):
 def test_hf_from_model_wraps_in_memory_model_without_touching_tokenizer(hf, model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sparsepo.eval.backends.hf import HFGenerator
+    from sparsepo.generation.hf import HFGenerator
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tok = AutoTokenizer.from_pretrained(model_dir)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from transformers import StoppingCriteria
 
-from sparsepo.eval.generation import Completion, SamplingConfig, find_stop, request_seed
+from sparsepo.generation import Completion, SamplingConfig, find_stop, request_seed
 
 
 def _with_pad_token(tokenizer, where: str):
@@ -127,7 +127,7 @@ class HFGenerator:
         return [int(i) for i in ids]
 
     def generate(self, prompts: list[str], sampling: SamplingConfig) -> list[list[Completion]]:
-        """``[i][j]``: j-th completion of ``prompts[i]``; see :mod:`sparsepo.eval.generation` for semantics."""
+        """``[i][j]``: j-th completion of ``prompts[i]``; see :mod:`sparsepo.generation` for semantics."""
         if not prompts:
             return []
         model, tok = self._load()

@@ -1,0 +1,1 @@
+"""The paper's experiments, one subpackage each (sentiment control: ``sentiment``)."""

@@ -1,0 +1,80 @@
+"""Storage paths (local folders or ``s3://``-style URIs) and JSON-lines files, in one place.
+
+Run storage may be a local folder or a URI that pyarrow's filesystems understand (``s3://``, ``gs://``...);
+every module asks :func:`is_remote` rather than testing for ``"://"`` itself. JSON lines are read by
+:func:`read_jsonl`, whose errors name the file and the 1-based line number.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def is_remote(path: str | Path) -> bool:
+    """True for a URI with a scheme (``s3://bucket/runs``), False for a local path."""
+    return "://" in str(path)
+
+
+def resolve_storage(path: str | Path) -> str:
+    """A storage root as Ray wants it: an absolute local path, or the URI unchanged (without a trailing ``/``)."""
+    return str(path).rstrip("/") if is_remote(path) else str(Path(path).expanduser().resolve())
+
+
+def write_text(uri_or_path: str | Path, text: str) -> None:
+    """Write a small text file locally (parents created) or to remote storage."""
+    if is_remote(uri_or_path):
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(str(uri_or_path))
+        with fs.open_output_stream(path) as f:
+            f.write(text.encode())
+    else:
+        Path(uri_or_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri_or_path).write_text(text)
+
+
+def iter_jsonl(text: str, source: str | Path, *, torn_tail_ok: bool = False) -> Iterator[tuple[int, Any]]:
+    """``(line number from 1, value)`` for every non-blank line of ``text``.
+
+    A broken line is a ValueError naming ``source`` and the line; with ``torn_tail_ok`` a broken *last* line
+    (a writer killed mid-line) is skipped with a warning instead.
+    """
+    lines = text.splitlines()
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            if torn_tail_ok and lineno == len(lines):
+                warnings.warn(f"{source}: line {lineno} is incomplete (interrupted write?); skipped", stacklevel=3)
+                return
+            raise ValueError(f"{source}: line {lineno} is not valid JSON: {e.msg} (column {e.colno})") from None
+        yield lineno, value
+
+
+def read_jsonl(
+    path: str | Path, *, missing_ok: bool = False, torn_tail_ok: bool = False, objects: bool = False
+) -> list[Any]:
+    """Every value of a JSON-lines file (``.gz`` is decompressed).
+
+    ``missing_ok``: a missing file reads as ``[]`` (else FileNotFoundError); ``torn_tail_ok``: see
+    :func:`iter_jsonl`; ``objects``: a line that is not a JSON object is an error naming its line.
+    """
+    p = Path(path)
+    if missing_ok and not p.exists():
+        return []
+    opener = gzip.open if p.suffix == ".gz" else open
+    with opener(p, "rt", encoding="utf-8") as f:
+        text = f.read()
+    values = []
+    for lineno, value in iter_jsonl(text, p, torn_tail_ok=torn_tail_ok):
+        if objects and not isinstance(value, dict):
+            raise ValueError(f"{p}: line {lineno} is not a JSON object")
+        values.append(value)
+    return values

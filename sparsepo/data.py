@@ -18,6 +18,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from sparsepo.typed_config import spec
+
 FIELDS = ("prompt", "chosen", "rejected")
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -39,11 +41,11 @@ class DataConfig:
 
     path: str = ""
     split: str = "train"
-    max_length: int = 512
-    max_prompt_length: int = 256
+    max_length: int = spec(512, ge=2)
+    max_prompt_length: int = spec(256, ge=1)
     truncate_prompt: bool = False
     skip_invalid: bool = False
-    limit: int | None = None
+    limit: int | None = spec(None, ge=1)
 
 
 def read_rows(path: str, split: str = "train") -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ def _looks_local(name: str) -> bool:
     return os.path.isabs(name) or name.startswith(("./", "../", "~")) or os.path.exists(name)
 
 
-def _source(name_or_path: str | os.PathLike, needed: tuple[str, ...]) -> str:
+def model_source(name_or_path: str | os.PathLike, needed: tuple[str, ...]) -> str:
     """Resolve aliases and check a local folder holds one of the `needed` files up front, so errors name
     the path rather than falling through to the hub."""
     resolved = resolve_model(str(name_or_path))
@@ -48,16 +48,19 @@ def _source(name_or_path: str | os.PathLike, needed: tuple[str, ...]) -> str:
 
 def _hub_error(name: str, err: Exception) -> OSError:
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+    cause = (str(err).strip().splitlines() or [""])[0]
+    # One line, ours last: Hugging Face's own message ends with "check your internet connection".
     return OSError(
-        f"could not load {name!r}: it is not a local folder or alias ({', '.join(MODEL_ALIASES)}), and the "
-        f"HF hub {'is disabled (HF_HUB_OFFLINE=1)' if offline else 'did not provide it'}. Pass a local folder "
-        f"or an alias, or run where the hub is reachable. Cause: {type(err).__name__}: {err}"
+        f"could not load {name!r} ({type(err).__name__}: {cause}): it is not a local folder or alias "
+        f"({', '.join(MODEL_ALIASES)}), and the HF hub "
+        f"{'is disabled (HF_HUB_OFFLINE=1)' if offline else 'did not provide it'}. Pass a local folder "
+        "or an alias, or run where the hub is reachable."
     )
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
     """Tokenizer for an alias / local folder / hub name, with a pad token (eos if it had none) and right padding."""
-    source = _source(name_or_path, ("tokenizer_config.json", "tokenizer.json"))
+    source = model_source(name_or_path, ("tokenizer_config.json", "tokenizer.json"))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except OSError as err:
@@ -84,7 +87,7 @@ def load_causal_lm(
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    source = _source(name_or_path, (gguf_file,) if gguf_file else ("config.json",))
+    source = model_source(name_or_path, (gguf_file,) if gguf_file else ("config.json",))
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **kwargs)

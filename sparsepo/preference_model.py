@@ -103,3 +103,6 @@ def disable_dropout(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
+        # HF attention (llama, gpt_neox, ...) passes a float `attention_dropout` to the kernel, not a module.
+        if isinstance(getattr(m, "attention_dropout", None), float):
+            m.attention_dropout = 0.0

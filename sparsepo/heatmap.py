@@ -4,7 +4,7 @@ Each response (e.g. "chosen", "rejected") is a :class:`TokenHeatmap`: its tokens
 typically the masked reward ``beta * r_t`` (nats), the token KL ``k_t`` (nats), the reward mask and the KL mask.
 Colours are scaled per row: a row with negative values uses a diverging scale (blue < 0 < red, white at 0,
 symmetric in max |value|), a non-negative row a sequential one (white at 0 to red at its max), so the mask zeros
-that make SparsePO sparse are always white.
+that make SparsePO sparse are always white. A checkpoint's heatmaps go beside it, in ``<checkpoint>/heatmaps/``.
 """
 
 from __future__ import annotations
@@ -196,3 +196,23 @@ def plot_heatmap(
 ) -> Path:
     """Write :func:`heatmap_figure` as a PNG at ``path``."""
     return save_png(heatmap_figure(maps, title), path)
+
+
+HEATMAP_DIR = "heatmaps"
+
+
+def write_heatmaps(
+    maps: Sequence[TokenHeatmap | Mapping[str, TokenHeatmap]], out: str | Path, title: str = "pair"
+) -> list[Path]:
+    """Write ``pair<i>.html`` and ``pair<i>.png`` for each pair's maps into folder ``out``; returns the files."""
+    out = Path(out)
+    files = []
+    for i, m in enumerate(maps):
+        files.append(write_heatmap_html(m, out / f"pair{i}.html", title=f"{title} {i}"))
+        files.append(plot_heatmap(m, out / f"pair{i}.png", title=f"{title} {i}"))
+    return files
+
+
+def checkpoint_heatmap_dir(checkpoint: str | Path) -> Path:
+    """Where a checkpoint's heatmaps go by default: ``<checkpoint>/heatmaps/``, beside the weights they show."""
+    return Path(checkpoint) / HEATMAP_DIR

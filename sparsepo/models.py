@@ -102,11 +102,11 @@ def load_causal_lm(
 
 def build_policy(cfg: TrainConfig, device: torch.device, resume_dir: Path | None = None) -> torch.nn.Module:
     """The trainable policy on ``device``: the config's model (resuming a full fine-tune: the checkpoint's
-    ``policy/``) with dropout off, wrapped in LoRA adapters when ``lora.r > 0`` (resuming: the checkpoint's)."""
+    ``policy/``), wrapped in LoRA adapters when ``lora.r > 0`` (resuming: the checkpoint's), with every dropout
+    off, LoRA's own included (so ``lora.dropout`` has no effect: see ``disable_dropout``)."""
     lora = cfg.lora.r > 0
     source = str(resume_dir / POLICY_DIR) if resume_dir is not None and not lora else cfg.model.name
     policy = load_causal_lm(source, dtype=cfg.model.dtype, gguf_file=None if source != cfg.model.name else cfg.model.gguf_file)
-    disable_dropout(policy)
     if lora:
         from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
         from peft.utils import load_peft_weights
@@ -123,4 +123,5 @@ def build_policy(cfg: TrainConfig, device: torch.device, resume_dir: Path | None
         )
         if resume_dir is not None:
             set_peft_model_state_dict(policy, load_peft_weights(str(resume_dir / ADAPTER_DIR)))
+    disable_dropout(policy)  # after get_peft_model, which adds its own lora_dropout modules
     return policy.to(device)

@@ -47,9 +47,11 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class LoraConfig:
+    """LoRA adapters (peft). No dropout: preference objectives compare two passes' log-probs, so every dropout
+    (LoRA's included) is off."""
+
     r: int = spec(0, ge=0)  # 0 = full fine-tuning
     alpha: int = spec(16, gt=0)
-    dropout: float = spec(0.05, ge=0, le=1)
     target_modules: str | list[str] = "all-linear"
 
 

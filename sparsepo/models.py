@@ -103,7 +103,7 @@ def load_causal_lm(
 def build_policy(cfg: TrainConfig, device: torch.device, resume_dir: Path | None = None) -> torch.nn.Module:
     """The trainable policy on ``device``: the config's model (resuming a full fine-tune: the checkpoint's
     ``policy/``), wrapped in LoRA adapters when ``lora.r > 0`` (resuming: the checkpoint's), with every dropout
-    off, LoRA's own included (so ``lora.dropout`` has no effect: see ``disable_dropout``)."""
+    off, LoRA's own included (see ``disable_dropout``)."""
     lora = cfg.lora.r > 0
     source = str(resume_dir / POLICY_DIR) if resume_dir is not None and not lora else cfg.model.name
     policy = load_causal_lm(source, dtype=cfg.model.dtype, gguf_file=None if source != cfg.model.name else cfg.model.gguf_file)
@@ -116,7 +116,7 @@ def build_policy(cfg: TrainConfig, device: torch.device, resume_dir: Path | None
             LoraConfig(
                 r=cfg.lora.r,
                 lora_alpha=cfg.lora.alpha,
-                lora_dropout=cfg.lora.dropout,
+                lora_dropout=0.0,
                 target_modules=cfg.lora.target_modules,
                 task_type="CAUSAL_LM",
             ),

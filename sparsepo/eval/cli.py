@@ -1,4 +1,4 @@
-"""Command line of the evaluation stage (``evals/run.py``): one sub-runner per suite, tidy outputs in ``--out``.
+"""Command line of the evaluation stage (``evals/run.py``): one sub-runner per suite, tidy outputs in ``<storage-path>/evals/<suite>/<system>`` (or ``--out``).
 
 Every run writes its samples (JSONL), a tidy table (``results.csv``/``.parquet``, one row per system x metric x
 setting, with bootstrap CIs) and ``results.md``; ``--compare DIR ...`` renders finished runs side by side.
@@ -117,8 +117,10 @@ def run_openllm_suite(a: argparse.Namespace, out: Path) -> Any:
 RUNNERS = {"sentiment": run_sentiment, "summarization": run_summarization, "code": run_code, "openllm": run_openllm_suite}
 
 
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="evals/run.py", description=__doc__)
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    ap = parser or argparse.ArgumentParser(prog="sparsepo eval")
+    ap.description = __doc__
+    ap.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     ap.add_argument("--suite", choices=SUITES)
     ap.add_argument("--compare", nargs="+", metavar="RESULTS", help="result folders/files to show side by side")
     ap.add_argument("--model", help="hub name, local folder (a trainer checkpoint's policy/) or offline alias")
@@ -127,7 +129,8 @@ def parser() -> argparse.ArgumentParser:
                     "<trial>-checkpoint_000012 for a checkpoint's policy/, or the alias)")
     ap.add_argument("--backend", default="hf", choices=["hf", "vllm", "ray"])
     ap.add_argument("--gpu-memory-utilization", type=float, default=None, help="vLLM's share of device memory")
-    ap.add_argument("--out", default=None, help="output folder (default: runs/evals/<suite>/<system>)")
+    ap.add_argument("--storage-path", default="runs", help="root of run outputs: results go to <root>/evals/<suite>/<system>")
+    ap.add_argument("--out", default=None, help="exact output folder instead of the one under --storage-path")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-samples", type=int, default=1)
     ap.add_argument("--temperature", type=float, default=1.0)
@@ -158,25 +161,31 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parser().parse_args(argv)
+def run(a: argparse.Namespace) -> int:
+    """The ``eval`` command on parsed arguments."""
     from sparsepo.eval.report import compare_markdown, to_markdown, write_results
 
     if a.compare:
         print(compare_markdown(a.compare))
         return 0
     if not a.suite or not a.model:
-        parser().error("give --suite and --model (or --compare RESULTS ...)")
+        raise ValueError("give --suite and --model (or --compare RESULTS ...)")
     if a.top_p is None:  # unset: the suite's default; a value the user gave is used as given
         a.top_p = SUITE_TOP_P.get(a.suite, 1.0)
     a.system = a.system or default_system_name(a.model)
-    out = Path(a.out or f"runs/evals/{a.suite}/{a.system}")
+    out = Path(a.out or Path(a.storage_path) / "evals" / a.suite / a.system)
     out.mkdir(parents=True, exist_ok=True)
     table = RUNNERS[a.suite](a, out)
     files = write_results(table, out)
     print(to_markdown(table))
     print(f"wrote {', '.join(str(p) for p in files.values())}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sparsepo.errors import run_cli
+
+    return run_cli(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

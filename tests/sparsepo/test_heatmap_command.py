@@ -1,6 +1,5 @@
 """tune/heatmap.py on a real tiny checkpoint: heatmaps land beside the checkpoint, not in the current folder."""
 
-import importlib.util
 from pathlib import Path
 
 import torch
@@ -13,10 +12,11 @@ SCRIPT = Path(__file__).resolve().parents[2] / "tune" / "heatmap.py"
 
 
 def heatmap_main():
-    spec = importlib.util.spec_from_file_location("heatmap_cli", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    """What ``python tune/heatmap.py ARGS`` runs."""
+    from sparsepo.cli import main
+
+    assert 'main(["heatmap", *sys.argv[1:]])' in SCRIPT.read_text()
+    return lambda argv: main(["heatmap", *argv])
 
 
 def test_heatmaps_default_to_the_checkpoint_folder(tmp_path, tiny_llama_path, monkeypatch):

@@ -132,19 +132,7 @@ def convert(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
     if origin in (tuple, list):
-        if isinstance(value, str) and origin is tuple:  # "0.1,0.5" from a flag or override
-            value = [v for v in value.split(",") if v.strip()]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-            return tuple(convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-        if origin is tuple and args:
-            if len(value) != len(args):
-                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-            return tuple(convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
-        item = args[0] if args else Any
-        return [convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return _convert_sequence(value, tp, where)
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
@@ -156,6 +144,23 @@ def convert(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping of {tp.__name__} keys, got {value!r}")
         return build(tp, value, where)
     return value
+
+
+def _convert_sequence(value: Any, tp: Any, where: str) -> tuple | list:
+    """``tuple[X, ...]``, ``tuple[X, Y]`` or ``list[X]``; a comma string counts as a list for tuples."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if isinstance(value, str) and origin is tuple:  # "0.1,0.5" from an override
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return tuple(convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is tuple and args:
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    item = args[0] if args else Any
+    return [convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
 
 
 def check_metadata(value: Any, meta: typing.Mapping[str, Any], where: str) -> None:

@@ -1,9 +1,10 @@
 """Quiet, readable logs: our progress lines visible, Ray's per-step internals and known-harmless noise off.
 
-By default (``SPARSEPO_VERBOSE`` unset) the driver hides Ray's token-auth notice and its C++ core's
-warning-level lines (e.g. the PreemptionWatcher note every Train run prints), and Train workers hide Ray
+By default (``SPARSEPO_VERBOSE`` unset) the driver hides Ray's token-auth notice, and Train workers hide Ray
 Train's per-step ``Reporting training result N: TrainingReport(...)`` line and transformers' progress bars.
-``SPARSEPO_VERBOSE=1`` (``--verbose`` on the CLI) shows everything.
+``SPARSEPO_VERBOSE=1`` (``--verbose`` on the CLI) shows everything. Lines that Ray's C++ core writes (such as
+the controller's one-off PreemptionWatcher note) cannot be filtered one by one: ``RAY_BACKEND_LOG_LEVEL``
+would hide them only by making every Ray process announce its log level instead.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ def quiet_driver() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if verbose():
         return
-    # Read by Ray's C++ core in every process it starts; errors that matter also surface as Python exceptions.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
 

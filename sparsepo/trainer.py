@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import get_cosine_schedule_with_warmup
 
+from sparsepo import sft
 from sparsepo.checkpoint import (
     MASKS_FILE,
     POLICY_DIR,
@@ -118,9 +119,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
                 ref_model = load_causal_lm(spec_ref, dtype=cfg.model.dtype, gguf_file=cfg.model.gguf_file).to(device)
             reference = Reference(ref_model, cfg.method, cfg.mask)
         dims = model_dims(reference.model) if reference is not None else None
-        model = PreferenceModel(
+        seq = sft.is_sequence_objective(cfg.method)  # SFT stage: single sequences, no reference
+        model = (sft.SFTModel(policy, cfg.run.chunk_size) if seq else PreferenceModel(
             policy, cfg.method, cfg.loss_hparams(), cfg.mask, dims, cfg.run.chunk_size, cfg.run.log_kl
-        ).to(device)
+        )).to(device)
         state = None
         if resume_dir is not None:
             if model.masks is not None and (resume_dir / MASKS_FILE).exists():
@@ -131,7 +133,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
         else:
             history = []
 
-    dataset, report = load_preference_data(cfg.data, tokenizer)
+    dataset, report = (sft.load_sft_data if seq else load_preference_data)(cfg.data, tokenizer)
     if rank == 0:
         log.info(f"[sparsepo] {report}")
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.run.seed, drop_last=True)
@@ -139,7 +141,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
         dataset,
         batch_size=cfg.optim.batch_size,
         sampler=sampler,
-        collate_fn=PreferenceCollator(tokenizer.pad_token_id),
+        collate_fn=(sft.SFTCollator if seq else PreferenceCollator)(tokenizer.pad_token_id),
         drop_last=True,
         # Its own generator: creating an iterator must not draw from the global RNG that resumes exactly.
         generator=torch.Generator().manual_seed(cfg.run.seed),

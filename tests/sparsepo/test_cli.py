@@ -131,3 +131,12 @@ def test_bad_config_subprocess_prints_one_line_and_starts_nothing(tmp_path):
         f"sparsepo: error: {SMOKE} + overrides: mask.kind: 'banana' is not one of 'binary', 'learned', 'random'"
     ]
     assert "ray imported: False" in proc.stdout
+
+
+def test_check_reads_sft_rows_for_the_sft_objective(no_ray, capsys, tmp_path):
+    data = tmp_path / "sft.jsonl"
+    data.write_text("\n".join(json.dumps({"prompt": f"q{i}", "completion": f"a{i}"}) for i in range(4)) + "\n")
+    args = ["train", "--check", "method=sft", "model.name=tiny-llama", f"data.path={data}", "optim.batch_size=2",
+            f"run.storage_path={tmp_path}"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    assert "check passed" in capsys.readouterr().out

@@ -78,9 +78,9 @@ class FrontierConfig:
     overrides: list[str] = field(default_factory=list)
 
 
-def paper_preset() -> dict[str, Any]:
-    """FrontierConfig overrides for the paper's grid (section 3.2)."""
-    return {"methods": PAPER_METHODS, "betas": PAPER_BETAS, "simpo_betas": PAPER_SIMPO_BETAS}
+def paper_config(cfg: FrontierConfig) -> FrontierConfig:
+    """``cfg`` with the paper's grid (section 3.2)."""
+    return dataclasses.replace(cfg, methods=PAPER_METHODS, betas=PAPER_BETAS, simpo_betas=PAPER_SIMPO_BETAS)
 
 
 def storage_root(cfg: FrontierConfig) -> str:

@@ -66,7 +66,7 @@ class CodeConfig:
     steps: int | None = 4
     batch_size: int = 2
     grad_accum: int = 1
-    lr: float = 1e-5
+    lr: float = 1e-4  # miniature: 4 steps must move the policy enough to change its samples
     max_length: int = 320
     max_prompt_length: int = 224
     eval_n: int = 10
@@ -246,6 +246,7 @@ def write_report(cfg: CodeConfig, rows: dict[str, dict[str, float]], pairs: dict
     table = table2(rows)
     files = {"table": out / "table2.csv", "report": out / "report.md"}
     table.to_csv(files["table"], index=False)
+    shown = table.astype(object).where(table.notna(), "")  # unmeasured cells stay empty, not "None"
     settings = {k: v for k, v in dataclasses.asdict(cfg).items()}
     files["report"].write_text("\n".join([
         f"# Text-to-code (paper Table 2): {cfg.name}",
@@ -253,7 +254,7 @@ def write_report(cfg: CodeConfig, rows: dict[str, dict[str, float]], pairs: dict
         f"SFT model `{model}`; pass@k in percent on held-out problems; wall time {elapsed_s:.0f} s. "
         "Empty cells: not measured (suite not run, or k above the samples drawn).",
         "",
-        to_markdown(table),
+        to_markdown(shown),
         "",
         "## Preference pairs",
         "",

@@ -101,7 +101,7 @@ def test_sft_run_through_ray_then_serves_as_the_dpo_reference(tmp_path):
     common = ["model.name=tiny-llama", "data.path=offline:review-pairs", "data.limit=16", "data.max_length=64",
               "data.max_prompt_length=40", "optim.batch_size=4", "optim.warmup_ratio=0", "run.chunk_size=64",
               f"run.storage_path={tmp_path}"]
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     try:
         sft = make_trainer(load_config(None, [*common, "method=sft", "optim.lr=3e-3", "optim.max_steps=8",
                                               "run.name=sft"])).fit()

@@ -37,7 +37,7 @@ class Canned:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     yield
     ray.shutdown()
 
@@ -46,12 +46,16 @@ def local_ray():
 def test_code_pipeline_writes_table2_with_every_method(local_ray, tmp_path):
     register_backend("canned", Canned)
     cfg = CodeConfig(
-        model="tiny-llama", backend="canned", train={"suite": "humaneval", "task_ids": TRAIN},
+        model="tiny-llama", sft_steps=2, sft_data={"suite": "humaneval", "task_ids": ["HumanEval/60", "HumanEval/61"]},
+        backend="canned", train={"suite": "humaneval", "task_ids": TRAIN},
         eval_suites={"humaneval": {"suite": "humaneval", "task_ids": EVAL}}, pair_samples=4, methods=("dpo", "sparsepo"),
         steps=2, batch_size=2, lr=1e-4, max_length=256, max_prompt_length=192, eval_n=2, eval_plan=((0.8, (1,)),),
         eval_tokens=8, storage_path=str(tmp_path), name="code",
     )
-    files = run_code(cfg, log=print)
+    logged: list[str] = []
+    files = run_code(cfg, log=logged.append)
+    sft_policy = next((tmp_path / "sft").glob("code-sft-*/train/checkpoint_*/policy"))  # the SFT stage ran
+    assert f"SFT model `{sft_policy}`" in files["report"].read_text()
     table = pd.read_csv(files["table"])
     assert table["Method"].tolist() == ["SFT", "dpo", "sparsepo"]
     assert list(table.columns[1:]) == [f"{s} pass@{k}" for s in ("HumanEval", "MBPP") for k in (1, 10, 100)]
@@ -64,6 +68,7 @@ def test_code_pipeline_writes_table2_with_every_method(local_ray, tmp_path):
     assert "| SFT" in report and "| sparsepo" in report and "- pairs: 3" in report
     # The cached stages are not recomputed by a rerun that resumes the sweep.
     calls = len(CALLS)
-    again = run_code(CodeConfig(**{**cfg.__dict__, "resume": True}), log=print)
-    assert len(CALLS) == calls
+    logged.clear()
+    again = run_code(CodeConfig(**{**cfg.__dict__, "resume": True}), log=logged.append)
+    assert len(CALLS) == calls and any(line.startswith("[code] sft: cached") for line in logged)
     pd.testing.assert_frame_equal(pd.read_csv(again["table"]), table)

@@ -2,8 +2,8 @@
 
 Stages, each printing its progress and caching what it makes under ``<storage>/`` keyed by what determines it:
 
-1. ``sft`` (optional, ``sft_steps > 0``): SFT of ``model`` on the training problems' reference solutions;
-   otherwise ``model`` is taken as the SFT model;
+1. ``sft`` (``sft_steps > 0``): SFT of ``model`` on the reference solutions of the ``sft_data`` problems (disjoint
+   from the pair and evaluation problems); with ``sft_steps=0`` ``model`` is taken as the SFT model;
 2. ``pairs``: ``pair_samples`` solutions per training problem from the SFT model, executed in the sandbox, each
    passing one paired with a random failing one of its problem (appendix B.5; ``sparsepo.experiments.code.pairs``);
 3. ``baseline``: pass@k of the SFT model itself (the table's first row);
@@ -28,10 +28,14 @@ from sparsepo.experiments.code.evaluation import PAPER_PLAN, load_suite, table2
 from sparsepo.io import is_remote, resolve_storage, write_text
 
 PAPER_METHODS = ("dpo", "simpo", "dpop", "tdpo1", "tdpo2", "mapo", "sparsepo")
-# Miniature problem sets (HumanEval task ids). Training: problems SmolLM2-135M-Instruct solves in some but not
-# all of 8 samples at temperature 0.8 (so pairs exist offline on a CPU); evaluation: other, similarly easy ones.
+# Miniature problem sets (HumanEval task ids). Training: short, easy problems; after the miniature's SFT stage
+# SmolLM2-135M solves 8 of these 12 in some but not all of 8 samples at temperature 0.8 (19 pairs, measured), so
+# pairs exist offline on a CPU. Evaluation: other, similarly easy ones.
 MINI_TRAIN = tuple(f"HumanEval/{i}" for i in (2, 23, 53, 45, 30, 42, 35, 60, 48, 28, 15, 34))
 MINI_EVAL = tuple(f"HumanEval/{i}" for i in (52, 55, 13, 29, 7, 16))
+# SFT data of the miniature: other HumanEval problems' reference solutions. SmolLM2-135M-Instruct answers a bare
+# function prompt like a chat ("```" and prose, 0 of 8 samples pass); SFT on prompt -> body teaches the format.
+MINI_SFT = tuple(f"HumanEval/{i}" for i in range(60, 164) if f"HumanEval/{i}" not in MINI_TRAIN + MINI_EVAL)
 AXIS = "method_point"  # the sweep's one axis: a variant per method
 DRIVER_CPUS = 0.01  # as in the frontier: a trial's driver only waits on its Train workers
 
@@ -45,7 +49,9 @@ class CodeConfig:
     """Everything the experiment depends on. Defaults: the offline miniature (SmolLM2-135M, HumanEval subsets)."""
 
     model: str = "smollm2"
-    sft_steps: int = 0
+    sft_steps: int = 12
+    sft_lr: float = 1e-4
+    sft_data: dict[str, Any] = field(default_factory=lambda: {"suite": "humaneval", "task_ids": list(MINI_SFT)})
     train: dict[str, Any] = field(default_factory=lambda: {"suite": "humaneval", "task_ids": list(MINI_TRAIN)})
     eval_suites: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {"humaneval": {"suite": "humaneval", "task_ids": list(MINI_EVAL)}}
@@ -60,7 +66,7 @@ class CodeConfig:
     steps: int | None = 4
     batch_size: int = 2
     grad_accum: int = 1
-    lr: float = 1e-5
+    lr: float = 1e-4  # miniature: 4 steps must move the policy enough to change its samples
     max_length: int = 320
     max_prompt_length: int = 224
     eval_n: int = 10
@@ -79,13 +85,15 @@ class CodeConfig:
 
 def paper_preset(cfg: CodeConfig, mbpp: str = "mbpp") -> CodeConfig:
     """The paper's settings (for a GPU cluster): MBPP train (384 problems) for pairs, all PO methods, pass@1/10/100
-    with 100 samples on HumanEval (164) and MBPP test (500). ``cfg``'s model, storage and name are kept."""
+    with 100 samples on HumanEval (164) and MBPP test (500); ``cfg.model`` is the SFT model (no SFT stage unless
+    ``sft_steps`` is set again). ``cfg``'s model, storage and name are kept."""
     return dataclasses.replace(
         cfg, train={"suite": "mbpp", "source": mbpp, "split": "train"},
         eval_suites={"humaneval": {"suite": "humaneval"}, "mbpp": {"suite": "mbpp", "source": mbpp, "split": "test"}},
-        pair_samples=100, pair_tokens=512, methods=PAPER_METHODS, steps=None, batch_size=4, grad_accum=8, lr=5e-7,
-        max_length=1024, max_prompt_length=512, eval_n=100, eval_plan=PAPER_PLAN, eval_tokens=512, use_gpu=True,
-        backend="vllm",
+        sft_steps=0, pair_samples=100, pair_tokens=512, methods=PAPER_METHODS, steps=None, batch_size=4,
+        grad_accum=8, lr=5e-7, max_length=1024, max_prompt_length=512, eval_n=100, eval_plan=PAPER_PLAN,
+        eval_tokens=512, use_gpu=True,
+        backend="ray",  # vLLM engines on the cluster's GPUs: the head that runs the driver has none
     )
 
 
@@ -100,7 +108,7 @@ def local_cache(cfg: CodeConfig, what: str) -> Path:
 
 
 def stage_sft(cfg: CodeConfig, log: Any = print) -> str:
-    """The SFT model: ``cfg.model`` itself, or (``sft_steps > 0``) an SFT run on the training problems' reference
+    """The SFT model: ``cfg.model`` itself, or (``sft_steps > 0``) an SFT run on the ``sft_data`` problems' reference
     solutions, cached by everything that determines it. Returns a model path the later stages load."""
     if cfg.sft_steps <= 0:
         log(f"[code] sft: using {cfg.model} as the SFT model")
@@ -108,13 +116,14 @@ def stage_sft(cfg: CodeConfig, log: Any = print) -> str:
     from sparsepo.config import from_dict
     from sparsepo.train import make_trainer
 
-    key = _key(model=cfg.model, train=cfg.train, steps=cfg.sft_steps, lr=cfg.lr, seed=cfg.seed)
+    key = _key(model=cfg.model, data=cfg.sft_data, steps=cfg.sft_steps, lr=cfg.sft_lr, seed=cfg.seed,
+               batch=cfg.batch_size, lengths=[cfg.max_length, cfg.max_prompt_length])
     out = local_cache(cfg, "sft") / f"code-sft-{key}"
     done = sorted(out.glob("train/checkpoint_*/policy"))
     if done:
         log(f"[code] sft: cached {done[-1]}")
         return str(done[-1])
-    rows = [{"prompt": p.prompt, "completion": p.canonical_solution} for p in load_suite(cfg.train)]
+    rows = [{"prompt": p.prompt, "completion": p.canonical_solution} for p in load_suite(cfg.sft_data)]
     data = out / "sft.jsonl"
     out.mkdir(parents=True, exist_ok=True)
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -122,7 +131,7 @@ def stage_sft(cfg: CodeConfig, log: Any = print) -> str:
     values = {"method": "sft", "model": {"name": cfg.model},
               "data": {"path": str(data), "max_length": cfg.max_length, "max_prompt_length": cfg.max_prompt_length,
                        "truncate_prompt": True},
-              "optim": {"lr": cfg.lr, "max_steps": cfg.sft_steps, "batch_size": cfg.batch_size, "warmup_ratio": 0.1},
+              "optim": {"lr": cfg.sft_lr, "max_steps": cfg.sft_steps, "batch_size": cfg.batch_size, "warmup_ratio": 0.1},
               "run": {"name": "train", "storage_path": str(out), "num_workers": cfg.num_workers,
                       "use_gpu": cfg.use_gpu, "seed": cfg.seed, "keep_checkpoints": 1}}
     result = make_trainer(from_dict(values, where="code sft")).fit()
@@ -237,6 +246,7 @@ def write_report(cfg: CodeConfig, rows: dict[str, dict[str, float]], pairs: dict
     table = table2(rows)
     files = {"table": out / "table2.csv", "report": out / "report.md"}
     table.to_csv(files["table"], index=False)
+    shown = table.astype(object).where(table.notna(), "")  # unmeasured cells stay empty, not "None"
     settings = {k: v for k, v in dataclasses.asdict(cfg).items()}
     files["report"].write_text("\n".join([
         f"# Text-to-code (paper Table 2): {cfg.name}",
@@ -244,7 +254,7 @@ def write_report(cfg: CodeConfig, rows: dict[str, dict[str, float]], pairs: dict
         f"SFT model `{model}`; pass@k in percent on held-out problems; wall time {elapsed_s:.0f} s. "
         "Empty cells: not measured (suite not run, or k above the samples drawn).",
         "",
-        to_markdown(table),
+        to_markdown(shown),
         "",
         "## Preference pairs",
         "",

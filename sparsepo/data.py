@@ -17,6 +17,7 @@ import csv
 import difflib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,10 +293,35 @@ def load_preference_data(
     """Read (unless ``rows`` is given: numbered from 1), validate and tokenise preference pairs."""
     if cfg.max_length <= cfg.max_prompt_length:
         raise ValueError(f"max_length ({cfg.max_length}) must exceed max_prompt_length ({cfg.max_prompt_length})")
-    located = read_source_rows(cfg.path, cfg.split) if rows is None else _numbered(rows)
-    if cfg.limit is not None:
-        located = located[: cfg.limit]
-    report, examples = LoadReport(cfg.path or "<rows>", read=len(located)), []
+    report = LoadReport(cfg.path or "<rows>")
+    examples = convert_rows(
+        cfg.path, cfg.split, rows, cfg.limit, cfg.skip_invalid, report,
+        lambda row, number: tokenize_row(row, tokenizer, cfg, report.source, number),
+    )
+    if not examples:
+        raise ValueError(f"{report}: no usable preference pairs")
+    return PreferenceDataset(examples), report
+
+
+def convert_rows(
+    path: str,
+    split: str,
+    rows: list[dict[str, Any]] | None,
+    limit: int | None,
+    skip_invalid: bool,
+    report: LoadReport,
+    convert: Callable[[dict[str, Any], int], Any],
+) -> list[Any]:
+    """``convert(row, number)`` for each row of ``path`` (or of ``rows``, numbered from 1), up to ``limit``.
+
+    Every loader (preference pairs, SFT examples, HH transcripts) goes through here, so row numbers, lines,
+    broken JSON lines and ``skip_invalid`` behave the same: a :class:`PreferenceDataError` is raised naming its
+    row and line, or with ``skip_invalid`` counted in ``report`` (``read``/``kept`` are set here).
+    """
+    located = read_source_rows(path, split) if rows is None else _numbered(rows)
+    if limit is not None:
+        located = located[:limit]
+    report.read, out = len(located), []
     for r in located:
         try:
             if isinstance(r.value, PreferenceDataError):
@@ -303,15 +329,13 @@ def load_preference_data(
             if not isinstance(r.value, dict):
                 problem = f"must be an object, got {type(r.value).__name__}"
                 raise PreferenceDataError(report.source, r.number, "<row>", problem)
-            examples.append(tokenize_row(r.value, tokenizer, cfg, report.source, r.number))
+            out.append(convert(r.value, r.number))
         except PreferenceDataError as e:
-            if not cfg.skip_invalid:
+            if not skip_invalid:
                 raise e.at_line(r.line) from None
             report.skip(e)
-    report.kept = len(examples)
-    if not examples:
-        raise ValueError(f"{report}: no usable preference pairs")
-    return PreferenceDataset(examples), report
+    report.kept = len(out)
+    return out
 
 
 @dataclass

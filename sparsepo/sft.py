@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparsepo.data import DataConfig, LoadReport, PreferenceDataError, PreferenceDataset, read_rows, render
+from sparsepo.data import DataConfig, LoadReport, PreferenceDataError, PreferenceDataset, convert_rows, render
 from sparsepo.forward import token_stats
 from sparsepo.losses import TokenStats, get_loss
 
@@ -94,18 +94,11 @@ def load_sft_data(
     """Read (unless ``rows`` is given), validate and tokenise SFT rows; items hold ``prompt_ids``/``response_ids``."""
     if cfg.max_length <= cfg.max_prompt_length:
         raise ValueError(f"max_length ({cfg.max_length}) must exceed max_prompt_length ({cfg.max_prompt_length})")
-    rows = read_rows(cfg.path, cfg.split) if rows is None else rows
-    if cfg.limit is not None:
-        rows = rows[: cfg.limit]
-    report, examples = SFTLoadReport(cfg.path or "<rows>", read=len(rows)), []
-    for i, row in enumerate(rows):
-        try:
-            examples.append(tokenize_sft_row(row, tokenizer, cfg, report.source, i))
-        except PreferenceDataError as e:
-            if not cfg.skip_invalid:
-                raise
-            report.skipped[f"{e.field}: {e.problem.split(',')[0]}"] += 1
-    report.kept = len(examples)
+    report = SFTLoadReport(cfg.path or "<rows>")
+    examples = convert_rows(
+        cfg.path, cfg.split, rows, cfg.limit, cfg.skip_invalid, report,
+        lambda row, number: tokenize_sft_row(row, tokenizer, cfg, report.source, number),
+    )
     if not examples:
         raise ValueError(f"{report}: no usable SFT examples")
     return PreferenceDataset(examples), report

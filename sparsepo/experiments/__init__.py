@@ -31,4 +31,12 @@ EXPERIMENTS: dict[str, Experiment] = {
         usage="sparsepo frontier                      # offline default: SmolLM2-135M, Pang & Lee, CPU\n"
         "ray job submit --working-dir . -- sparsepo frontier --paper --model <sft> --storage-path s3://bucket/runs",
     ),
+    "code": Experiment(
+        config="sparsepo.experiments.code.experiment:CodeConfig",
+        run="sparsepo.experiments.code.experiment:run_code",
+        paper="sparsepo.experiments.code.experiment:paper_config",
+        help="text to code: executed-solution pairs, PO methods, pass@k (paper 3.5, Table 2)",
+        usage="sparsepo code                          # offline miniature: SmolLM2-135M, HumanEval subsets, CPU\n"
+        "ray job submit --working-dir . -- sparsepo code --paper --model <sft> --mbpp mbpp --storage-path s3://b/runs",
+    ),
 }

@@ -79,8 +79,14 @@ class CodeConfig:
     name: str = "code"
     resume: bool = False
     seed: int = 0
-    backend: str = "hf"
+    backend: str = "hf"  # generation backend for pairs and the SFT baseline: hf, vllm or ray
+    mbpp: str = "mbpp"  # MBPP by hub name or local file (used by --paper)
     overrides: list[str] = field(default_factory=list)
+
+
+def paper_config(cfg: CodeConfig) -> CodeConfig:
+    """``cfg`` with the paper's settings, MBPP read from ``cfg.mbpp``."""
+    return paper_preset(cfg, cfg.mbpp)
 
 
 def paper_preset(cfg: CodeConfig, mbpp: str = "mbpp") -> CodeConfig:

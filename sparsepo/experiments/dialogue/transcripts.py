@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sparsepo.data import LoadReport, PreferenceDataError, read_rows
+from sparsepo.data import LoadReport, PreferenceDataError, convert_rows
 
 HUB_NAME = "Anthropic/hh-rlhf"
 ROLES = {"Human": "user", "Assistant": "assistant"}
@@ -77,15 +77,6 @@ def load_hh_pairs(
 ) -> tuple[list[dict[str, Any]], LoadReport]:
     """Conversational pairs of an HH-RLHF split (hub name, or a local JSON/JSONL/Parquet/CSV file of the same
     schema); ``skip_invalid`` drops malformed rows and counts why in the report."""
-    rows = read_rows(source, split)
-    rows = rows[:limit] if limit is not None else rows
-    report, pairs = LoadReport(source, read=len(rows)), []
-    for i, row in enumerate(rows):
-        try:
-            pairs.append(hh_row_to_pair(row, source, i))
-        except PreferenceDataError as e:
-            if not skip_invalid:
-                raise
-            report.skipped[f"{e.field}: {e.problem.split(' (')[0]}"] += 1
-    report.kept = len(pairs)
+    report = LoadReport(source)
+    pairs = convert_rows(source, split, None, limit, skip_invalid, report, lambda row, n: hh_row_to_pair(row, source, n))
     return pairs, report

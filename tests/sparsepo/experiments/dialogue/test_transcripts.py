@@ -65,7 +65,7 @@ def test_local_file_loads_skips_malformed_rows_and_feeds_po_and_sft(tmp_path):
     path = tmp_path / "hh.jsonl"
     bad = {"chosen": ROW["chosen"], "rejected": "no markers"}
     path.write_text("".join(json.dumps(r) + "\n" for r in (ROW, bad, ROW)))
-    with pytest.raises(PreferenceDataError, match="row 1, field 'rejected'"):
+    with pytest.raises(PreferenceDataError, match="hh.jsonl: row 2, field 'rejected'"):  # row = line number
         load_hh_pairs(str(path))
     pairs, report = load_hh_pairs(str(path), skip_invalid=True)
     assert len(pairs) == 2 and "kept 2 of 3" in str(report) and "rejected: no" in str(report)

@@ -32,6 +32,7 @@ PAPER_BETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0, 5.0)
 PAPER_SIMPO_BETAS = (1.0, 2.0, 5.0, 10.0)
 PAPER_METHODS = ("dpo", "simpo", "dpop", "tdpo1", "tdpo2", "mapo", "sparsepo")
 EVAL_MODES = ("inline", "checkpoints")
+EVAL_BACKENDS = ("hf", "vllm")  # out-of-loop evaluation loads one model per task: no Ray-of-Ray backend
 # A public IMDB SFT GPT-2 (the paper fine-tunes GPT-2-large on IMDB; name yours with `model`).
 PAPER_SFT_MODEL = "lvwerra/gpt2-imdb"
 # A trial's driver only waits on its Train workers: give it a sliver of a CPU so that, on a CPU machine,
@@ -83,6 +84,8 @@ class FrontierConfig:
     def __post_init__(self) -> None:
         if self.eval_mode not in EVAL_MODES:
             raise ValueError(f"FrontierConfig.eval_mode: {self.eval_mode!r} is not one of {EVAL_MODES}")
+        if self.eval_backend not in EVAL_BACKENDS:
+            raise ValueError(f"FrontierConfig.eval_backend: {self.eval_backend!r} is not one of {EVAL_BACKENDS}")
         if self.eval_every < 1 or self.steps < 1:
             raise ValueError(f"FrontierConfig: steps ({self.steps}) and eval_every ({self.eval_every}) must be >= 1")
 

@@ -3,8 +3,10 @@
     python tune/frontier.py                                   # offline default: SmolLM2-135M, Pang & Lee, CPU
     ray job submit --working-dir . -- python tune/frontier.py --paper-grid --storage-path s3://bucket/runs
 
-Outputs go to ``<storage-path>/<name>/`` (name: ``frontier-<date>-<time>`` unless ``--name``): points.csv/.parquet, front_by_method.csv, front_overall.csv,
-frontier.png, sparsity.png, report.md. ``--resume`` continues an interrupted sweep without rerunning finished trials.
+Outputs go to ``<storage-path>/<name>/`` (name: ``frontier-<date>-<time>`` unless ``--name``): points.csv/.parquet
+(with the reference point and 95% CIs), per_prompt.csv, train_points.csv, front_by_method.csv, front_overall.csv,
+matched_kl.csv, frontier.png, sparsity.png, sparsity_rejected.png, report.md. ``--resume`` continues an interrupted
+sweep without rerunning finished trials. ``--paper-grid`` applies ``paper_preset()`` (the paper's setup, for GPUs).
 """
 
 from __future__ import annotations

@@ -47,6 +47,6 @@ def test_frontier_runs_unchanged_under_ray_job_submit(tmp_path):
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert "succeeded" in out.stdout
         points = pd.read_csv(tmp_path / "job" / "points.csv")
-        assert len(points) == 1 and points["method"].tolist() == ["dpo"]
+        assert points["method"].tolist() == ["reference", "dpo"]  # the step-0 point, then the trial's
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)

@@ -91,12 +91,17 @@ def front_areas(points: pd.DataFrame, x_max: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "area", "kl_max"]).sort_values("area", ascending=False)
 
 
-def _sure(p: float) -> str:
+def verdict(p: float) -> str:
+    """Words for a paired test's p = P(A not better than B) under resampling, in either direction."""
     if p < 0.01:
-        return "clearly (p < 0.01)"
+        return "clearly better (p < 0.01)"
     if p < 0.05:
-        return f"significantly (p = {p:.3f})"
-    return f"not significantly (p = {p:.2f}; the difference is within the noise)"
+        return f"significantly better (p = {p:.3f})"
+    if p > 0.99:
+        return "clearly worse (P(better) < 0.01)"
+    if p > 0.95:
+        return f"significantly worse (P(better) = {1 - p:.3f})"
+    return f"not distinguishable (p = {p:.2f}: the difference is within the noise)"
 
 
 def conclusions(gain: dict[str, Any] | None, matched: pd.DataFrame, areas: pd.DataFrame,
@@ -111,8 +116,8 @@ def conclusions(gain: dict[str, Any] | None, matched: pd.DataFrame, areas: pd.Da
         f"The best trained point ({b['method']}, beta {b['beta']:g}, step {int(b['step'])}, KL {b['kl']:.2f} nats) "
         f"scores {b['reward']:.3f} [{b['reward_low']:.3f}, {b['reward_high']:.3f}]: a gain of {gain['gain']:+.3f} "
         f"(paired 95% CI [{gain['delta_low']:+.3f}, {gain['delta_high']:+.3f}]), "
-        f"{'with overlapping' if gain['cis_overlap'] else 'with non-overlapping'} CIs; it is "
-        f"{_sure(gain['p_value'])} above the reference."
+        f"{'with overlapping' if gain['cis_overlap'] else 'with non-overlapping'} CIs; against the reference it is "
+        f"{verdict(gain['p_value'])}."
     )
     reached = gain["gain"] >= target_gain and not gain["cis_overlap"]
     lines.append(f"Preference alignment {'is' if reached else 'is not'} shown at the +{target_gain:g} level "
@@ -121,7 +126,7 @@ def conclusions(gain: dict[str, Any] | None, matched: pd.DataFrame, areas: pd.Da
         lines.append(
             f"At KL <= {row['budget']:.3g} nats, {row['method']}'s best reward {row['reward']:.3f} vs "
             f"{row['vs']}'s {row['vs_reward']:.3f}: difference {row['delta']:+.3f} "
-            f"[{row['delta_low']:+.3f}, {row['delta_high']:+.3f}]; {row['method']} is {_sure(row['p_value'])} better."
+            f"[{row['delta_low']:+.3f}, {row['delta_high']:+.3f}]; {row['method']} is {verdict(row['p_value'])}."
         )
     if len(areas):
         top = areas.iloc[0]

@@ -11,6 +11,7 @@ from sparsepo.experiments.sentiment.comparison import (
     gain_over_reference,
     kl_budgets,
     matched_kl,
+    verdict,
 )
 from sparsepo.experiments.sentiment.points import REFERENCE, points_with_cis
 from sparsepo.pareto import best_within, front_area
@@ -70,5 +71,9 @@ def test_gain_areas_budgets_and_plain_words():
     assert areas["sparsepo"] == pytest.approx(0.2 * 3 + 0.25 * 1, abs=0.02)
     assert kl_budgets(points, (3.0, 1.0)) == [1.0, 3.0]
     assert kl_budgets(points)[-1] == pytest.approx(points["kl"].max())
-    text = " ".join(conclusions(gain, matched_kl(points, per_prompt, [2.5], n_resamples=300), front_areas(points, 6.0)))
-    assert "is shown at the +0.15 level" in text and "non-overlapping" in text and "sparsepo is clearly" in text
+    matched = matched_kl(points, per_prompt, [2.5, 6.5], n_resamples=300)
+    text = " ".join(conclusions(gain, matched, front_areas(points, 6.0)))
+    assert "is shown at the +0.15 level" in text and "non-overlapping" in text
+    assert "KL <= 2.5 nats, sparsepo's best reward 0.69" in text and "sparsepo is clearly better" in text
+    assert "sparsepo is clearly worse" in text  # at KL <= 6.5 DPO's 0.8 point wins
+    assert verdict(0.5).startswith("not distinguishable") and verdict(0.03).startswith("significantly better")

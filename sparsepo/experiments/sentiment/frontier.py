@@ -54,18 +54,18 @@ class FrontierConfig:
     methods: tuple[str, ...] = ("dpo", "sparsepo", "mapo")  # preference losses of the grid
     betas: tuple[float, ...] = (0.1, 0.5)  # beta grid of every method but SimPO
     simpo_betas: tuple[float, ...] = (2.0,)  # SimPO's beta grid (another scale)
-    steps: int = 12  # optimizer steps per trial
-    eval_every: int = 6  # steps between evaluations (and, with eval_mode=checkpoints, checkpoints)
-    n_train_prompts: int = 48  # train prompts; each gives at most one pair
+    steps: int = 32  # optimizer steps per trial
+    eval_every: int = 16  # steps between evaluations (and, with eval_mode=checkpoints, checkpoints)
+    n_train_prompts: int = 128  # train prompts; each gives at most one pair
     n_test_prompts: int = 160  # held-out test prompts, one completion each per evaluation
-    pair_tokens: int = 24  # completion length of the pairs (tokens)
-    eval_tokens: int = 24  # completion length in evaluation (tokens)
+    pair_tokens: int = 16  # completion length of the pairs (tokens)
+    eval_tokens: int = 16  # completion length in evaluation (tokens)
     temperature: float = 1.0  # sampling temperature of pairs and evaluation (1.0: multinomial, as the paper)
-    batch_size: int = 2  # pairs per worker per step
+    batch_size: int = 4  # pairs per worker per step
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 5e-5  # peak learning rate (cosine schedule, 10% warm-up)
-    max_length: int = 48  # prompt + completion tokens in training
-    max_prompt_length: int = 16  # prompt tokens in training
+    max_length: int = 32  # prompt + completion tokens in training
+    max_prompt_length: int = 12  # prompt tokens in training
     num_workers: int = 1  # Ray Train workers per trial
     use_gpu: bool = False  # train (and evaluate out of the loop) on GPUs
     concurrency: int | None = None  # trials at once (default: what the cluster holds)

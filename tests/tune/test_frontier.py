@@ -34,7 +34,7 @@ def local_ray():
 def small(tmp_path, **kw) -> FrontierConfig:
     base = dict(model="tiny-llama", methods=("dpo", "sparsepo"), betas=(0.5,), steps=2, eval_every=1,
                 n_train_prompts=24, n_test_prompts=5, eval_tokens=6, pair_tokens=12, storage_path=str(tmp_path),
-                name="fr", n_resamples=200, lr=1e-3)
+                name="fr", n_resamples=200, batch_size=2)
     return FrontierConfig(**{**base, **kw})
 
 

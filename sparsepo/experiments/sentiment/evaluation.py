@@ -42,10 +42,11 @@ def _evaluate(policy_path: str, evaluator_args: dict[str, Any], backend: str, is
     return eval_metrics(samples)
 
 
-def _remote(use_gpu: bool):  # noqa: ANN202 - a Ray remote function
+def _task(fn: Any, use_gpu: bool):  # noqa: ANN202 - a Ray remote function
+    """``fn`` as a Ray task of one CPU, or one GPU (the evaluation's model, generator and scorer share it)."""
     import ray
 
-    return ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_retries=1)(_evaluate)
+    return ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_retries=1)(fn)
 
 
 def evaluate_reference(ref: str, evaluator_args: dict[str, Any], *, backend: str = "hf",
@@ -53,7 +54,7 @@ def evaluate_reference(ref: str, evaluator_args: dict[str, Any], *, backend: str
     """The reference policy's ``eval/*`` metrics and per-prompt values (:data:`PER_PROMPT_KEY`)."""
     import ray
 
-    return ray.get(_remote(use_gpu).remote(ref, evaluator_args, backend, True))
+    return ray.get(_task(_evaluate, use_gpu).remote(ref, evaluator_args, backend, True))
 
 
 def trial_checkpoints(train_run: str) -> list[tuple[int, str]]:
@@ -100,7 +101,7 @@ def evaluate_checkpoints(
     """
     import ray
 
-    task = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_retries=1)(_evaluate_checkpoint)
+    task = _task(_evaluate_checkpoint, use_gpu)
     keys, refs = [], []
     for trial_id, trial_path in trial_paths.items():
         for step, path in trial_checkpoints(f"{trial_path}/train"):

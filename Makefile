@@ -5,7 +5,7 @@ export SPARSEPO_CACHE ?= $(CURDIR)/.cache/sparsepo
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup assets test demo lint bench
+.PHONY: setup assets test test-fast demo lint bench
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml scripts/setup_env.sh
 	VENV=$(VENV) bash scripts/setup_env.sh
@@ -14,7 +14,12 @@ assets: setup
 	$(PY) -m sparsepo.assets prepare
 
 test: assets
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# The fast tier: no Ray, vLLM, lm-eval or SmolLM2 training (`-m "not slow"`), for iterating.
+test-fast: assets
+	$(PY) -m pytest -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check .

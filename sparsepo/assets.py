@@ -317,31 +317,38 @@ def asset_path(name: str) -> Path:
     raise ValueError(f"unknown asset {name!r}; choose from {', '.join([*ASSET_NAMES[:-1], *MODEL_ALIASES])}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--cache-dir", help="asset cache (default: $SPARSEPO_CACHE or ~/.cache/sparsepo)")
-    parser = argparse.ArgumentParser(prog="python -m sparsepo.assets", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = parser or argparse.ArgumentParser(prog="sparsepo assets")
+    parser.description = __doc__.split("\n")[0]
+    sub = parser.add_subparsers(dest="action", required=True)
     p_prep = sub.add_parser("prepare", parents=[common], help="prepare assets into the cache")
     p_prep.add_argument("--only", nargs="+", choices=ASSET_NAMES, help="assets to prepare (default: all)")
     p_path = sub.add_parser("path", parents=[common], help="print an asset's path (preparing it if needed)")
     p_path.add_argument("name", help=f"one of {', '.join([*ASSET_NAMES[:-1], *MODEL_ALIASES])}")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``assets`` command on parsed ``args``."""
     if args.cache_dir:
         # via the environment so subprocesses (Ray workers, vLLM) see the same cache
         os.environ["SPARSEPO_CACHE"] = str(Path(args.cache_dir).expanduser().resolve())
-    try:
-        if args.command == "prepare":
-            print(f"cache: {cache_dir()}", flush=True)
-            start = time.perf_counter()
-            prepare(args.only, log=lambda line: print(line, flush=True))
-            print(f"total: {time.perf_counter() - start:.1f}s")
-        else:
-            print(asset_path(args.name))
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if args.action == "prepare":
+        print(f"cache: {cache_dir()}", flush=True)
+        start = time.perf_counter()
+        prepare(args.only, log=lambda line: print(line, flush=True))
+        print(f"total: {time.perf_counter() - start:.1f}s")
+    else:
+        print(asset_path(args.name))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sparsepo.errors import run_cli
+
+    return run_cli(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,18 +1,24 @@
-"""Training configuration: nested dataclasses, loaded from YAML and overridden by ``section.key=value`` pairs."""
+"""Training configuration: typed dataclasses, loaded from YAML plus ``section.key=value`` overrides and validated
+at load time (types, ranges, registered names, incompatible combinations), before Ray or any model starts."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
+import math
+import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from sparsepo.data import DataConfig
-from sparsepo.losses import get_loss
+from sparsepo.losses import LOSSES, get_loss
 from sparsepo.masks import MaskConfig
+from sparsepo.typed_config import ConfigError, as_number, build, maybe_number, spec, suggest
+
+__all__ = ["ConfigError", "TrainConfig", "as_number", "load_config", "maybe_number"]
 
 
 @dataclass(frozen=True)
@@ -22,55 +28,58 @@ class ModelConfig:
     name: str = "smollm2"
     ref: str | None = None  # default: the same weights as the policy (the SFT model)
     gguf_file: str | None = None
-    dtype: str = "float32"  # storage dtype of both models; bf16 compute comes from `optim.bf16`
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # storage dtype; bf16 compute: optim.bf16
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 5e-6
-    weight_decay: float = 0.0  # the policy's; mask networks have their own (mask.weight_decay)
+    lr: float = spec(5e-6, gt=0)
+    weight_decay: float = spec(0.0, ge=0)  # the policy's; mask networks have their own (mask.weight_decay)
     betas: tuple[float, float] = (0.9, 0.999)
-    warmup_ratio: float = 0.1
-    max_steps: int | None = None  # optimizer steps; None = `epochs` passes over the data
-    epochs: float = 1.0
-    batch_size: int = 4  # pairs per worker per micro-step
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0
+    warmup_ratio: float = spec(0.1, ge=0, le=1)
+    max_steps: int | None = spec(None, ge=1)  # optimizer steps; None = `epochs` passes over the data
+    epochs: float = spec(1.0, gt=0)
+    batch_size: int = spec(4, ge=1)  # pairs per worker per micro-step
+    grad_accum: int = spec(1, ge=1)
+    max_grad_norm: float = spec(1.0, gt=0)
     bf16: bool = True  # autocast on CUDA only; CPU runs in the storage dtype
 
 
 @dataclass(frozen=True)
 class LoraConfig:
-    r: int = 0  # 0 = full fine-tuning
-    alpha: int = 16
-    dropout: float = 0.05
+    """LoRA adapters (peft). No dropout: preference objectives compare two passes' log-probs, so every dropout
+    (LoRA's included) is off."""
+
+    r: int = spec(0, ge=0)  # 0 = full fine-tuning
+    alpha: int = spec(16, gt=0)
     target_modules: str | list[str] = "all-linear"
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    name: str = "sparsepo"
+    name: str | None = None  # None: a fresh <method>-<date>-<time> per run (set on the driver)
     storage_path: str = "runs"
-    num_workers: int = 1
+    num_workers: int = spec(1, ge=1)
     use_gpu: bool = False
-    cpus_per_worker: float = 1.0
+    cpus_per_worker: float = spec(1.0, gt=0)
     seed: int = 0
-    log_every: int = 1
-    save_every: int = 0  # optimizer steps between checkpoints; 0 = only at the end
-    keep_checkpoints: int | None = 2
-    max_failures: int = 0
-    chunk_size: int = 1024  # positions per chunk of the fp32 LM-head / token-KL computation
+    log_every: int = spec(1, ge=1)
+    save_every: int = spec(0, ge=0)  # optimizer steps between checkpoints; 0 = only at the end
+    keep_checkpoints: int | None = spec(2, ge=1)
+    max_failures: int = spec(0, ge=-1)  # -1: retry forever
+    chunk_size: int = spec(1024, ge=1)  # positions per chunk of the fp32 LM-head / token-KL computation
     log_kl: bool = True  # compute token KL for logging even when the objective does not need it
-    resume_from: str | None = None  # a checkpoint directory to start from (same run: Ray resumes by itself)
-    eval_every: int = 0  # steps between evaluator calls (0 = never)
+    resume: bool = False  # continue the run `name` from its latest checkpoint (never implicit)
+    resume_from: str | None = None  # a checkpoint directory to start a new run from
+    eval_every: int = spec(0, ge=0)  # steps between evaluator calls (0 = never)
     evaluator: str | None = None  # "module:factory"; factory(**evaluator_args)(policy, ref, tokenizer, step) -> metrics
     evaluator_args: dict[str, Any] = field(default_factory=dict)
-    chaos_kill_at_step: int = 0  # fault-tolerance drill: SIGKILL rank 0 once at this step (0 = off)
+    chaos_kill_at_step: int = spec(0, ge=0)  # fault-tolerance drill: SIGKILL rank 0 once at this step (0 = off)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    method: str = "sparsepo"
+    method: str = spec("sparsepo", choices=lambda: LOSSES)
     loss: dict[str, float] = field(default_factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -81,64 +90,57 @@ class TrainConfig:
 
     def loss_hparams(self) -> dict[str, float]:
         """The method's hyper-parameters: its METHODS.md defaults updated by ``loss``; unknown names are an error."""
-        spec = get_loss(self.method)
-        unknown = set(self.loss) - set(spec.defaults)
-        if unknown:
-            raise ValueError(f"method {self.method!r} takes loss.{sorted(spec.defaults)}, not {sorted(unknown)}")
-        return {**spec.defaults, **{k: float(as_number(v, f"loss.{k}")) for k, v in self.loss.items()}}
+        return loss_hparams(self.method, self.loss, "loss")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(values) - set(known)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    kwargs = {}
-    for name, value in values.items():
-        sub = SECTIONS.get(name) if cls is TrainConfig else None
-        if sub is not None:
-            if not isinstance(value, dict):
-                raise ValueError(f"{where}: '{name}' must be a mapping, got {value!r}")
-            value = _build(sub, value, f"{where}.{name}")
-        elif isinstance(value, list) and name == "betas":
-            value = tuple(value)
-        elif value is not None and str(known[name].type).startswith(("float", "int")):
-            value = as_number(value, f"{where}.{name}")
-            if str(known[name].type).startswith("int") and isinstance(value, float):
-                if not value.is_integer():
-                    raise ValueError(f"{where}.{name}: expected an integer, got {value!r}")
-                value = int(value)
-        elif str(known[name].type) == "bool" and not isinstance(value, bool):
-            raise ValueError(f"{where}.{name}: expected true or false, got {value!r}")
-        kwargs[name] = value
-    return cls(**kwargs)
-
-
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "mask": MaskConfig, "optim": OptimConfig, "lora": LoraConfig, "run": RunConfig}
+# mask.* keys that apply to each kind of mask source (LossSpec.mask)
+MASK_KEYS = {"learned": {"kind", "layers", "depth", "sharing", "weight_decay", "hidden"}, "activation": {"mapo"}}
 
 
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+def loss_hparams(method: str, values: dict[str, Any], where: str) -> dict[str, float]:
+    """``method``'s defaults updated by ``values``; each name must be the method's and each value finite, >= 0
+    (beta > 0). ``where`` names the source in errors."""
+    spec_ = get_loss(method)
+    out = dict(spec_.defaults)
+    for k, v in values.items():
+        if k not in spec_.defaults:
+            raise ConfigError(
+                f"{where}.{k}: method {method!r} takes no {k!r}{suggest(k, spec_.defaults)}; "
+                f"it takes loss.{sorted(spec_.defaults)}"
+            )
+        x = float(as_number(v, f"{where}.{k}"))
+        if not math.isfinite(x) or x < 0 or (k == "beta" and x == 0):
+            raise ConfigError(f"{where}.{k}: must be {'> 0' if k == 'beta' else '>= 0'} and finite, got {v!r}")
+        out[k] = x
+    return out
 
 
-def maybe_number(value: Any) -> Any:
-    """A string that spells a number becomes that int/float; anything else is returned unchanged.
+def check_combinations(values: dict[str, Any], cfg: TrainConfig, where: str) -> None:
+    """Keys set explicitly that the chosen method would silently ignore are errors."""
+    kind = get_loss(cfg.method).mask
+    allowed = MASK_KEYS.get(kind, set())
+    for key in values.get("mask") or {}:
+        if key not in allowed:
+            takes = f"takes mask.{sorted(allowed)}" if allowed else "has no mask"
+            raise ConfigError(f"{where}: mask.{key}: method {cfg.method!r} {takes}; remove the key or change method")
+    if cfg.lora.r == 0 and any(k != "r" for k in values.get("lora") or {}):
+        raise ConfigError(f"{where}: lora.*: set lora.r > 0 to train LoRA adapters (lora.r is 0: full fine-tuning)")
+    if cfg.run.resume and cfg.run.resume_from:
+        raise ConfigError(f"{where}: run.resume and run.resume_from: choose one")
+    if cfg.run.resume and not cfg.run.name:
+        raise ConfigError(f"{where}: run.resume needs run.name (the run to continue)")
 
-    YAML 1.1 reads "1e-3" (no dot) as a string; the user meant the number.
-    """
-    if isinstance(value, str) and _NUMBER.match(value.strip()):
-        return int(value) if value.strip().lstrip("+-").isdigit() else float(value)
-    return value
 
-
-def as_number(value: Any, where: str) -> int | float:
-    """``value`` as a number (see ``maybe_number``), or a ValueError naming ``where``."""
-    value = maybe_number(value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{where}: expected a number, got {value!r}")
-    return value
+def with_run_name(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with a fresh ``<method>-<date>-<time>`` run name if it has none, so a rerun never reuses a run."""
+    if cfg.run.name:
+        return cfg
+    name = f"{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"  # unique within a second too
+    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, name=name))
 
 
 def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
@@ -172,12 +174,21 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
 
 
 def from_dict(values: dict[str, Any], where: str = "config") -> TrainConfig:
-    cfg = _build(TrainConfig, values, where)
-    cfg.loss_hparams()  # validate names early
+    """A validated TrainConfig from a nested mapping (also a full ``to_dict()``); ConfigError naming ``where``
+    and the key otherwise."""
+    cfg = build(TrainConfig, values, where)
+    loss_hparams(cfg.method, cfg.loss, f"{where}: loss")
     return cfg
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-    """Load a YAML config (or defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    """Load a YAML config (or defaults when ``path`` is None), apply ``key=value`` overrides, and validate both,
+    including keys the chosen method would ignore. Errors name the file (or the overrides) and the key."""
     values = read_yaml_mapping(path, "config") if path is not None else {}
-    return from_dict(apply_overrides(values, overrides or []), where=str(path or "config"))
+    where = str(path or "defaults")
+    check_combinations(values, from_dict(values, where), where)
+    if overrides:
+        where = f"{where} + overrides"
+        values = apply_overrides(values, overrides)
+        check_combinations(values, from_dict(values, where), where)
+    return from_dict(values, where)

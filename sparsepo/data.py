@@ -3,11 +3,18 @@
 A row has ``prompt``, ``chosen`` and ``rejected``: plain strings, or (conversational) lists of
 ``{"role", "content"}`` messages rendered with the tokenizer's chat template. Rows come from a local
 JSON / JSONL / Parquet / CSV file or a ``datasets`` hub name. Bad rows raise :class:`PreferenceDataError`
-naming the source, row (0-based index) and field; ``skip_invalid`` drops them and counts why.
+naming the source, row and field; ``skip_invalid`` drops them (a JSON line that does not parse too) and
+reports each reason with its count and first rows.
+
+Rows are numbered from 1 as a user finds them in the file: in a JSON-lines file the row number is the line
+number (blank lines count as lines); in a CSV file row 1 is the first data row, and messages add the line it
+starts on; elsewhere (JSON array, Parquet, hub, rows given in memory) it is the 1-based position.
 """
 
 from __future__ import annotations
 
+import csv
+import difflib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,19 +25,33 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from sparsepo.io import iter_jsonl
+from sparsepo.typed_config import spec
+
 FIELDS = ("prompt", "chosen", "rejected")
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
 class PreferenceDataError(ValueError):
-    """A malformed preference row; ``source``, ``row`` (0-based) and ``field`` say where."""
+    """A malformed preference row; ``source``, ``row`` (1-based, see the module docstring; None for a whole
+    file), ``line`` (CSV: where the row starts) and ``field`` say where. ``problem`` is the same for every row
+    with this fault (skip reports group by it); ``detail`` is this row's particulars."""
 
-    def __init__(self, source: str, row: int, field: str, problem: str):
-        super().__init__(f"{source}: row {row}, field '{field}': {problem}")
-        self.source, self.row, self.field, self.problem = source, row, field, problem
+    def __init__(
+        self, source: str, row: int | None, field: str, problem: str, detail: str = "", line: int | None = None
+    ):
+        where = "" if row is None else f"row {row}" + (f" (line {line})" if line is not None else "") + ", "
+        super().__init__(f"{source}: {where}field '{field}': {problem}" + (f"; {detail}" if detail else ""))
+        self.source, self.row, self.field, self.problem, self.detail, self.line = source, row, field, problem, detail, line
 
     def __reduce__(self) -> tuple:  # picklable across Ray workers
-        return (type(self), (self.source, self.row, self.field, self.problem))
+        return (type(self), (self.source, self.row, self.field, self.problem, self.detail, self.line))
+
+    def at_line(self, line: int | None) -> PreferenceDataError:
+        """The same error, also naming the ``line`` the row starts on (no-op for None)."""
+        if line is None:
+            return self
+        return PreferenceDataError(self.source, self.row, self.field, self.problem, self.detail, line)
 
 
 @dataclass(frozen=True)
@@ -39,20 +60,43 @@ class DataConfig:
 
     path: str = ""
     split: str = "train"
-    max_length: int = 512
-    max_prompt_length: int = 256
+    max_length: int = spec(512, ge=2)
+    max_prompt_length: int = spec(256, ge=1)
     truncate_prompt: bool = False
     skip_invalid: bool = False
-    limit: int | None = None
+    limit: int | None = spec(None, ge=1)
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One row as read: its 1-based ``number`` (see the module docstring), the ``line`` it starts on (CSV
+    only) and its ``value``: the row, or a :class:`PreferenceDataError` for a JSON line that does not parse."""
+
+    number: int
+    line: int | None
+    value: Any
 
 
 def read_rows(path: str, split: str = "train") -> list[dict[str, Any]]:
     """Rows of a local JSON/JSONL/Parquet/CSV file, an ``offline:<name>`` set (``sparsepo.offline_pairs``), or of split
-    ``split`` of a ``datasets`` hub data set."""
+    ``split`` of a ``datasets`` hub data set. A broken JSON line or a row that is not an object is an error."""
+    rows = []
+    for r in read_source_rows(path, split):
+        if isinstance(r.value, PreferenceDataError):
+            raise r.value
+        if not isinstance(r.value, dict):
+            problem = f"expected an object with prompt/chosen/rejected, got {type(r.value).__name__}"
+            raise PreferenceDataError(path, r.number, "<json>", problem)
+        rows.append(r.value)
+    return rows
+
+
+def read_source_rows(path: str, split: str = "train") -> list[SourceRow]:
+    """Like :func:`read_rows`, but every row with its number and line, and broken JSON lines as errors in place."""
     if path.startswith("offline:"):
         from sparsepo.offline_pairs import offline_pairs
 
-        return offline_pairs(path.removeprefix("offline:"))
+        return _numbered(offline_pairs(path.removeprefix("offline:")))
     p = Path(path)
     if p.suffix in LOCAL_FORMATS or p.exists():
         if not p.exists():
@@ -63,12 +107,15 @@ def read_rows(path: str, split: str = "train") -> list[dict[str, Any]]:
             return _read_json(p)
         import pandas as pd
 
-        df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, keep_default_na=False)
-        return df.to_dict("records")
+        if p.suffix == ".parquet":
+            return _numbered(pd.read_parquet(p).to_dict("records"))
+        rows = pd.read_csv(p, keep_default_na=False).to_dict("records")
+        starts = _csv_row_lines(p)
+        return _numbered(rows, starts if len(starts) == len(rows) else None)
     import datasets
 
     try:
-        return list(datasets.load_dataset(path, split=split))
+        return _numbered(list(datasets.load_dataset(path, split=split)))
     except Exception as e:  # offline machines: say what to do instead
         raise FileNotFoundError(
             f"could not load preference data {path!r} (split {split!r}) as a local file or hub data set: {e}. "
@@ -76,39 +123,53 @@ def read_rows(path: str, split: str = "train") -> list[dict[str, Any]]:
         ) from e
 
 
-def _read_json(p: Path) -> list[dict[str, Any]]:
-    """A JSON array (or ``{"data": [...]}``) of row objects, or JSON lines; a row that is not an object is an error."""
+def _numbered(rows: list[Any], lines: list[int] | None = None) -> list[SourceRow]:
+    return [SourceRow(i + 1, lines[i] if lines else None, row) for i, row in enumerate(rows)]
+
+
+def _csv_row_lines(p: Path) -> list[int]:
+    """The line each data row of a CSV file starts on (a quoted field may span lines; blank lines are skipped)."""
+    starts, end = [], 0
+    with p.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        for record in reader:
+            if record:
+                starts.append(end + 1)
+            end = reader.line_num
+    return starts[1:]  # the header is not a row
+
+
+def _read_json(p: Path) -> list[SourceRow]:
+    """A JSON array (or ``{"data": [...]}``) of rows, a single object, or JSON lines (numbered by line)."""
     text = p.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         if text.lstrip().startswith("["):  # meant as one JSON document: report where it breaks
-            where = f"line {e.lineno}, column {e.colno}"
-            raise PreferenceDataError(str(p), 0, "<json>", f"not valid JSON ({where}): {e.msg}") from e
+            raise PreferenceDataError(str(p), None, "<json>", f"not valid JSON (line {e.lineno}, column {e.colno})",
+                                      e.msg) from e
         return _json_lines(p, text)
     data = data["data"] if isinstance(data, dict) and isinstance(data.get("data"), list) else data
-    return _objects(p, data if isinstance(data, list) else [data])  # a single object is a one-line JSONL file
+    return _numbered(data if isinstance(data, list) else [data])  # a single object is a one-line JSONL file
 
 
-def _json_lines(p: Path, text: str) -> list[dict[str, Any]]:
-    rows, lines = [], []
-    for i, line in enumerate(text.splitlines()):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise PreferenceDataError(str(p), len(rows), "<json>", f"line {i + 1} is not valid JSON: {e}") from e
-            lines.append(i + 1)
-    return _objects(p, rows, lines)
+def _json_lines(p: Path, text: str) -> list[SourceRow]:
+    rows: list[SourceRow] = []
 
+    def broken(lineno: int, e: json.JSONDecodeError) -> None:
+        error = PreferenceDataError(str(p), lineno, "<json>", "not valid JSON", f"{e.msg} (column {e.colno})")
+        rows.append(SourceRow(lineno, None, error))
 
-def _objects(p: Path, rows: list[Any], lines: list[int] | None = None) -> list[dict[str, Any]]:
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            at = f" (line {lines[i]})" if lines else ""
-            problem = f"expected an object with prompt/chosen/rejected{at}, got {type(row).__name__}"
-            raise PreferenceDataError(str(p), i, "<json>", problem)
+    for lineno, value in iter_jsonl(text, p, on_error=broken):
+        rows.append(SourceRow(lineno, None, value))
     return rows
+
+
+def _missing(name: str, row: dict[str, Any]) -> str:
+    """The detail of a missing field: the columns the row has, and the closest to ``name``."""
+    found = [str(k) for k in row]
+    close = difflib.get_close_matches(name, [k for k in found if k not in FIELDS], n=1)
+    return f"the row has columns {found}" + (f"; did you mean {close[0]!r}?" if close else "")
 
 
 def _is_messages(x: Any) -> bool:
@@ -118,8 +179,10 @@ def _is_messages(x: Any) -> bool:
 def render(row: dict[str, Any], tokenizer: Any, source: str, i: int) -> tuple[str, str, str, bool]:
     """``(prompt, chosen, rejected, templated)`` as text; message lists go through the chat template."""
     for f in FIELDS:
-        if f not in row or row[f] is None:
-            raise PreferenceDataError(source, i, f, "missing")
+        if f not in row:
+            raise PreferenceDataError(source, i, f, "missing", _missing(f, row))
+        if row[f] is None:
+            raise PreferenceDataError(source, i, f, "missing (null)")
         if not (isinstance(row[f], str) or _is_messages(row[f])):
             raise PreferenceDataError(
                 source, i, f, f"must be a string or a list of {{role, content}} messages, got {type(row[f]).__name__}"
@@ -158,10 +221,14 @@ def tokenize_row(row: dict[str, Any], tokenizer: Any, cfg: DataConfig, source: s
     if chosen == rejected:
         raise PreferenceDataError(source, i, "chosen", "identical to 'rejected'")
     prompt_ids = tokenizer(prompt, add_special_tokens=not templated)["input_ids"]
+    if not prompt.strip() or not prompt_ids:
+        # Position t predicts token t+1: with no prompt token, the first response token is never scored.
+        raise PreferenceDataError(source, i, "prompt", "empty prompt")
     if len(prompt_ids) > cfg.max_prompt_length:
         if not cfg.truncate_prompt:
             raise PreferenceDataError(
-                source, i, "prompt", f"{len(prompt_ids)} tokens, longer than max_prompt_length={cfg.max_prompt_length}"
+                source, i, "prompt", f"longer than max_prompt_length={cfg.max_prompt_length}",
+                f"{len(prompt_ids)} tokens",
             )
         prompt_ids = prompt_ids[-cfg.max_prompt_length :]
     budget = cfg.max_length - len(prompt_ids)
@@ -176,16 +243,34 @@ def tokenize_row(row: dict[str, Any], tokenizer: Any, cfg: DataConfig, source: s
 
 @dataclass
 class LoadReport:
-    """How many rows were read and kept, and why the others were dropped (``skip_invalid``)."""
+    """How many rows were read and kept, and why the others were dropped (``skip_invalid``).
+
+    ``skipped``: reason (``"field: problem"``) -> count; ``skipped_rows``: reason -> its row numbers, in order.
+    """
 
     source: str
     read: int = 0
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)
+    skipped_rows: dict[str, list[int]] = field(default_factory=dict)
+
+    SHOW_ROWS = 5  # row numbers shown per reason
+
+    def skip(self, e: PreferenceDataError) -> None:
+        reason = f"{e.field}: {e.problem}"
+        self.skipped[reason] += 1
+        self.skipped_rows.setdefault(reason, []).append(e.row)
 
     def __str__(self) -> str:
-        why = ", ".join(f"{n} {k}" for k, n in self.skipped.most_common())
-        return f"{self.source}: kept {self.kept} of {self.read} pairs" + (f" (skipped: {why})" if why else "")
+        head = f"{self.source}: kept {self.kept} of {self.read} pairs"
+        if not self.skipped:
+            return head
+        why = []
+        for reason, n in self.skipped.most_common():
+            rows = self.skipped_rows.get(reason, [])
+            shown = ", ".join(str(r) for r in rows[: self.SHOW_ROWS]) + (", ..." if len(rows) > self.SHOW_ROWS else "")
+            why.append(f"{n} x [{reason}] (row{'s' if len(rows) > 1 else ''} {shown})")
+        return f"{head}; skipped {sum(self.skipped.values())}: " + "; ".join(why)
 
 
 class PreferenceDataset(Dataset):
@@ -204,22 +289,25 @@ class PreferenceDataset(Dataset):
 def load_preference_data(
     cfg: DataConfig, tokenizer: Any, rows: list[dict[str, Any]] | None = None
 ) -> tuple[PreferenceDataset, LoadReport]:
-    """Read (unless ``rows`` is given), validate and tokenise preference pairs."""
+    """Read (unless ``rows`` is given: numbered from 1), validate and tokenise preference pairs."""
     if cfg.max_length <= cfg.max_prompt_length:
         raise ValueError(f"max_length ({cfg.max_length}) must exceed max_prompt_length ({cfg.max_prompt_length})")
-    rows = read_rows(cfg.path, cfg.split) if rows is None else rows
+    located = read_source_rows(cfg.path, cfg.split) if rows is None else _numbered(rows)
     if cfg.limit is not None:
-        rows = rows[: cfg.limit]
-    report, examples = LoadReport(cfg.path or "<rows>", read=len(rows)), []
-    for i, row in enumerate(rows):
+        located = located[: cfg.limit]
+    report, examples = LoadReport(cfg.path or "<rows>", read=len(located)), []
+    for r in located:
         try:
-            if not isinstance(row, dict):
-                raise PreferenceDataError(report.source, i, "<row>", f"must be an object, got {type(row).__name__}")
-            examples.append(tokenize_row(row, tokenizer, cfg, report.source, i))
+            if isinstance(r.value, PreferenceDataError):
+                raise r.value
+            if not isinstance(r.value, dict):
+                problem = f"must be an object, got {type(r.value).__name__}"
+                raise PreferenceDataError(report.source, r.number, "<row>", problem)
+            examples.append(tokenize_row(r.value, tokenizer, cfg, report.source, r.number))
         except PreferenceDataError as e:
             if not cfg.skip_invalid:
-                raise
-            report.skipped[f"{e.field}: {e.problem.split(',')[0]}"] += 1
+                raise e.at_line(r.line) from None
+            report.skip(e)
     report.kept = len(examples)
     if not examples:
         raise ValueError(f"{report}: no usable preference pairs")

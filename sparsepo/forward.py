@@ -6,15 +6,19 @@ tokens: column ``t`` of a ``(2B, L-1)`` tensor belongs to token ``input_ids[:, t
 position ``t``.
 
 Memory: the LM head is applied here, only on response positions and ``chunk_size`` positions at a time, in
-fp32, under activation checkpointing. Neither model's ``(batch, tokens, vocab)`` logits or log-softmax are ever
-materialised whole, so peak memory grows with ``chunk_size * vocab``, not with the sequence length.
+fp32, under activation checkpointing, followed by the model's own logit scaling or soft-capping
+(:func:`logit_transform`: Gemma-2, Cohere, Granite...). Neither model's ``(batch, tokens, vocab)`` logits or
+log-softmax are ever materialised whole, so peak memory grows with ``chunk_size * vocab``, not with the
+sequence length.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -99,8 +103,73 @@ def decoder_forward(
     return out.last_hidden_state, layers
 
 
-def lm_head(model: nn.Module | AdaptersOff) -> nn.Module:
-    return (model.model if isinstance(model, AdaptersOff) else unwrap_model(model)).get_output_embeddings()
+# What a model's forward does to its LM head's output (transformers' modeling_*.py), by config key. Scales
+# come first, then the soft-cap ``cap * tanh(logits / cap)`` (Gemma-2/3, MuseGlimmer's multiplier-then-cap).
+_LOGIT_MULTIPLIERS = ("logit_scale", "lm_head_multiplier", "output_multiplier")  # Cohere, Falcon-H1, MuseGlimmer
+_LOGIT_DIVISORS = ("logits_scaling",)  # Granite (HyperCLOVA X multiplies by it instead)
+_LOGIT_SOFTCAPS = ("final_logit_softcapping", "logits_soft_cap", "output_logit_soft_cap")
+_LOGIT_EXCEPTIONS = {("hyperclovax", "logits_scaling"): "mul", ("mpt", "logit_scale"): "ignored"}
+# A config key that looks like a logit transform but is none of the above: refuse rather than guess.
+_LOOKS_LIKE_LOGIT_TRANSFORM = re.compile(r"^(final_|output_)?logits?_\w*(cap|scal|mult)")
+
+
+def logit_transform(config: Any) -> tuple[float, float | None]:
+    """``(scale, softcap)`` such that the model's logits are ``softcap * tanh(scale * z / softcap)`` (or
+    ``scale * z`` when softcap is None) for the head's linear output ``z``; ``(1.0, None)`` for most models.
+
+    Raises ValueError for a config key that looks like a logit transform this function does not know.
+    """
+    c = config.get_text_config() if hasattr(config, "get_text_config") else config
+    model_type, values = getattr(c, "model_type", ""), c.to_dict()
+    scale, softcap = 1.0, None
+    for key, value in values.items():
+        if value is None or key == "logit_scale_init_value":  # CLIP-style contrastive init, not an LM head
+            continue
+        how = _LOGIT_EXCEPTIONS.get((model_type, key))
+        how = how or ("mul" if key in _LOGIT_MULTIPLIERS else "div" if key in _LOGIT_DIVISORS else None)
+        how = how or ("cap" if key in _LOGIT_SOFTCAPS else None)
+        if how is None and _LOOKS_LIKE_LOGIT_TRANSFORM.match(key):
+            raise ValueError(
+                f"{model_type or type(c).__name__} config has {key}={value!r}, a transform of its logits that "
+                "sparsepo.forward.logit_transform does not know: its log-probs would be wrong. Add it there."
+            )
+        if how == "mul":
+            scale *= float(value)
+        elif how == "div":
+            scale /= float(value)
+        elif how == "cap":
+            softcap = float(value)
+    return scale, softcap
+
+
+class LMHead(nn.Module):
+    """A model's output projection plus the scale / soft-cap its forward applies to the logits after it.
+
+    ``weight`` and ``bias`` are the projection's; :meth:`transform` maps the projection's output ``(..., V)``
+    to the model's logits (same shape and dtype).
+    """
+
+    def __init__(self, proj: nn.Module, scale: float = 1.0, softcap: float | None = None):
+        super().__init__()
+        self.proj, self.scale, self.softcap = proj, scale, softcap
+
+    @property
+    def weight(self) -> Tensor:
+        return self.proj.weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        return getattr(self.proj, "bias", None)
+
+    def transform(self, z: Tensor) -> Tensor:
+        z = z * self.scale if self.scale != 1.0 else z
+        return self.softcap * torch.tanh(z / self.softcap) if self.softcap else z
+
+
+def lm_head(model: nn.Module | AdaptersOff) -> LMHead:
+    """The model's LM head with its logit transform (see :func:`logit_transform`)."""
+    hf = model.model if isinstance(model, AdaptersOff) else unwrap_model(model)
+    return LMHead(hf.get_output_embeddings(), *logit_transform(hf.config))
 
 
 def _fp32_log_softmax(h: Tensor, head: nn.Module) -> Tensor:
@@ -108,7 +177,8 @@ def _fp32_log_softmax(h: Tensor, head: nn.Module) -> Tensor:
     dtype = torch.promote_types(h.dtype, torch.float32)  # fp32, or fp64 when the model is fp64
     with torch.autocast(device_type=h.device.type, enabled=False):
         bias = head.bias.to(dtype) if getattr(head, "bias", None) is not None else None
-        return F.linear(h.to(dtype), head.weight.to(dtype), bias).log_softmax(-1)
+        z = F.linear(h.to(dtype), head.weight.to(dtype), bias)
+        return (head.transform(z) if isinstance(head, LMHead) else z).log_softmax(-1)
 
 
 def chunked_token_stats(

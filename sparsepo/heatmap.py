@@ -4,11 +4,12 @@ Each response (e.g. "chosen", "rejected") is a :class:`TokenHeatmap`: its tokens
 typically the masked reward ``beta * r_t`` (nats), the token KL ``k_t`` (nats), the reward mask and the KL mask.
 Colours are scaled per row: a row with negative values uses a diverging scale (blue < 0 < red, white at 0,
 symmetric in max |value|), a non-negative row a sequential one (white at 0 to red at its max), so the mask zeros
-that make SparsePO sparse are always white.
+that make SparsePO sparse are always white. A checkpoint's heatmaps go beside it, in ``<checkpoint>/heatmaps/``.
 """
 
 from __future__ import annotations
 
+import argparse
 import html
 import math
 from collections.abc import Mapping, Sequence
@@ -196,3 +197,47 @@ def plot_heatmap(
 ) -> Path:
     """Write :func:`heatmap_figure` as a PNG at ``path``."""
     return save_png(heatmap_figure(maps, title), path)
+
+
+HEATMAP_DIR = "heatmaps"
+
+
+def write_heatmaps(
+    maps: Sequence[TokenHeatmap | Mapping[str, TokenHeatmap]], out: str | Path, title: str = "pair"
+) -> list[Path]:
+    """Write ``pair<i>.html`` and ``pair<i>.png`` for each pair's maps into folder ``out``; returns the files."""
+    out = Path(out)
+    files = []
+    for i, m in enumerate(maps):
+        files.append(write_heatmap_html(m, out / f"pair{i}.html", title=f"{title} {i}"))
+        files.append(plot_heatmap(m, out / f"pair{i}.png", title=f"{title} {i}"))
+    return files
+
+
+def checkpoint_heatmap_dir(checkpoint: str | Path) -> Path:
+    """Where a checkpoint's heatmaps go by default: ``<checkpoint>/heatmaps/``, beside the weights they show."""
+    return Path(checkpoint) / HEATMAP_DIR
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """``sparsepo heatmap``: token heatmaps of a trained checkpoint, by default into ``<checkpoint>/heatmaps/``."""
+    ap = parser or argparse.ArgumentParser(prog="sparsepo heatmap")
+    ap.description = "Token heatmaps of a trained checkpoint (paper Figure 4): beta * r_t, token KL and masks."
+    ap.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    ap.add_argument("--checkpoint", required=True, help="a training checkpoint folder (holds policy/ and config.yaml)")
+    ap.add_argument("--pairs", default=None, help="preference pairs file (default: the checkpoint's training data)")
+    ap.add_argument("-n", type=int, default=3, help="number of pairs")
+    ap.add_argument("--out", default=None, help="output folder (default: <checkpoint>/heatmaps/)")
+    return ap
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``heatmap`` command: ``pair<i>.html`` (hover for values) and ``pair<i>.png`` per pair."""
+    from sparsepo.data import read_rows
+    from sparsepo.token_values import checkpoint_token_values
+
+    maps = checkpoint_token_values(args.checkpoint, read_rows(args.pairs) if args.pairs else None, args.n)
+    out = Path(args.out) if args.out else checkpoint_heatmap_dir(args.checkpoint)
+    write_heatmaps(maps, out)
+    print(f"wrote {len(maps)} heatmaps (HTML + PNG) to {out}")
+    return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,18 @@ def write_text(uri_or_path: str | Path, text: str) -> None:
         Path(uri_or_path).write_text(text)
 
 
-def iter_jsonl(text: str, source: str | Path, *, torn_tail_ok: bool = False) -> Iterator[tuple[int, Any]]:
+def iter_jsonl(
+    text: str,
+    source: str | Path,
+    *,
+    torn_tail_ok: bool = False,
+    on_error: Callable[[int, json.JSONDecodeError], None] | None = None,
+) -> Iterator[tuple[int, Any]]:
     """``(line number from 1, value)`` for every non-blank line of ``text``.
 
     A broken line is a ValueError naming ``source`` and the line; with ``torn_tail_ok`` a broken *last* line
-    (a writer killed mid-line) is skipped with a warning instead.
+    (a writer killed mid-line) is skipped with a warning instead; with ``on_error`` every other broken line is
+    passed to ``on_error(line number, error)`` and skipped.
     """
     lines = text.splitlines()
     for lineno, line in enumerate(lines, start=1):
@@ -54,6 +61,9 @@ def iter_jsonl(text: str, source: str | Path, *, torn_tail_ok: bool = False) -> 
             if torn_tail_ok and lineno == len(lines):
                 warnings.warn(f"{source}: line {lineno} is incomplete (interrupted write?); skipped", stacklevel=3)
                 return
+            if on_error is not None:
+                on_error(lineno, e)
+                continue
             raise ValueError(f"{source}: line {lineno} is not valid JSON: {e.msg} (column {e.colno})") from None
         yield lineno, value
 

@@ -10,7 +10,20 @@ Every objective reads per-token tensors of one side (chosen or rejected) of a ba
 - ``reward_mask`` / ``kl_mask``  optional SparsePO masks mu_t / md_t (>= 0)
 
 The notation and every formula follow ``METHODS.md``. Per-pair losses are returned; the batch loss is their mean.
-Adding a method is one decorated function here: ``@register_loss("name", ...)``.
+Adding a method is one decorated function here: ``@register_loss("name", ...)``. It returns ``(losses, rw, rl)``,
+optionally followed by a dict of named reward parts ``{name: (chosen, rejected)}``, each ``(batch,)``.
+
+Reward metrics (batch means, nats scaled by beta). ``rewards/chosen`` and ``rewards/rejected`` are each side's
+whole implicit-reward term of the objective, so ``rewards/margin`` is the Bradley-Terry logit the loss uses
+(before DPOP's penalty, SimPO's gamma and the L1 terms) and ``rewards/accuracy`` the share of pairs with a
+positive margin:
+
+- dpo, dpop: beta * (S(y) - S_ref(y));  simpo: beta * A(y)
+- tdpo1: beta * (sum_t r_t + sum_t k_t);  tdpo2: beta * (sum_t r_t + alpha * sum_t k_t)
+- sparsepo, mapo: beta * (U(y) + D(y))
+
+Token-level methods also log ``rewards_u/{chosen,rejected,margin,accuracy}``: the log-ratio part alone,
+beta * U(y) (TDPO: beta * sum_t r_t, i.e. U with mu = 1), without the KL term.
 """
 
 from __future__ import annotations
@@ -82,8 +95,8 @@ class TokenStats:
 class LossOutput:
     """Result of one objective on a batch of pairs.
 
-    ``losses``: per-pair loss (batch,); ``chosen_rewards`` / ``rejected_rewards``: implicit rewards (batch,),
-    nats scaled by beta; ``metrics``: scalar tensors named as in METHODS.md (batch means, detached).
+    ``losses``: per-pair loss (batch,); ``chosen_rewards`` / ``rejected_rewards``: each side's implicit-reward
+    term of the objective (batch,), nats scaled by beta (see the module docstring); ``metrics``: scalar tensors named as in METHODS.md (batch means, detached).
     """
 
     losses: Tensor
@@ -96,7 +109,7 @@ class LossOutput:
         return self.losses.mean()
 
 
-LossFn = Callable[..., tuple[Tensor, Tensor, Tensor]]
+LossFn = Callable[..., tuple[Tensor, ...]]  # (losses, rw, rl) or (losses, rw, rl, {name: (chosen, rejected)})
 
 
 @dataclass(frozen=True)
@@ -166,17 +179,20 @@ def dpop(c: TokenStats, r: TokenStats, *, beta: float, lam: float) -> tuple[Tens
 
 
 @register_loss("tdpo1", needs_kl=True, beta=0.1)
-def tdpo1(c: TokenStats, r: TokenStats, *, beta: float) -> tuple[Tensor, Tensor, Tensor]:
+def tdpo1(c: TokenStats, r: TokenStats, *, beta: float) -> tuple[Tensor, Tensor, Tensor, dict]:
     rw, rl = c.log_ratio.sum(-1), r.log_ratio.sum(-1)
-    return _bt(beta * ((rw - rl) - (r.seq_kl - c.seq_kl))), beta * rw, beta * rl
+    losses = _bt(beta * ((rw - rl) - (r.seq_kl - c.seq_kl)))
+    return losses, beta * (rw + c.seq_kl), beta * (rl + r.seq_kl), {"rewards_u": (beta * rw, beta * rl)}
 
 
 @register_loss("tdpo2", needs_kl=True, beta=0.1, alpha=0.5)
-def tdpo2(c: TokenStats, r: TokenStats, *, beta: float, alpha: float) -> tuple[Tensor, Tensor, Tensor]:
+def tdpo2(c: TokenStats, r: TokenStats, *, beta: float, alpha: float) -> tuple[Tensor, Tensor, Tensor, dict]:
     rw, rl = c.log_ratio.sum(-1), r.log_ratio.sum(-1)
     # TDPO v2 stops the gradient through the chosen side's KL.
     kl_margin = r.seq_kl - c.seq_kl.detach()
-    return _bt(beta * ((rw - rl) - alpha * kl_margin)), beta * rw, beta * rl
+    losses = _bt(beta * ((rw - rl) - alpha * kl_margin))
+    rewards = beta * (rw + alpha * c.seq_kl), beta * (rl + alpha * r.seq_kl)
+    return losses, *rewards, {"rewards_u": (beta * rw, beta * rl)}
 
 
 def masked_terms(s: TokenStats) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -195,7 +211,9 @@ def _l1(s: TokenStats, m: Tensor | None) -> Tensor:
 
 
 @register_loss("sparsepo", needs_kl=True, mask="learned", beta=0.1, l1_u=0.0, l1_d=0.0)
-def sparsepo(c: TokenStats, r: TokenStats, *, beta: float, l1_u: float, l1_d: float) -> tuple[Tensor, Tensor, Tensor]:
+def sparsepo(
+    c: TokenStats, r: TokenStats, *, beta: float, l1_u: float, l1_d: float
+) -> tuple[Tensor, Tensor, Tensor, dict]:
     uw, dw, _, _ = masked_terms(c)
     ul, dl, _, _ = masked_terms(r)
     losses = _bt(beta * ((uw - ul) - (dl - dw)))
@@ -204,13 +222,24 @@ def sparsepo(c: TokenStats, r: TokenStats, *, beta: float, l1_u: float, l1_d: fl
     else:
         losses = losses + l1_u * (_l1(c, c.reward_mask) + _l1(r, r.reward_mask))
         losses = losses + l1_d * (_l1(c, c.kl_mask) + _l1(r, r.kl_mask))
-    return losses, beta * uw, beta * ul
+    return losses, beta * (uw + dw), beta * (ul + dl), {"rewards_u": (beta * uw, beta * ul)}
 
 
 @register_loss("mapo", needs_kl=True, mask="activation", beta=0.1)
-def mapo(c: TokenStats, r: TokenStats, *, beta: float) -> tuple[Tensor, Tensor, Tensor]:
+def mapo(c: TokenStats, r: TokenStats, *, beta: float) -> tuple[Tensor, Tensor, Tensor, dict]:
     # MaPO is the SparsePO objective with fixed activation masks (mu = md) and no L1 term.
     return sparsepo(c, r, beta=beta, l1_u=0.0, l1_d=0.0)
+
+
+def reward_metrics(prefix: str, chosen: Tensor, rejected: Tensor) -> dict[str, Tensor]:
+    """Batch means of per-pair rewards (batch,) of each side, their margin, and the share with margin > 0."""
+    margin = (chosen - rejected).detach()
+    return {
+        f"{prefix}/chosen": chosen.detach().mean(),
+        f"{prefix}/rejected": rejected.detach().mean(),
+        f"{prefix}/margin": margin.mean(),
+        f"{prefix}/accuracy": (margin > 0).float().mean(),
+    }
 
 
 def mask_metrics(prefix: str, mask: Tensor, m: Tensor) -> dict[str, Tensor]:
@@ -243,18 +272,13 @@ def preference_loss(
     if unknown:
         raise TypeError(f"method {method!r} takes {sorted(spec.defaults)}, not {sorted(unknown)}")
     c, r = TokenStats.coerce(chosen), TokenStats.coerce(rejected)
-    losses, rw, rl = spec.fn(c, r, **{**spec.defaults, **hparams})
+    losses, rw, rl, *parts = spec.fn(c, r, **{**spec.defaults, **hparams})
 
-    margin = (rw - rl).detach()
-    metrics: dict[str, Tensor] = {
-        "loss": losses.detach().mean(),
-        "rewards/chosen": rw.detach().mean(),
-        "rewards/rejected": rl.detach().mean(),
-        "rewards/margin": margin.mean(),
-        "rewards/accuracy": (margin > 0).float().mean(),
-        "logps/chosen": c.seq_logps.detach().mean(),
-        "logps/rejected": r.seq_logps.detach().mean(),
-    }
+    metrics: dict[str, Tensor] = {"loss": losses.detach().mean()}
+    for name, (chosen_part, rejected_part) in {"rewards": (rw, rl), **(parts[0] if parts else {})}.items():
+        metrics.update(reward_metrics(name, chosen_part, rejected_part))
+    metrics["logps/chosen"] = c.seq_logps.detach().mean()
+    metrics["logps/rejected"] = r.seq_logps.detach().mean()
     for side, s in (("chosen", c), ("rejected", r)):
         if s.kl is not None:
             metrics[f"kl/{side}"] = s.seq_kl.detach().mean()

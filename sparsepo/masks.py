@@ -15,9 +15,12 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
+
+from sparsepo.typed_config import spec
 
 MAPO_KINDS = ("mlp", "attn", "resid", "logits")
 
@@ -26,13 +29,13 @@ MAPO_KINDS = ("mlp", "attn", "resid", "logits")
 class MaskConfig:
     """Mask options (paper appendix D). ``sharing``: ``independent`` (mu, md from two networks) or ``common``."""
 
-    kind: str = "learned"
-    layers: str = "all"
-    depth: int = 1
-    sharing: str = "independent"
-    weight_decay: float = 0.01
-    mapo: str = "all"
-    hidden: int = 200
+    kind: str = spec("learned", choices=lambda: MASKS)  # a registered learned-mask kind (learned, binary, random)
+    layers: Literal["all", "last"] = "all"
+    depth: Literal[1, 2] = 1
+    sharing: Literal["independent", "common"] = "independent"
+    weight_decay: float = spec(0.01, ge=0)
+    mapo: Literal["mlp", "attn", "resid", "logits", "all", "uniform"] = "all"  # MaPO: which activations
+    hidden: int = spec(200, ge=1)  # width of depth-2 mask layers
 
 
 class LearnedMask(nn.Module):

@@ -29,7 +29,7 @@ def _looks_local(name: str) -> bool:
     return os.path.isabs(name) or name.startswith(("./", "../", "~")) or os.path.exists(name)
 
 
-def _source(name_or_path: str | os.PathLike, needed: tuple[str, ...]) -> str:
+def model_source(name_or_path: str | os.PathLike, needed: tuple[str, ...]) -> str:
     """Resolve aliases and check a local folder holds one of the `needed` files up front, so errors name
     the path rather than falling through to the hub."""
     resolved = resolve_model(str(name_or_path))
@@ -48,16 +48,19 @@ def _source(name_or_path: str | os.PathLike, needed: tuple[str, ...]) -> str:
 
 def _hub_error(name: str, err: Exception) -> OSError:
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+    cause = (str(err).strip().splitlines() or [""])[0]
+    # One line, ours last: Hugging Face's own message ends with "check your internet connection".
     return OSError(
-        f"could not load {name!r}: it is not a local folder or alias ({', '.join(MODEL_ALIASES)}), and the "
-        f"HF hub {'is disabled (HF_HUB_OFFLINE=1)' if offline else 'did not provide it'}. Pass a local folder "
-        f"or an alias, or run where the hub is reachable. Cause: {type(err).__name__}: {err}"
+        f"could not load {name!r} ({type(err).__name__}: {cause}): it is not a local folder or alias "
+        f"({', '.join(MODEL_ALIASES)}), and the HF hub "
+        f"{'is disabled (HF_HUB_OFFLINE=1)' if offline else 'did not provide it'}. Pass a local folder "
+        "or an alias, or run where the hub is reachable."
     )
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
     """Tokenizer for an alias / local folder / hub name, with a pad token (eos if it had none) and right padding."""
-    source = _source(name_or_path, ("tokenizer_config.json", "tokenizer.json"))
+    source = model_source(name_or_path, ("tokenizer_config.json", "tokenizer.json"))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except OSError as err:
@@ -84,7 +87,7 @@ def load_causal_lm(
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    source = _source(name_or_path, (gguf_file,) if gguf_file else ("config.json",))
+    source = model_source(name_or_path, (gguf_file,) if gguf_file else ("config.json",))
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **kwargs)
@@ -99,11 +102,11 @@ def load_causal_lm(
 
 def build_policy(cfg: TrainConfig, device: torch.device, resume_dir: Path | None = None) -> torch.nn.Module:
     """The trainable policy on ``device``: the config's model (resuming a full fine-tune: the checkpoint's
-    ``policy/``) with dropout off, wrapped in LoRA adapters when ``lora.r > 0`` (resuming: the checkpoint's)."""
+    ``policy/``), wrapped in LoRA adapters when ``lora.r > 0`` (resuming: the checkpoint's), with every dropout
+    off, LoRA's own included (see ``disable_dropout``)."""
     lora = cfg.lora.r > 0
     source = str(resume_dir / POLICY_DIR) if resume_dir is not None and not lora else cfg.model.name
     policy = load_causal_lm(source, dtype=cfg.model.dtype, gguf_file=None if source != cfg.model.name else cfg.model.gguf_file)
-    disable_dropout(policy)
     if lora:
         from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
         from peft.utils import load_peft_weights
@@ -113,11 +116,12 @@ def build_policy(cfg: TrainConfig, device: torch.device, resume_dir: Path | None
             LoraConfig(
                 r=cfg.lora.r,
                 lora_alpha=cfg.lora.alpha,
-                lora_dropout=cfg.lora.dropout,
+                lora_dropout=0.0,
                 target_modules=cfg.lora.target_modules,
                 task_type="CAUSAL_LM",
             ),
         )
         if resume_dir is not None:
             set_peft_model_state_dict(policy, load_peft_weights(str(resume_dir / ADAPTER_DIR)))
+    disable_dropout(policy)  # after get_peft_model, which adds its own lora_dropout modules
     return policy.to(device)

@@ -97,9 +97,16 @@ def tokens_in(batch: dict[str, Tensor]) -> int:
     return int(batch["attention_mask"].sum())
 
 
+_FLOAT_DROPOUTS = ("attention_dropout", "dropout", "dropout_p", "dropout_prob", "attn_dropout", "attn_drop")
+
+
 @torch.no_grad()
 def disable_dropout(model: nn.Module) -> None:
     # Preference objectives compare log-probs of two forward passes; dropout noise would bias the margin.
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
+        # HF attention (llama, gpt_neox, ...) passes a float probability to the kernel, not a module.
+        for name in _FLOAT_DROPOUTS:
+            if isinstance(getattr(m, name, None), float):
+                setattr(m, name, 0.0)

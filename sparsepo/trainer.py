@@ -16,7 +16,9 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from sparsepo.checkpoint import (
 from sparsepo.config import TrainConfig, from_dict
 from sparsepo.data import PreferenceCollator, load_preference_data
 from sparsepo.forward import AdaptersOff, unwrap_model
+from sparsepo.logs import quiet_worker
 from sparsepo.losses import get_loss
 from sparsepo.masks import decay_groups, model_dims
 from sparsepo.models import build_policy, load_causal_lm, load_tokenizer
@@ -89,13 +92,45 @@ def _mean_over_workers(metrics: dict[str, float], world: int) -> dict[str, float
     return {k: float(v) / world for k, v in zip(keys, t.tolist(), strict=True)}
 
 
+@dataclass
+class Worker:
+    """Everything one Train worker holds while it trains (built by the ``_setup_*`` steps)."""
+
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    tokenizer: Any
+    model: PreferenceModel
+    reference: Reference | None
+    history: list[dict[str, float]]
+    state: dict[str, Any] | None = None
+    loader: DataLoader | None = None
+    sampler: DistributedSampler | None = None
+    total: int = 0
+    step: int = 0
+    ddp_model: Any = None
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: Any = None
+    evaluator: Any = None
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | None:
     """Ray Train entry: ``config`` is ``TrainConfig.to_dict()``.
 
     Returns, on rank 0, every reported metrics dict of the run (carried across restarts in the checkpoints),
     which Ray exposes as ``Result.return_value``.
     """
-    cfg = from_dict(config)
+    quiet_worker()
+    w = _setup_models(from_dict(config))
+    _setup_data(w)
+    _setup_optimizer(w)
+    _train(w)
+    return w.history if w.rank == 0 else None
+
+
+def _setup_models(cfg: TrainConfig) -> Worker:
+    """Tokenizer, policy (+ masks) and reference, from the run's latest checkpoint if Ray restarted us."""
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
@@ -109,121 +144,155 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
         resume_dir = Path(d) if ckpt is not None else None
         tokenizer = load_tokenizer(str(resume_dir / POLICY_DIR) if resume_dir else cfg.model.name)
         policy = build_policy(cfg, device, resume_dir)
-        spec_ref = cfg.model.ref or cfg.model.name
-        reference = None
-        if get_loss(cfg.method).needs_reference:
-            if cfg.lora.r > 0 and spec_ref == cfg.model.name:  # the policy's own frozen base: no second copy
-                ref_model = AdaptersOff(policy)
-            else:
-                ref_model = load_causal_lm(spec_ref, dtype=cfg.model.dtype, gguf_file=cfg.model.gguf_file).to(device)
-            reference = Reference(ref_model, cfg.method, cfg.mask)
+        reference = _build_reference(cfg, policy, device)
         dims = model_dims(reference.model) if reference is not None else None
         model = PreferenceModel(
             policy, cfg.method, cfg.loss_hparams(), cfg.mask, dims, cfg.run.chunk_size, cfg.run.log_kl
         ).to(device)
-        state = None
+        w = Worker(cfg, rank, world, device, tokenizer, model, reference, history=[])
         if resume_dir is not None:
             if model.masks is not None and (resume_dir / MASKS_FILE).exists():
                 model.masks.load_state_dict(torch.load(resume_dir / MASKS_FILE, map_location=device))
             if (resume_dir / "train_state.pt").exists():
-                state = load_train_state(resume_dir)
-            history = load_history(resume_dir)
-        else:
-            history = []
+                w.state = load_train_state(resume_dir)
+            w.history = load_history(resume_dir)
+    return w
 
-    dataset, report = load_preference_data(cfg.data, tokenizer)
-    if rank == 0:
+
+def _build_reference(cfg: TrainConfig, policy: torch.nn.Module, device: torch.device) -> Reference | None:
+    if not get_loss(cfg.method).needs_reference:
+        return None
+    spec_ref = cfg.model.ref or cfg.model.name
+    if cfg.lora.r > 0 and spec_ref == cfg.model.name:  # the policy's own frozen base: no second copy
+        ref_model = AdaptersOff(policy)
+    else:
+        ref_model = load_causal_lm(spec_ref, dtype=cfg.model.dtype, gguf_file=cfg.model.gguf_file).to(device)
+    return Reference(ref_model, cfg.method, cfg.mask)
+
+
+def _setup_data(w: Worker) -> None:
+    """This rank's shard of the pairs, and the run length in optimizer steps."""
+    cfg = w.cfg
+    dataset, report = load_preference_data(cfg.data, w.tokenizer)
+    if w.rank == 0:
         log.info(f"[sparsepo] {report}")
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.run.seed, drop_last=True)
-    loader = DataLoader(
+    w.sampler = DistributedSampler(
+        dataset, num_replicas=w.world, rank=w.rank, shuffle=True, seed=cfg.run.seed, drop_last=True
+    )
+    w.loader = DataLoader(
         dataset,
         batch_size=cfg.optim.batch_size,
-        sampler=sampler,
-        collate_fn=PreferenceCollator(tokenizer.pad_token_id),
+        sampler=w.sampler,
+        collate_fn=PreferenceCollator(w.tokenizer.pad_token_id),
         drop_last=True,
         # Its own generator: creating an iterator must not draw from the global RNG that resumes exactly.
         generator=torch.Generator().manual_seed(cfg.run.seed),
     )
-    if len(loader) == 0:
+    if len(w.loader) == 0:
         raise ValueError(
-            f"{len(dataset)} pairs are too few for batch_size={cfg.optim.batch_size} x {world} workers; lower optim.batch_size"
+            f"{len(dataset)} pairs are too few for batch_size={cfg.optim.batch_size} x {w.world} workers; "
+            "lower optim.batch_size"
         )
-    accum = cfg.optim.grad_accum
-    total = cfg.optim.max_steps or max(1, math.floor(cfg.optim.epochs * len(loader) / accum))
+    w.total = cfg.optim.max_steps or max(1, math.floor(cfg.optim.epochs * len(w.loader) / cfg.optim.grad_accum))
 
-    ddp_model = ray.train.torch.prepare_model(model) if world > 1 else model
-    optimizer = build_optimizer(cfg, model)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.optim.warmup_ratio * total), total)
-    step = 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = state["step"]
-        set_rng_state(state["rng"][rank % len(state["rng"])])
-    evaluator = load_evaluator(cfg.run.evaluator, cfg.run.evaluator_args) if rank == 0 else None
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.optim.bf16 else None
 
-    def batches():
-        consumed = step * accum
-        epoch, skip = divmod(consumed, len(loader))
-        while True:
-            sampler.set_epoch(epoch)
-            for i, b in enumerate(loader):
-                if i >= skip:
-                    yield {k: v.to(device) for k, v in b.items()}
-            epoch, skip = epoch + 1, 0
+def _setup_optimizer(w: Worker) -> None:
+    """DDP wrapper, AdamW + cosine schedule, restored step/RNG when resuming, and rank 0's evaluator."""
+    cfg = w.cfg
+    w.ddp_model = ray.train.torch.prepare_model(w.model) if w.world > 1 else w.model
+    w.optimizer = build_optimizer(cfg, w.model)
+    w.scheduler = get_cosine_schedule_with_warmup(w.optimizer, math.ceil(cfg.optim.warmup_ratio * w.total), w.total)
+    if w.state is not None:
+        w.optimizer.load_state_dict(w.state["optimizer"])
+        w.scheduler.load_state_dict(w.state["scheduler"])
+        w.step = w.state["step"]
+        set_rng_state(w.state["rng"][w.rank % len(w.state["rng"])])
+    w.evaluator = load_evaluator(cfg.run.evaluator, cfg.run.evaluator_args) if w.rank == 0 else None
 
-    stream = batches()
+
+def _batches(w: Worker) -> Iterator[dict[str, torch.Tensor]]:
+    """Micro-batches on the device, forever, starting exactly after the ones already consumed."""
+    epoch, skip = divmod(w.step * w.cfg.optim.grad_accum, len(w.loader))
+    while True:
+        w.sampler.set_epoch(epoch)
+        for i, b in enumerate(w.loader):
+            if i >= skip:
+                yield {k: v.to(w.device) for k, v in b.items()}
+        epoch, skip = epoch + 1, 0
+
+
+def _train_step(w: Worker, stream: Iterator[dict[str, torch.Tensor]], autocast: Any) -> tuple[dict[str, float], float, int]:
+    """One optimizer step over ``grad_accum`` micro-batches: (mean metrics, grad norm, tokens processed)."""
+    accum = w.cfg.optim.grad_accum
+    w.optimizer.zero_grad(set_to_none=True)
+    sums: dict[str, float] = {}
+    tokens = 0
+    for micro in range(accum):
+        batch = next(stream)
+        sync = micro == accum - 1 or w.world == 1
+        ctx_sync = w.ddp_model.no_sync() if not sync and hasattr(w.ddp_model, "no_sync") else nullcontext()
+        with ctx_sync, (autocast or nullcontext()):
+            ref_out = w.reference(batch) if w.reference is not None else None
+            out = w.ddp_model(batch, ref_out)
+            (out.loss / accum).backward()
+        tokens += tokens_in(batch)
+        for k, v in out.result.metrics.items():
+            sums[k] = sums.get(k, 0.0) + float(v) / accum
+    grad_norm = torch.nn.utils.clip_grad_norm_(w.model.parameters(), w.cfg.optim.max_grad_norm)
+    w.optimizer.step()
+    w.scheduler.step()
+    w.step += 1
+    return sums, float(grad_norm), tokens
+
+
+def _train(w: Worker) -> None:
+    """The loop: step, and at logging / evaluation / checkpoint steps report to Ray (with a checkpoint)."""
+    cfg = w.cfg
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if w.device.type == "cuda" and cfg.optim.bf16 else None
+    stream = _batches(w)
     t0, tokens, since, window = time.perf_counter(), 0, 0, []
-    model.train()
-    while step < total:
-        optimizer.zero_grad(set_to_none=True)
-        sums: dict[str, float] = {}
-        for micro in range(accum):
-            batch = next(stream)
-            sync = micro == accum - 1 or world == 1
-            ctx_sync = ddp_model.no_sync() if not sync and hasattr(ddp_model, "no_sync") else nullcontext()
-            with ctx_sync, (autocast or nullcontext()):
-                ref_out = reference(batch) if reference is not None else None
-                out = ddp_model(batch, ref_out)
-                (out.loss / accum).backward()
-            tokens += tokens_in(batch)
-            for k, v in out.result.metrics.items():
-                sums[k] = sums.get(k, 0.0) + float(v) / accum
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        step += 1
+    w.model.train()
+    while w.step < w.total:
+        sums, grad_norm, n = _train_step(w, stream, autocast)
+        tokens += n
         since += 1
-        if cfg.run.chaos_kill_at_step and step == cfg.run.chaos_kill_at_step:
-            _chaos_kill(cfg, rank)
+        if cfg.run.chaos_kill_at_step and w.step == cfg.run.chaos_kill_at_step:
+            _chaos_kill(cfg, w.rank)
+        step, last = w.step, w.step == w.total
+        evaluate = w.evaluator is not None and cfg.run.eval_every and (step % cfg.run.eval_every == 0 or last)
+        save = last or (cfg.run.save_every and step % cfg.run.save_every == 0)
+        if not (step % cfg.run.log_every == 0 or save or evaluate):
+            continue
+        metrics = _mean_over_workers({**sums, "grad_norm": grad_norm}, w.world)
+        elapsed = time.perf_counter() - t0
+        metrics.update(step=step, lr=w.scheduler.get_last_lr()[0], tokens_per_s=_sum_over_workers(tokens, w.world) / max(elapsed, 1e-9))
+        window.append(elapsed / since)
+        t0, tokens, since = time.perf_counter(), 0, 0
+        if evaluate:
+            ref_model = w.reference.model if w.reference is not None else None
+            metrics.update(w.evaluator(unwrap_model(w.model.policy), ref_model, w.tokenizer, step))
+        w.history.append(metrics)
+        _report(w, metrics, save, window)
 
-        evaluate = evaluator is not None and cfg.run.eval_every and (step % cfg.run.eval_every == 0 or step == total)
-        save = step == total or (cfg.run.save_every and step % cfg.run.save_every == 0)
-        if step % cfg.run.log_every == 0 or save or evaluate or step == total:
-            metrics = _mean_over_workers({**sums, "grad_norm": float(grad_norm)}, world)
-            elapsed = time.perf_counter() - t0
-            tok = torch.tensor([tokens], dtype=torch.float64)
-            if world > 1:
-                dist.all_reduce(tok)
-            metrics.update(step=step, lr=scheduler.get_last_lr()[0], tokens_per_s=float(tok) / max(elapsed, 1e-9))
-            window.append(elapsed / since)
-            t0, tokens, since = time.perf_counter(), 0, 0
-            if evaluate:
-                ref_model = reference.model if reference is not None else None
-                metrics.update(evaluator(unwrap_model(model.policy), ref_model, tokenizer, step))
-            history.append(metrics)
-            # report() copies the staged folder into run storage; leaving the staging copy behind
-            # would leak one full checkpoint (1.6 GB for SmolLM2 with optimizer state) per save.
-            with staging_dir(step) if save and rank == 0 else nullcontext() as staging:
-                checkpoint = (
-                    _save(staging, cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history)
-                    if save else None
-                )
-                if rank == 0:
-                    _progress(step, total, metrics, window)
-                ray.train.report(metrics, checkpoint=checkpoint)
-    return history if rank == 0 else None
+
+def _sum_over_workers(value: float, world: int) -> float:
+    t = torch.tensor([value], dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(t)
+    return float(t)
+
+
+def _report(w: Worker, metrics: dict[str, float], save: bool, window: list[float]) -> None:
+    # report() copies the staged folder into run storage; leaving the staging copy behind
+    # would leak one full checkpoint (1.6 GB for SmolLM2 with optimizer state) per save.
+    with staging_dir(w.step) if save and w.rank == 0 else nullcontext() as staging:
+        checkpoint = (
+            _save(staging, w.cfg, w.model, w.tokenizer, w.optimizer, w.scheduler, w.step, w.rank, w.world, w.history)
+            if save else None
+        )
+        if w.rank == 0:
+            _progress(w.step, w.total, metrics, window)
+        ray.train.report(metrics, checkpoint=checkpoint)
 
 
 def _save(path, cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history):  # noqa: ANN001, ANN202

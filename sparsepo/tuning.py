@@ -193,25 +193,13 @@ def run_sweep(
     import ray
     from ray import tune
 
-    multi = not isinstance(metric, str)
-    metrics, modes = ([metric], [mode]) if not multi else (list(metric), list(mode) if not isinstance(mode, str) else [])
-    if search not in SEARCHES:
-        raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
-    if len(modes) != len(metrics) or any(m not in ("min", "max") for m in modes):
-        raise ValueError(f"mode must give 'min' or 'max' for each metric {metrics}, got {mode!r}")
-    if multi and (search != "optuna" or scheduler is not None):
-        raise ValueError("a list of metrics (multi-objective) needs search='optuna' and no scheduler")
-    if scheduler not in (None, "asha"):
-        raise ValueError(f"scheduler must be None or 'asha', got {scheduler!r}")
-    if resume and not name:
-        raise ValueError("resume=True needs the name of the experiment to continue")
-
+    metrics, modes = _check_sweep_args(search, metric, mode, scheduler, resume, name)
+    multi = len(metrics) > 1 or not isinstance(metric, str)
     base_values = _absolute_paths(base.to_dict())
     storage = resolve_storage(storage_path or base_values["run"]["storage_path"])
-    name = name or f"sweep-{base.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = name or f"sweep-{base.method}-{time.strftime('%Y%m%d-%H%M%S')}"
     experiment = f"{storage.rstrip('/')}/{name}"
     trainable = tune.with_resources(trial_trainable, {"CPU": driver_cpus})
-    cbs = [*_logger_callbacks(tensorboard, mlflow, wandb, name), *callbacks]
     env = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}  # we pass the loggers we want ourselves
     if base.run.evaluator:  # eval metrics come only with evaluator steps, not in every report
         env["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
@@ -226,6 +214,52 @@ def run_sweep(
         raise FileExistsError(f"{experiment} already holds a Tune experiment: pass resume=True or another name")
 
     space = load_space(space)
+    param_space = _param_space(base_values, space, search, experiment)
+    if not ray.is_initialized():
+        ray.init()
+    if max_concurrent_trials is None:
+        max_concurrent_trials = default_max_concurrent(_trial_demand(base_values, space, driver_cpus), ray.cluster_resources())
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=None if multi else metrics[0],
+            mode=None if multi else modes[0],
+            search_alg=_search_alg(search, metrics, modes, multi, base.run.seed),
+            scheduler=_scheduler(scheduler, scheduler_args, base.optim.max_steps),
+            num_samples=num_samples,
+            max_concurrent_trials=max_concurrent_trials,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, callbacks=[*_logger_callbacks(tensorboard, mlflow, wandb, name), *callbacks]
+        ),
+    )
+    with temporary_env(**env):
+        return tuner.fit()
+
+
+def _check_sweep_args(
+    search: str, metric: str | Sequence[str], mode: str | Sequence[str], scheduler: str | None, resume: bool, name: str | None
+) -> tuple[list[str], list[str]]:
+    """(metrics, modes) as lists; ValueError for an unknown search/scheduler or unmatched modes."""
+    multi = not isinstance(metric, str)
+    metrics, modes = ([metric], [mode]) if not multi else (list(metric), list(mode) if not isinstance(mode, str) else [])
+    if search not in SEARCHES:
+        raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
+    if len(modes) != len(metrics) or any(m not in ("min", "max") for m in modes):
+        raise ValueError(f"mode must give 'min' or 'max' for each metric {metrics}, got {mode!r}")
+    if multi and (search != "optuna" or scheduler is not None):
+        raise ValueError("a list of metrics (multi-objective) needs search='optuna' and no scheduler")
+    if scheduler not in (None, "asha"):
+        raise ValueError(f"scheduler must be None or 'asha', got {scheduler!r}")
+    if resume and not name:
+        raise ValueError("resume=True needs the name of the experiment to continue")
+    return metrics, modes
+
+
+def _param_space(base_values: dict[str, Any], space: dict[str, dict[str, Any]], search: str, experiment: str) -> dict[str, Any]:
+    """Tune's ``param_space``: the base config, experiment path and variant bundles, plus one entry per axis."""
     check_space(space)
     for key, spec in space.items():
         if next(iter(spec)) != "variants" and key in PATH_KEYS:
@@ -234,39 +268,25 @@ def run_sweep(
     _check_combinations(base_values, space, variants)
     param_space = {BASE_KEY: base_values, EXPERIMENT_KEY: experiment, VARIANTS_KEY: variants}
     param_space.update({k: to_tune(s, search) for k, s in space.items()})
+    return param_space
 
-    if not ray.is_initialized():
-        ray.init()
-    if max_concurrent_trials is None:
-        max_concurrent_trials = default_max_concurrent(_trial_demand(base_values, space, driver_cpus), ray.cluster_resources())
-    search_alg = None
-    if search == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
 
-        search_alg = OptunaSearch(metric=metrics if multi else None, mode=modes if multi else None, seed=base.run.seed)
-    sched = None
-    if scheduler == "asha":
-        from ray.tune.schedulers import ASHAScheduler
+def _search_alg(search: str, metrics: list[str], modes: list[str], multi: bool, seed: int) -> Any:
+    if search != "optuna":
+        return None
+    from ray.tune.search.optuna import OptunaSearch
 
-        # stop_last_trials=False: a trial that reaches max_t ends by itself, with its Train run's own teardown.
-        args = {"max_t": base.optim.max_steps or 10**6, "stop_last_trials": False, **(scheduler_args or {})}
-        sched = ASHAScheduler(time_attr="step", **args)
-    tuner = tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            metric=None if multi else metrics[0],
-            mode=None if multi else modes[0],
-            search_alg=search_alg,
-            scheduler=sched,
-            num_samples=num_samples,
-            max_concurrent_trials=max_concurrent_trials,
-            trial_dirname_creator=trial_dirname,
-        ),
-        run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=cbs),
-    )
-    with temporary_env(**env):
-        return tuner.fit()
+    return OptunaSearch(metric=metrics if multi else None, mode=modes if multi else None, seed=seed)
+
+
+def _scheduler(scheduler: str | None, scheduler_args: dict[str, Any] | None, max_steps: int | None) -> Any:
+    if scheduler != "asha":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    # stop_last_trials=False: a trial that reaches max_t ends by itself, with its Train run's own teardown.
+    args = {"max_t": max_steps or 10**6, "stop_last_trials": False, **(scheduler_args or {})}
+    return ASHAScheduler(time_attr="step", **args)
 
 
 def trial_dirname(trial: Any) -> str:

@@ -79,3 +79,27 @@ def humaneval_file() -> Path:
     from sparsepo.assets import humaneval_path
 
     return humaneval_path()
+
+
+# The fast tier (`pytest -m "not slow"`, under 3 minutes on a 2-core CPU) leaves out whatever starts Ray, vLLM or
+# lm-eval, trains through Ray Train or runs a real SmolLM2: tests that use these fixtures or live in these modules
+# (besides tests marked @pytest.mark.slow themselves).
+SLOW_FIXTURES = {"local_ray", "vllm_run", "ray_run", "smollm2_dir"}
+SLOW_MODULES = {
+    "tests/evals/test_run.py",
+    "tests/sparsepo/eval/test_openllm.py",
+    "tests/sparsepo/test_smollm2_training.py",
+    "tests/sparsepo/test_train.py",
+    "tests/sparsepo/test_trainer.py",
+    "tests/sparsepo/test_token_values.py",
+    "tests/tune/test_frontier.py",
+    "tests/tune/test_job_submit.py",
+    "tests/tune/test_sweep.py",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        module = Path(str(item.fspath)).resolve().relative_to(REPO_ROOT).as_posix()
+        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

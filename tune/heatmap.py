@@ -1,36 +1,14 @@
-"""Token heatmaps of a trained checkpoint (paper Figure 4): beta * r_t, token KL and masks per response token.
+"""Token heatmaps of a trained checkpoint (paper Figure 4); same as ``sparsepo heatmap``.
 
-    python tune/heatmap.py --checkpoint runs/<run>/checkpoint_.../ [--pairs pairs.jsonl] [-n 3] [--out heatmaps/]
+    python tune/heatmap.py --checkpoint runs/<run>/checkpoint_.../ [--pairs pairs.jsonl] [-n 3] [--out DIR]
 
-Writes ``pair<i>.html`` (self-contained, hover for values) and ``pair<i>.png`` for each pair.
+Writes ``pair<i>.html`` (self-contained, hover for values) and ``pair<i>.png`` for each pair, by default into
+``<checkpoint>/heatmaps/``.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from sparsepo.data import read_rows
-from sparsepo.heatmap import plot_heatmap, write_heatmap_html
-from sparsepo.token_values import checkpoint_token_values
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True, help="a training checkpoint folder (holds policy/ and config.yaml)")
-    ap.add_argument("--pairs", default=None, help="preference pairs file (default: the checkpoint's training data)")
-    ap.add_argument("-n", type=int, default=3, help="number of pairs")
-    ap.add_argument("--out", default="heatmaps")
-    a = ap.parse_args(argv)
-    maps = checkpoint_token_values(a.checkpoint, read_rows(a.pairs) if a.pairs else None, a.n)
-    out = Path(a.out)
-    for i, m in enumerate(maps):
-        write_heatmap_html(m, out / f"pair{i}.html", title=f"pair {i}")
-        plot_heatmap(m, out / f"pair{i}.png", title=f"pair {i}")
-    print(f"wrote {len(maps)} heatmaps (HTML + PNG) to {out}")
-    return 0
-
+from sparsepo.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["heatmap", *sys.argv[1:]]))

@@ -1,4 +1,4 @@
-"""Command line of the evaluation stage (``evals/run.py``): one sub-runner per suite, tidy outputs in ``--out``.
+"""Command line of the evaluation stage (``evals/run.py``): one sub-runner per suite, tidy outputs in ``<storage-path>/evals/<suite>/<system>`` (or ``--out``).
 
 Every run writes its samples (JSONL), a tidy table (``results.csv``/``.parquet``, one row per system x metric x
 setting, with bootstrap CIs) and ``results.md``; ``--compare DIR ...`` renders finished runs side by side.
@@ -12,6 +12,28 @@ from pathlib import Path
 from typing import Any
 
 SUITES = ("sentiment", "summarization", "code", "openllm")
+SUITE_TOP_P = {"summarization": 0.5}  # the paper's nucleus setting for summaries; 1.0 (off) elsewhere
+
+
+def default_system_name(model: str) -> str:
+    """A readable name for ``model`` in tables and output folders, unique per checkpoint.
+
+    An alias stays itself; a trainer checkpoint ``.../<trial>/checkpoint_000012`` or its ``policy/`` folder
+    becomes ``<trial>-checkpoint_000012``; another ``.../<name>/policy`` folder ``<name>``; any other local
+    folder its name; a hub name ``org/model`` becomes ``org-model``.
+    """
+    from sparsepo.assets import MODEL_ALIASES
+    from sparsepo.checkpoint import POLICY_DIR
+
+    if model in MODEL_ALIASES:
+        return model
+    path = Path(model).expanduser()
+    if not (path.is_absolute() or path.exists() or model.startswith(".")):
+        return model.strip("/").replace("/", "-")  # a hub name
+    path = path.resolve()
+    if path.name == POLICY_DIR:
+        path = path.parent
+    return f"{path.parent.name}-{path.name}" if path.name.startswith("checkpoint_") else path.name
 
 
 def _generator(a: argparse.Namespace) -> Any:
@@ -50,7 +72,7 @@ def run_summarization(a: argparse.Namespace, out: Path) -> Any:
     if not a.data:
         raise SystemExit("--suite summarization needs --data (a local JSONL/CSV/Parquet file or a hub data set name)")
     rows = read_rows(a.data, a.split)[: a.limit or None]
-    for i, r in enumerate(rows):
+    for i, r in enumerate(rows, start=1):
         for f in (a.document_field, a.summary_field):
             if not isinstance(r.get(f), str):
                 raise SystemExit(f"{a.data}: row {i}, field '{f}': missing or not text")
@@ -95,20 +117,25 @@ def run_openllm_suite(a: argparse.Namespace, out: Path) -> Any:
 RUNNERS = {"sentiment": run_sentiment, "summarization": run_summarization, "code": run_code, "openllm": run_openllm_suite}
 
 
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="evals/run.py", description=__doc__)
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    ap = parser or argparse.ArgumentParser(prog="sparsepo eval")
+    ap.description = __doc__
+    ap.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     ap.add_argument("--suite", choices=SUITES)
     ap.add_argument("--compare", nargs="+", metavar="RESULTS", help="result folders/files to show side by side")
     ap.add_argument("--model", help="hub name, local folder (a trainer checkpoint's policy/) or offline alias")
     ap.add_argument("--ref", help="reference model for KL (sentiment; default: --model)")
-    ap.add_argument("--system", help="name of the system in the tables (default: the model)")
+    ap.add_argument("--system", help="name of the system in the tables (default: from --model, e.g. "
+                    "<trial>-checkpoint_000012 for a checkpoint's policy/, or the alias)")
     ap.add_argument("--backend", default="hf", choices=["hf", "vllm", "ray"])
     ap.add_argument("--gpu-memory-utilization", type=float, default=None, help="vLLM's share of device memory")
-    ap.add_argument("--out", default=None, help="output folder (default: runs/evals/<suite>/<system>)")
+    ap.add_argument("--storage-path", default="runs", help="root of run outputs: results go to <root>/evals/<suite>/<system>")
+    ap.add_argument("--out", default=None, help="exact output folder instead of the one under --storage-path")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-samples", type=int, default=1)
     ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default: 0.5 for summarization, "
+                    "the paper's setting; 1.0 otherwise)")
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--limit", type=int, default=None, help="first N problems / documents / lm-eval docs per task")
     g = ap.add_argument_group("sentiment")
@@ -134,25 +161,31 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parser().parse_args(argv)
+def run(a: argparse.Namespace) -> int:
+    """The ``eval`` command on parsed arguments."""
     from sparsepo.eval.report import compare_markdown, to_markdown, write_results
 
     if a.compare:
         print(compare_markdown(a.compare))
         return 0
     if not a.suite or not a.model:
-        parser().error("give --suite and --model (or --compare RESULTS ...)")
-    if a.top_p == 1.0 and a.suite == "summarization":
-        a.top_p = 0.5  # the paper's nucleus setting for summaries
-    a.system = a.system or Path(a.model).name
-    out = Path(a.out or f"runs/evals/{a.suite}/{a.system}")
+        raise ValueError("give --suite and --model (or --compare RESULTS ...)")
+    if a.top_p is None:  # unset: the suite's default; a value the user gave is used as given
+        a.top_p = SUITE_TOP_P.get(a.suite, 1.0)
+    a.system = a.system or default_system_name(a.model)
+    out = Path(a.out or Path(a.storage_path) / "evals" / a.suite / a.system)
     out.mkdir(parents=True, exist_ok=True)
     table = RUNNERS[a.suite](a, out)
     files = write_results(table, out)
     print(to_markdown(table))
     print(f"wrote {', '.join(str(p) for p in files.values())}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sparsepo.errors import run_cli
+
+    return run_cli(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

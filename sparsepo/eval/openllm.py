@@ -265,9 +265,6 @@ def run_openllm(
     vLLM on CPU reserves ``gpu_memory_utilization`` (default 0.92) of the machine's memory: on a shared machine
     pass a smaller value in ``extra_model_args``, with ``enforce_eager`` and a ``max_model_len``.
     """
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     tasks = list(tasks)
@@ -276,50 +273,63 @@ def run_openllm(
         raise FileExistsError(
             f"{Path(output_dir, RESULTS_FILE)} exists; choose another output_dir or overwrite"
         )
-    resolved = resolve_model(model)
     ensure_punkt(nltk_data)
     if backend == "vllm":
         _prepare_vllm()
+    margs = model_args(
+        resolve_model(model), backend, dtype=dtype, device=device, tokenizer=tokenizer, max_length=max_length,
+        seed=seed, extra=extra_model_args,
+    )
+    results = _simple_evaluate(
+        backend, margs, tasks, include_path, seed,
+        num_fewshot=num_fewshot, batch_size=batch_size, limit=limit, apply_chat_template=apply_chat_template,
+        gen_kwargs=gen_kwargs, use_cache=use_cache,
+    )
+    out = Path(output_dir)
+    save_results(results, out, overwrite=overwrite)
+    name = label or Path(str(model)).name
+    row = _write_tables(results, specs, out, name, average)
+    log.info("Open LLM Leaderboard results of %s written to %s", name, out)
+    return row
+
+
+def _simple_evaluate(
+    backend: str,
+    margs: dict[str, Any],
+    tasks: list[str],
+    include_path: str | Path | Sequence[str | Path] | None,
+    seed: int,
+    *,
+    apply_chat_template: bool,
+    use_cache: str | Path | None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """One seeded ``lm_eval.simple_evaluate`` with samples logged and no bootstrap (CIs are ours)."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
     if include_path is None or isinstance(include_path, (str, Path)):
         include = None if include_path is None else str(include_path)
     else:
         include = [str(p) for p in include_path]
     results = lm_eval.simple_evaluate(
-        model=backend,
-        model_args=model_args(
-            resolved,
-            backend,
-            dtype=dtype,
-            device=device,
-            tokenizer=tokenizer,
-            max_length=max_length,
-            seed=seed,
-            extra=extra_model_args,
-        ),
-        tasks=tasks,
-        num_fewshot=num_fewshot,
-        batch_size=batch_size,
-        limit=limit,
-        log_samples=True,
-        apply_chat_template=apply_chat_template,
-        fewshot_as_multiturn=apply_chat_template,
-        gen_kwargs=gen_kwargs,
-        use_cache=None if use_cache is None else str(use_cache),
-        task_manager=TaskManager(include_path=include),
-        bootstrap_iters=0,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-        fewshot_random_seed=seed,
+        model=backend, model_args=margs, tasks=tasks, log_samples=True,
+        apply_chat_template=apply_chat_template, fewshot_as_multiturn=apply_chat_template,
+        use_cache=None if use_cache is None else str(use_cache), task_manager=TaskManager(include_path=include),
+        bootstrap_iters=0, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+        fewshot_random_seed=seed, **kwargs,
     )
     if results is None:  # non-zero ranks of a distributed run return None
         raise RuntimeError("lm-eval returned no results (not the main rank?)")
-    out = Path(output_dir)
-    save_results(results, out, overwrite=overwrite)
-    name = label or Path(str(model)).name
+    return results
+
+
+def _write_tables(
+    results: dict[str, Any], specs: Sequence[TaskSpec], out: Path, name: str, average: openllm_scores.Average
+) -> pd.DataFrame:
+    """``subtasks.csv``, and the Table 1 row as ``table1.csv`` / ``table1.md``; returns the row."""
     openllm_scores.subtask_table(results, specs).to_csv(out / "subtasks.csv", index=False)
     row = openllm_scores.table1({name: results}, specs, average=average)
     row.to_csv(out / "table1.csv", index_label="Method")
     (out / "table1.md").write_text(openllm_scores.to_markdown(row))
-    log.info("Open LLM Leaderboard results of %s written to %s", name, out)
     return row

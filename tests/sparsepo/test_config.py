@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sparsepo.config import as_number, load_config, maybe_number
+from sparsepo.config import as_number, load_config, maybe_number, with_run_name
 from sparsepo.losses import LOSSES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,9 +29,9 @@ def test_as_number_rejects_non_numbers_and_names_where(bad):
 def test_yaml_file_and_overrides(tmp_path):
     f = tmp_path / "c.yaml"
     # YAML 1.1 reads 1e-3 (no dot) as a string, and 1e3 too: both must arrive as the numbers meant.
-    f.write_text("method: dpo\noptim: {lr: 1e-3, max_steps: 1e3}\nloss: {beta: 1e-1}\n")
+    f.write_text("method: sparsepo\noptim: {lr: 1e-3, max_steps: 1e3}\nloss: {beta: 1e-1}\n")
     cfg = load_config(f, ["optim.batch_size=8", "run.name=x", "mask.kind=random"])
-    assert cfg.method == "dpo" and cfg.run.name == "x" and cfg.mask.kind == "random"
+    assert cfg.method == "sparsepo" and cfg.run.name == "x" and cfg.mask.kind == "random"
     assert cfg.optim.lr == 1e-3 and isinstance(cfg.optim.lr, float)
     assert cfg.optim.max_steps == 1000 and isinstance(cfg.optim.max_steps, int)
     assert cfg.optim.batch_size == 8
@@ -42,15 +42,15 @@ def test_yaml_file_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("optim: {lr: fast}", "c.yaml.optim.lr: expected a number, got 'fast'"),
-        ("optim: {max_steps: 2.5}", "c.yaml.optim.max_steps: expected an integer, got 2.5"),
-        ("optim: {bf16: maybe}", "c.yaml.optim.bf16: expected true or false"),
-        ("optim: {lrr: 1}", "c.yaml.optim: unknown keys ['lrr']"),
-        ("optim: 3", "c.yaml: 'optim' must be a mapping"),
-        ("foo: 1", "c.yaml: unknown keys ['foo']"),
+        ("optim: {lr: fast}", "c.yaml: optim.lr: expected a number, got 'fast'"),
+        ("optim: {max_steps: 2.5}", "c.yaml: optim.max_steps: expected an integer, got 2.5"),
+        ("optim: {bf16: maybe}", "c.yaml: optim.bf16: expected true or false"),
+        ("optim: {lrr: 1}", "c.yaml: optim.lrr: unknown key (did you mean 'lr'?)"),
+        ("optim: 3", "c.yaml: optim: expected a mapping of OptimConfig keys, got 3"),
+        ("foo: 1", "c.yaml: foo: unknown key; known keys: method, loss, model"),
         ("- a\n- b", "c.yaml: top level must be a mapping, got list"),
         ("optim: {lr: [1, 2", "c.yaml: not valid YAML"),
-        ("method: dpo\nloss: {l1_u: 0.1}", "method 'dpo' takes loss."),
+        ("method: dpo\nloss: {l1_u: 0.1}", "c.yaml: loss.l1_u: method 'dpo' takes no 'l1_u'; it takes loss.['beta']"),
     ],
 )
 def test_bad_config_errors_name_the_file_and_key(tmp_path, text, message):
@@ -77,7 +77,9 @@ SHIPPED = sorted(p.relative_to(REPO).as_posix() for p in [*REPO.glob("configs/*.
 def test_every_shipped_config_loads_and_names_a_registered_method(path):
     cfg = load_config(REPO / path)
     assert cfg.method in LOSSES and cfg.loss_hparams()  # the method's hyper-parameters resolve
-    assert cfg.run.name and cfg.optim.lr > 0
+    assert cfg.optim.lr > 0
+    # no shipped config pins a run name: rerunning one starts a fresh run instead of resuming an old one
+    assert cfg.run.name is None and with_run_name(cfg).run.name.startswith(f"{cfg.method}-")
 
 
 def test_every_shipped_config_and_method_is_there():

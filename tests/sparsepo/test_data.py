@@ -53,8 +53,8 @@ def test_bad_rows_name_file_row_and_field(tmp_path, tok, row, field, problem):
     cfg = DataConfig(path=str(path), max_length=64, max_prompt_length=16)
     with pytest.raises(PreferenceDataError) as e:
         load_preference_data(cfg, tok)
-    assert e.value.row == 2 and e.value.field == field and problem in str(e.value)
-    assert str(path) in str(e.value) and "row 2" in str(e.value)
+    assert e.value.row == 3 and e.value.field == field and problem in str(e.value)  # JSONL: row = line
+    assert str(path) in str(e.value) and "row 3," in str(e.value)
 
 
 def test_skip_invalid_drops_and_reports(tmp_path, tok):
@@ -68,7 +68,7 @@ def test_skip_invalid_drops_and_reports(tmp_path, tok):
 def test_malformed_json_line_is_reported(tmp_path, tok):
     path = tmp_path / "broken.jsonl"
     path.write_text(json.dumps(ROWS[0]) + "\n{not json\n")
-    with pytest.raises(PreferenceDataError, match="line 2"):
+    with pytest.raises(PreferenceDataError, match=r"row 2, field '<json>': not valid JSON; Expecting"):
         load_preference_data(DataConfig(path=str(path)), tok)
 
 
@@ -90,9 +90,9 @@ def test_json_shapes(tmp_path, name, text, expected):
 @pytest.mark.parametrize(
     "text, row, problem",
     [
-        ('[{"prompt": "a",\n  "chosen": }]', 0, "not valid JSON (line 2, column 13)"),
-        (json.dumps([ROWS[0], "oops"]), 1, "expected an object with prompt/chosen/rejected, got str"),
-        (json.dumps(ROWS[0]) + "\n[1, 2]\n", 1, "(line 2), got list"),
+        ('[{"prompt": "a",\n  "chosen": }]', None, "not valid JSON (line 2, column 13)"),
+        (json.dumps([ROWS[0], "oops"]), 2, "row 2, field '<json>': expected an object with prompt/chosen/rejected, got str"),
+        (json.dumps(ROWS[0]) + "\n\n[1, 2]\n", 3, "row 3, field '<json>': expected an object"),  # JSON lines: row = line
     ],
 )
 def test_malformed_json_documents_name_the_row(tmp_path, text, row, problem):
@@ -154,3 +154,69 @@ def test_missing_file_and_unknown_format(tmp_path, tok):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(ValueError, match="unsupported format"):
         read_rows(str(tmp_path / "x.txt"))
+
+
+@pytest.mark.parametrize("prompt", ["", "   "])
+def test_empty_prompt_is_an_error_naming_row_and_field(tmp_path, tok, prompt):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [*ROWS, {"prompt": prompt, "chosen": " yes", "rejected": " no"}]))
+    with pytest.raises(PreferenceDataError, match=f"{path}: row 3, field 'prompt': empty prompt") as e:
+        load_preference_data(DataConfig(path=str(path)), tok)
+    assert (e.value.row, e.value.field) == (3, "prompt")
+
+
+def test_jsonl_row_numbers_are_line_numbers(tmp_path, tok):
+    path = tmp_path / "pairs.jsonl"
+    bad = {"prompt": "p", "chosen": "same", "rejected": "same"}
+    path.write_text(f"{json.dumps(ROWS[0])}\n\n   \n{json.dumps(bad)}\n")  # blank lines 2 and 3 count as lines
+    with pytest.raises(PreferenceDataError, match="row 4, field 'chosen'") as e:
+        load_preference_data(DataConfig(path=str(path)), tok)
+    assert e.value.row == 4 and e.value.line is None
+
+
+def test_csv_rows_count_data_rows_and_name_their_line(tmp_path, tok):
+    path = tmp_path / "pairs.csv"
+    rows = [ROWS[0], {"prompt": "a review\nover two lines", "chosen": " good", "rejected": " bad"},
+            {"prompt": "p", "chosen": "same", "rejected": "same"}]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert path.read_text().count("\n") == 5  # header, row 1, row 2 (two lines), row 3
+    with pytest.raises(PreferenceDataError) as e:
+        load_preference_data(DataConfig(path=str(path)), tok)
+    assert (e.value.row, e.value.line) == (3, 5)
+    assert f"{path}: row 3 (line 5), field 'chosen': identical" in str(e.value)
+
+
+def test_misspelt_column_names_the_columns_found_and_the_closest(tmp_path, tok):
+    path = tmp_path / "pairs.csv"
+    pd.DataFrame([{"prompt": "the film was", "chosen": " fine", "rejcted": " dull", "source": "x"}]).to_csv(path, index=False)
+    with pytest.raises(PreferenceDataError) as e:
+        load_preference_data(DataConfig(path=str(path)), tok)
+    msg = str(e.value)
+    assert "row 1 (line 2), field 'rejected': missing" in msg
+    assert "['prompt', 'chosen', 'rejcted', 'source']" in msg and "did you mean 'rejcted'?" in msg
+
+
+def test_skip_invalid_drops_a_broken_json_line(tmp_path, tok):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(f"{json.dumps(ROWS[0])}\n{{not json\n{json.dumps(ROWS[1])}\n")
+    ds, report = load_preference_data(DataConfig(path=str(path), skip_invalid=True), tok)
+    assert len(ds) == 2 and (report.read, report.kept) == (3, 2)
+    assert report.skipped == {"<json>: not valid JSON": 1} and report.skipped_rows == {"<json>: not valid JSON": [2]}
+
+
+def test_skip_report_gives_whole_reasons_counts_and_first_rows(tmp_path, tok):
+    long = {"prompt": "word " * 50, "chosen": "a", "rejected": "b"}
+    same = {"prompt": "p", "chosen": "same", "rejected": "same"}
+    rows = [ROWS[0], long, same, long, *[same] * 6, ROWS[1]]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = DataConfig(path=str(path), max_length=64, max_prompt_length=16, skip_invalid=True)
+    _, report = load_preference_data(cfg, tok)
+    assert report.skipped_rows == {
+        "chosen: identical to 'rejected'": [3, 5, 6, 7, 8, 9, 10],
+        "prompt: longer than max_prompt_length=16": [2, 4],
+    }
+    assert str(report) == (
+        f"{path}: kept 2 of 11 pairs; skipped 9: 7 x [chosen: identical to 'rejected'] (rows 3, 5, 6, 7, 8, ...); "
+        "2 x [prompt: longer than max_prompt_length=16] (rows 2, 4)"
+    )

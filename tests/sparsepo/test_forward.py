@@ -176,3 +176,47 @@ def test_adapters_off_refuses_a_plain_model_and_a_lora_lm_head():
     headed = get_peft_model(tiny("llama", 0), LoraConfig(r=2, target_modules=["q_proj", "lm_head"]))
     with pytest.raises(ValueError, match="LM head carries LoRA weights.*model.ref"):
         AdaptersOff(headed)
+
+
+def transformed_head_model(arch: str, seed: int) -> torch.nn.Module:
+    """Tiny random models whose forward scales or soft-caps the LM head's output (strongly, so it matters)."""
+    torch.manual_seed(seed)
+    dims = dict(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
+                vocab_size=97, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    if arch == "gemma2":
+        cfg = T.Gemma2Config(**dims, head_dim=8, final_logit_softcapping=0.7, attn_logit_softcapping=None)
+    elif arch == "cohere":
+        cfg = T.CohereConfig(**dims, logit_scale=7.0)
+    else:
+        cfg = T.GraniteConfig(**dims, logits_scaling=0.1)
+    model = T.AutoModelForCausalLM.from_config(cfg).double().eval()
+    with torch.no_grad():  # random init gives tiny logits, where any transform is near-linear
+        model.get_output_embeddings().weight.mul_(20.0)
+    return model
+
+
+@pytest.mark.parametrize("arch", ["gemma2", "cohere", "granite"])
+def test_logit_scaling_and_softcapping_match_the_models_own_logits(arch):
+    policy, ref = transformed_head_model(arch, 0), transformed_head_model(arch, 1)
+    batch = make_batch(6)
+    got = token_stats(policy, batch, Reference(ref, "tdpo1")(batch), need_kl=True, chunk_size=5)
+    lp, lr, kl, mask = naive_stats(policy, ref, batch)
+    torch.testing.assert_close(got.logps.double(), lp, rtol=0, atol=1e-10)
+    torch.testing.assert_close(got.ref_logps.double(), lr, rtol=0, atol=1e-10)
+    torch.testing.assert_close(got.kl.double(), kl, rtol=0, atol=1e-10)
+    # The bare linear head (the old computation) is far off: the test would catch a dropped transform.
+    from sparsepo.forward import LMHead, logit_transform
+
+    assert logit_transform(policy.config) != (1.0, None)
+    h, _ = decoder_forward(policy, batch["input_ids"], batch["attention_mask"])
+    bare = chunked_token_stats(h[:, :-1][mask > 0], batch["input_ids"][:, 1:][mask > 0], LMHead(lm_head(policy).proj))
+    assert (bare["logps"] - lp[mask > 0]).abs().max() > 0.1
+
+
+def test_unknown_logit_transform_is_refused():
+    from sparsepo.forward import logit_transform
+
+    cfg = T.LlamaConfig(num_hidden_layers=1, hidden_size=8, intermediate_size=16, num_attention_heads=2, vocab_size=11)
+    cfg.logits_temperature_scaling = 2.0
+    with pytest.raises(ValueError, match="llama config has logits_temperature_scaling=2.0.*logit_transform does not know"):
+        logit_transform(cfg)

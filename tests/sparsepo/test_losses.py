@@ -194,3 +194,36 @@ def test_errors_name_the_problem():
 
 def test_registry_lists_every_method():
     assert set(LOSSES) == {"dpo", "simpo", "dpop", "tdpo1", "tdpo2", "sparsepo", "mapo"}
+
+
+@pytest.mark.parametrize("method", ["sparsepo", "mapo", "tdpo1", "tdpo2"])
+def test_token_level_rewards_hold_the_kl_term_and_rewards_u_the_ratio_term(method):
+    """rewards/* = each side's whole term of the Bradley-Terry logit (beta * (U + a * D)); rewards_u/* = beta * U."""
+    masked = method in ("sparsepo", "mapo")
+    c, r = (random_side(s, masks=masked, kl_mask=method == "sparsepo") for s in (33, 34))
+    with torch.no_grad():
+        r["kl"].mul_(8.0)  # a KL term large enough to flip some margins' sign
+    hp = {"beta": 0.3, **({"alpha": 0.7} if method == "tdpo2" else {})}
+    out = preference_loss(method, c, r, **hp)
+    a = hp.get("alpha", 1.0)
+    mu = "reward_mask" if masked else None
+    md = ("kl_mask" if method == "sparsepo" else "reward_mask") if masked else None
+    u = {s: torch.stack([_ratio_sum(side, b, mu) for b in range(B)]) for s, side in (("w", c), ("l", r))}
+    d = {s: torch.stack([_sum(side, "kl", b, md) for b in range(B)]) for s, side in (("w", c), ("l", r))}
+    full = {s: 0.3 * (u[s] + a * d[s]) for s in "wl"}
+    ratio = {s: 0.3 * u[s] for s in "wl"}
+    torch.testing.assert_close(out.losses, nlsig(full["w"] - full["l"]))  # the logged margin is the loss's logit
+    torch.testing.assert_close(out.chosen_rewards, full["w"])
+    for prefix, want in (("rewards", full), ("rewards_u", ratio)):
+        m = {k: out.metrics[f"{prefix}/{k}"].item() for k in ("chosen", "rejected", "margin", "accuracy")}
+        assert m["chosen"] == pytest.approx(want["w"].mean().item())
+        assert m["rejected"] == pytest.approx(want["l"].mean().item())
+        assert m["margin"] == pytest.approx((want["w"] - want["l"]).mean().item())
+        assert m["accuracy"] == pytest.approx(((want["w"] - want["l"]) > 0).double().mean().item())
+    assert out.metrics["rewards/accuracy"] != out.metrics["rewards_u/accuracy"]
+
+
+def test_sequence_level_methods_log_no_rewards_u():
+    c, r = random_side(33), random_side(34)
+    for method in ("dpo", "dpop", "simpo"):
+        assert not any(k.startswith("rewards_u/") for k in preference_loss(method, c, r).metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -83,3 +84,35 @@ def test_gguf_file_loads_and_matches_converted_smollm2(smollm2_dir):
         expected, got = gguf(ids).logits, converted(ids).logits
     assert got.shape == (1, ids.shape[1], 49152)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def _dropout_llama(tmp_path, tiny_llama_path):
+    """A copy of tiny-llama whose attention applies functional dropout (a float, not an nn.Dropout)."""
+    folder = tmp_path / "llama-dropout"
+    shutil.copytree(tiny_llama_path, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "attention_dropout": 0.3}))
+    return folder
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_lora_policy_has_no_active_dropout(arch, tmp_path, tiny_gpt2_path, tiny_llama_path):
+    from sparsepo.config import from_dict
+    from sparsepo.models import build_policy
+
+    name = str(tiny_gpt2_path if arch == "gpt2" else _dropout_llama(tmp_path, tiny_llama_path))
+    cfg = from_dict({"method": "dpo", "model": {"name": name}, "lora": {"r": 4}})
+    policy = build_policy(cfg, torch.device("cpu")).train()
+    with torch.no_grad():  # lora_B starts at zero, which would hide dropout on the LoRA path
+        for n, p in policy.named_parameters():
+            if "lora_B" in n:
+                p.normal_(generator=torch.Generator().manual_seed(1))
+    dropouts = [m for m in policy.modules() if isinstance(m, torch.nn.Dropout)]
+    assert any("lora_dropout" in n for n, _ in policy.named_modules())
+    assert all(m.p == 0.0 for m in dropouts)
+    attn = [m.attention_dropout for m in policy.modules() if isinstance(getattr(m, "attention_dropout", None), float)]
+    assert all(p == 0.0 for p in attn) and (arch != "llama" or attn)
+    ids = torch.randint(0, policy.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        first, second = (policy(input_ids=ids).logits.log_softmax(-1) for _ in range(2))
+    torch.testing.assert_close(first, second, rtol=0, atol=0)

@@ -22,7 +22,7 @@ def test_cli_trains_prints_progress_once_per_step_and_the_policy_path(tmp_path):
     # Worker lines reach the driver once each (Ray Train V2 echoes a worker's print() twice).
     for step in (1, 2):
         assert out.count(f"[sparsepo] step {step}/2 ") == 1, out[-4000:]
-    assert out.count("offline:review-pairs: kept 8 of 8 pairs") == 1
+    assert out.count("[sparsepo] offline:review-pairs: kept 8 of 8 pairs") == 1  # the worker's line, once
     policy = proc.stdout.strip().splitlines()[-1].removeprefix("policy checkpoint: ")
     assert policy.startswith(str(tmp_path / "cli" / "checkpoint_"))
     assert AutoModelForCausalLM.from_pretrained(policy).config.model_type == "llama"

@@ -1,0 +1,66 @@
+"""``sparsepo <command>``: the platform's one command line.
+
+Each command lives in the module of its concept and exposes ``build_parser(parser)`` and ``run(args)``;
+the scripts in ``tune/``, ``evals/`` and ``bench/`` call the same functions. Commands are imported only when
+chosen, so ``sparsepo --help`` is instant and a bad flag fails before torch or Ray load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module with build_parser/run, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("sparsepo.train", "train one policy with Ray Train (configs/<method>.yaml + key=value overrides)"),
+    "sweep": ("sparsepo.sweep", "Ray Tune sweep over a training config with a YAML search space"),
+    "frontier": ("sparsepo.experiments.sentiment.command", "the sentiment reward-KL frontier (paper 3.2)"),
+    "eval": ("sparsepo.eval.cli", "evaluate a model on a suite (sentiment, summarization, code, openllm)"),
+    "heatmap": ("sparsepo.heatmap", "token heatmaps of a trained checkpoint (paper Figure 4)"),
+    "assets": ("sparsepo.assets", "prepare or locate the offline models and data"),
+}
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The argument parser of command ``name`` (its module is imported here)."""
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"sparsepo {name}", formatter_class=argparse.RawDescriptionHelpFormatter)
+    return module.build_parser(parser)
+
+
+def top_parser() -> argparse.ArgumentParser:
+    width = max(map(len, COMMANDS))
+    listing = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="sparsepo",
+        description=__doc__.split("\n")[0] + "\n\ncommands:\n" + listing,
+        epilog="`sparsepo <command> --help` shows each command's flags and their defaults.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="sparsepo <command> [flags]",
+    )
+    parser.add_argument("command", choices=list(COMMANDS), metavar="command", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sparsepo.errors import run_cli
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        top_parser().parse_args(argv[:1] or ["--help"])  # prints help, or the unknown-command error
+        return 2
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name][0])
+    return run_cli(module.run, parse(command_parser(name), rest))
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Flags and ``key=value`` overrides in any order (``--resume x optim.lr=1e-5 --check``)."""
+    if parser._subparsers is None:  # intermixed parsing cannot handle sub-commands (assets prepare|path)
+        return parser.parse_intermixed_args(argv)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

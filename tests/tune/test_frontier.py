@@ -26,7 +26,8 @@ QUIET = {"log": lambda *_: None}
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    # address="local": a fresh instance even when another (a `ray start` head) runs on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     yield
     ray.shutdown()
 

@@ -75,5 +75,6 @@ def test_gain_areas_budgets_and_plain_words():
     text = " ".join(conclusions(gain, matched, front_areas(points, 6.0)))
     assert "is shown at the +0.15 level" in text and "non-overlapping" in text
     assert "KL <= 2.5 nats, sparsepo's best reward 0.69" in text and "sparsepo is clearly better" in text
-    assert "sparsepo is clearly worse" in text  # at KL <= 6.5 DPO's 0.8 point wins
-    assert verdict(0.5).startswith("not distinguishable") and verdict(0.03).startswith("significantly better")
+    assert "sparsepo is significantly worse" in text  # at KL <= 6.5 DPO's 0.8 point wins
+    assert verdict(0.5, 0.1).startswith("not distinguishable") and verdict(0.03, 0.2).startswith("significantly better")
+    assert verdict(1.0, 0.0).startswith("not distinguishable")  # identical points: p = 1, yet not worse

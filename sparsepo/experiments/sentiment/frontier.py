@@ -63,7 +63,7 @@ class FrontierConfig:
     temperature: float = 1.0  # sampling temperature of pairs and evaluation (1.0: multinomial, as the paper)
     batch_size: int = 4  # pairs per worker per step
     grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 5e-5  # peak learning rate (cosine schedule, 10% warm-up)
+    lr: float = 1e-4  # peak learning rate (cosine schedule, 10% warm-up)
     max_length: int = 32  # prompt + completion tokens in training
     max_prompt_length: int = 12  # prompt tokens in training
     num_workers: int = 1  # Ray Train workers per trial

@@ -8,38 +8,54 @@ chosen, so ``sparsepo --help`` is instant and a bad flag fails before torch or R
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
+from collections.abc import Callable
 
 # command -> (module with build_parser/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("sparsepo.train", "train one policy with Ray Train (configs/<method>.yaml + key=value overrides)"),
     "sweep": ("sparsepo.sweep", "Ray Tune sweep over a training config with a YAML search space"),
-    "frontier": ("sparsepo.experiments.sentiment.command", "the sentiment reward-KL frontier (paper 3.2)"),
     "eval": ("sparsepo.eval.cli", "evaluate a model on a suite (sentiment, summarization, code, openllm)"),
     "heatmap": ("sparsepo.heatmap", "token heatmaps of a trained checkpoint (paper Figure 4)"),
     "assets": ("sparsepo.assets", "prepare or locate the offline models and data"),
 }
 
 
+def commands() -> dict[str, tuple[str, str]]:
+    """Every command: the tools above, then one per registered experiment (``sparsepo.experiments``)."""
+    from sparsepo.experiments import EXPERIMENTS
+
+    return {**COMMANDS, **{name: ("sparsepo.experiments.command", exp.help) for name, exp in EXPERIMENTS.items()}}
+
+
+def _command(name: str) -> tuple[Callable[..., argparse.ArgumentParser], Callable[[argparse.Namespace], int]]:
+    """(build_parser, run) of command ``name``; experiments share one module, told which experiment."""
+    module = importlib.import_module(commands()[name][0])
+    if module.__name__ == "sparsepo.experiments.command":
+        return functools.partial(module.build_parser, name), functools.partial(module.run, name)
+    return module.build_parser, module.run
+
+
 def command_parser(name: str) -> argparse.ArgumentParser:
     """The argument parser of command ``name`` (its module is imported here)."""
-    module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"sparsepo {name}", formatter_class=argparse.RawDescriptionHelpFormatter)
-    return module.build_parser(parser)
+    return _command(name)[0](parser=parser)
 
 
 def top_parser() -> argparse.ArgumentParser:
-    width = max(map(len, COMMANDS))
-    listing = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
+    every = commands()
+    width = max(map(len, every))
+    listing = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in every.items())
     parser = argparse.ArgumentParser(
         prog="sparsepo",
-        description=__doc__.split("\n")[0] + "\n\ncommands:\n" + listing,
+        description="sparsepo: token-level preference optimisation on Ray.\n\ncommands:\n" + listing,
         epilog="`sparsepo <command> --help` shows each command's flags and their defaults.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="sparsepo <command> [flags]",
     )
-    parser.add_argument("command", choices=list(COMMANDS), metavar="command", help=argparse.SUPPRESS)
+    parser.add_argument("command", choices=list(every), metavar="command", help=argparse.SUPPRESS)
     return parser
 
 
@@ -47,12 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     from sparsepo.errors import run_cli
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS:
+    if not argv or argv[0] not in commands():
         top_parser().parse_args(argv[:1] or ["--help"])  # prints help, or the unknown-command error
         return 2
     name, rest = argv[0], argv[1:]
-    module = importlib.import_module(COMMANDS[name][0])
-    return run_cli(module.run, parse(command_parser(name), rest))
+    return run_cli(_command(name)[1], parse(command_parser(name), rest))
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:

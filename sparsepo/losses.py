@@ -118,6 +118,8 @@ class LossSpec:
 
     ``mask`` names where SparsePO-style masks come from: ``None`` (no mask), ``"learned"`` (mask networks
     trained with the policy) or ``"activation"`` (MaPO: fixed masks from the reference's activations).
+    ``inputs`` is ``"pairs"`` (``fn(chosen, rejected, **hparams)``) or ``"sequences"`` (``fn(stats)`` on single
+    prompt/response sequences: the SFT stage, trained through ``sparsepo.sft``).
     """
 
     name: str
@@ -126,18 +128,28 @@ class LossSpec:
     needs_kl: bool
     mask: str | None
     defaults: dict[str, float]
+    inputs: str = "pairs"
 
 
 LOSSES: dict[str, LossSpec] = {}
 
 
 def register_loss(
-    name: str, *, needs_reference: bool = True, needs_kl: bool = False, mask: str | None = None, **defaults: float
+    name: str,
+    *,
+    needs_reference: bool = True,
+    needs_kl: bool = False,
+    mask: str | None = None,
+    inputs: str = "pairs",
+    **defaults: float,
 ) -> Callable[[LossFn], LossFn]:
+    if inputs not in ("pairs", "sequences"):
+        raise ValueError(f"loss {name!r}: inputs must be 'pairs' or 'sequences', got {inputs!r}")
+
     def deco(fn: LossFn) -> LossFn:
         if name in LOSSES:
             raise ValueError(f"loss {name!r} is already registered")
-        LOSSES[name] = LossSpec(name, fn, needs_reference, needs_kl, mask, dict(defaults))
+        LOSSES[name] = LossSpec(name, fn, needs_reference, needs_kl, mask, dict(defaults), inputs)
         return fn
 
     return deco
@@ -242,6 +254,14 @@ def reward_metrics(prefix: str, chosen: Tensor, rejected: Tensor) -> dict[str, T
     }
 
 
+@register_loss("sft", needs_reference=False, inputs="sequences")
+def sft(s: TokenStats) -> Tensor:
+    """Supervised fine-tuning: negative log-likelihood of the response tokens (prompt and padding masked),
+    nats per response token of the whole batch -> scalar. Every token weighs the same, as in TRL's SFTTrainer,
+    so long responses are not down-weighted."""
+    return -s.total(s.logps).sum() / s.mask.sum().clamp(min=1)
+
+
 def mask_metrics(prefix: str, mask: Tensor, m: Tensor) -> dict[str, Tensor]:
     """Sparsity (% of response tokens whose mask is exactly 0), mean and L1 norm of one mask, batch means."""
     n = mask.sum(-1).clamp(min=1)
@@ -268,6 +288,8 @@ def preference_loss(
         :class:`LossOutput` with per-pair ``losses`` (batch,) and the METHODS.md metrics.
     """
     spec = get_loss(method)
+    if spec.inputs != "pairs":
+        raise ValueError(f"method {method!r} trains on single sequences (sparsepo.sft), not on preference pairs")
     unknown = set(hparams) - set(spec.defaults)
     if unknown:
         raise TypeError(f"method {method!r} takes {sorted(spec.defaults)}, not {sorted(unknown)}")

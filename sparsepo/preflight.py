@@ -88,6 +88,7 @@ def check_evaluator(cfg: TrainConfig) -> None:
 
 def preflight(cfg: TrainConfig) -> Preflight:
     """Every cheap check of a training run, in the order a user would fix them."""
+    from sparsepo import sft
     from sparsepo.data import load_preference_data
 
     path = check_run_name(cfg)
@@ -95,11 +96,12 @@ def preflight(cfg: TrainConfig) -> Preflight:
     tokenizer = check_models(cfg)
     if not cfg.data.path:
         raise ConfigError("data.path: no preference data given (a .jsonl/.json/.parquet/.csv file, hub name or offline:<name>)")
-    dataset, report = load_preference_data(cfg.data, tokenizer)
+    load = sft.load_sft_data if sft.is_sequence_objective(cfg.method) else load_preference_data
+    dataset, report = load(cfg.data, tokenizer)
     need = cfg.optim.batch_size * cfg.run.num_workers
     if len(dataset) < need:
         raise ConfigError(
-            f"optim.batch_size: {len(dataset)} valid pairs in {cfg.data.path} are too few for batch_size="
+            f"optim.batch_size: {len(dataset)} valid rows in {cfg.data.path} are too few for batch_size="
             f"{cfg.optim.batch_size} x {cfg.run.num_workers} workers"
         )
     return Preflight(run_dir=path, data_report=str(report), pairs=len(dataset))

@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import get_cosine_schedule_with_warmup
 
+from sparsepo import sft
 from sparsepo.checkpoint import (
     MASKS_FILE,
     POLICY_DIR,
@@ -146,9 +147,10 @@ def _setup_models(cfg: TrainConfig) -> Worker:
         policy = build_policy(cfg, device, resume_dir)
         reference = _build_reference(cfg, policy, device)
         dims = model_dims(reference.model) if reference is not None else None
-        model = PreferenceModel(
+        seq = sft.is_sequence_objective(cfg.method)  # SFT stage: single sequences, no reference
+        model = (sft.SFTModel(policy, cfg.run.chunk_size) if seq else PreferenceModel(
             policy, cfg.method, cfg.loss_hparams(), cfg.mask, dims, cfg.run.chunk_size, cfg.run.log_kl
-        ).to(device)
+        )).to(device)
         w = Worker(cfg, rank, world, device, tokenizer, model, reference, history=[])
         if resume_dir is not None:
             if model.masks is not None and (resume_dir / MASKS_FILE).exists():
@@ -173,7 +175,8 @@ def _build_reference(cfg: TrainConfig, policy: torch.nn.Module, device: torch.de
 def _setup_data(w: Worker) -> None:
     """This rank's shard of the pairs, and the run length in optimizer steps."""
     cfg = w.cfg
-    dataset, report = load_preference_data(cfg.data, w.tokenizer)
+    seq = sft.is_sequence_objective(cfg.method)  # SFT stage: single sequences
+    dataset, report = (sft.load_sft_data if seq else load_preference_data)(cfg.data, w.tokenizer)
     if w.rank == 0:
         log.info(f"[sparsepo] {report}")
     w.sampler = DistributedSampler(
@@ -183,7 +186,7 @@ def _setup_data(w: Worker) -> None:
         dataset,
         batch_size=cfg.optim.batch_size,
         sampler=w.sampler,
-        collate_fn=PreferenceCollator(w.tokenizer.pad_token_id),
+        collate_fn=(sft.SFTCollator if seq else PreferenceCollator)(w.tokenizer.pad_token_id),
         drop_last=True,
         # Its own generator: creating an iterator must not draw from the global RNG that resumes exactly.
         generator=torch.Generator().manual_seed(cfg.run.seed),

@@ -1,1 +1,34 @@
-"""The paper's experiments, one subpackage each (sentiment control: ``sentiment``)."""
+"""The paper's experiments, one subpackage each, registered by name (adding one touches only ``EXPERIMENTS``).
+
+Every experiment has the same shape: a config dataclass (every field a flag of ``sparsepo <name>``), stage
+functions whose intermediate artifacts are cached by a hash of what determines them, a Ray Tune sweep of the
+PO methods, ``--storage-path``/``--name``/``--resume``, a ``--paper`` preset for a GPU cluster, and one report
+in the paper's own layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Where an experiment's parts live, as ``module:attribute`` (imported only when the command runs)."""
+
+    config: str  # the config dataclass
+    run: str  # run(cfg) -> output files
+    paper: str  # paper(cfg) -> cfg with the paper's settings (a GPU cluster's)
+    help: str
+    usage: str = ""  # example lines for --help
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "frontier": Experiment(
+        config="sparsepo.experiments.sentiment.frontier:FrontierConfig",
+        run="sparsepo.experiments.sentiment.frontier:run_frontier",
+        paper="sparsepo.experiments.sentiment.frontier:paper_config",
+        help="sentiment control: the reward-KL frontier (paper 3.2, Figures 2-3)",
+        usage="sparsepo frontier                      # offline default: SmolLM2-135M, Pang & Lee, CPU\n"
+        "ray job submit --working-dir . -- sparsepo frontier --paper --model <sft> --storage-path s3://bucket/runs",
+    ),
+}

@@ -33,11 +33,11 @@ def test_top_level_help_lists_every_command(capsys):
         cli.main(["--help"])
     assert err.value.code == 0
     out = capsys.readouterr().out
-    for name in cli.COMMANDS:
+    for name in cli.commands():
         assert f"  {name} " in out
 
 
-@pytest.mark.parametrize("name", list(cli.COMMANDS))
+@pytest.mark.parametrize("name", list(cli.commands()))
 def test_every_command_has_help_with_defaults(name, capsys):
     with pytest.raises(SystemExit) as err:
         cli.main([name, "--help"])
@@ -131,3 +131,12 @@ def test_bad_config_subprocess_prints_one_line_and_starts_nothing(tmp_path):
         f"sparsepo: error: {SMOKE} + overrides: mask.kind: 'banana' is not one of 'binary', 'learned', 'random'"
     ]
     assert "ray imported: False" in proc.stdout
+
+
+def test_check_reads_sft_rows_for_the_sft_objective(no_ray, capsys, tmp_path):
+    data = tmp_path / "sft.jsonl"
+    data.write_text("\n".join(json.dumps({"prompt": f"q{i}", "completion": f"a{i}"}) for i in range(4)) + "\n")
+    args = ["train", "--check", "method=sft", "model.name=tiny-llama", f"data.path={data}", "optim.batch_size=2",
+            f"run.storage_path={tmp_path}"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    assert "check passed" in capsys.readouterr().out

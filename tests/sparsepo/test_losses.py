@@ -193,7 +193,14 @@ def test_errors_name_the_problem():
 
 
 def test_registry_lists_every_method():
-    assert set(LOSSES) == {"dpo", "simpo", "dpop", "tdpo1", "tdpo2", "sparsepo", "mapo"}
+    assert set(LOSSES) == {"dpo", "simpo", "dpop", "tdpo1", "tdpo2", "sparsepo", "mapo", "sft"}
+    assert {n for n, s in LOSSES.items() if s.inputs == "sequences"} == {"sft"}
+
+
+def test_sequence_objective_is_not_a_pair_loss():
+    c, r = random_side(1), random_side(2)
+    with pytest.raises(ValueError, match="single sequences"):
+        preference_loss("sft", c, r)
 
 
 @pytest.mark.parametrize("method", ["sparsepo", "mapo", "tdpo1", "tdpo2"])

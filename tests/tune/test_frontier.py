@@ -15,7 +15,7 @@ from sparsepo.eval.stats import bootstrap_ci
 from sparsepo.experiments.sentiment.frontier import (
     FrontierConfig,
     grid_points,
-    paper_preset,
+    paper_config,
     prepare_pairs,
     run_frontier,
 )
@@ -119,7 +119,7 @@ def test_grid_uses_simpo_betas_for_simpo():
 
 
 def test_paper_preset_is_a_valid_config_of_the_paper_setup():
-    cfg = FrontierConfig(**paper_preset())
+    cfg = paper_config(FrontierConfig())
     assert cfg.reviews == "imdb" and cfg.test_reviews_split == "test" and cfg.n_test_prompts == 25_000
     assert cfg.eval_every == 100 and cfg.temperature == 1.0 and cfg.eval_mode == "checkpoints"
     assert "sparsepo" in cfg.methods and len(grid_points(cfg)) == 6 * 10 + 4

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,11 @@ def paper_preset() -> dict[str, Any]:
         "max_length": 64, "max_prompt_length": 16, "use_gpu": True,
         "backend": "vllm", "eval_mode": "checkpoints", "eval_backend": "vllm", "eval_batch_size": 64,
     }
+
+
+def paper_config(cfg: FrontierConfig) -> FrontierConfig:
+    """``cfg`` with the paper's setup (:func:`paper_preset`); the command then applies explicit flags over it."""
+    return dataclasses.replace(cfg, **paper_preset())
 
 
 def storage_root(cfg: FrontierConfig) -> str:

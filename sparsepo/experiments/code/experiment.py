@@ -1,0 +1,273 @@
+"""Text-to-code (paper 3.5, Table 2) as one reproducible experiment, in the shape of the sentiment frontier.
+
+Stages, each printing its progress and caching what it makes under ``<storage>/`` keyed by what determines it:
+
+1. ``sft`` (optional, ``sft_steps > 0``): SFT of ``model`` on the training problems' reference solutions;
+   otherwise ``model`` is taken as the SFT model;
+2. ``pairs``: ``pair_samples`` solutions per training problem from the SFT model, executed in the sandbox, each
+   passing one paired with a random failing one of its problem (appendix B.5; ``sparsepo.experiments.code.pairs``);
+3. ``baseline``: pass@k of the SFT model itself (the table's first row);
+4. ``sweep``: one Ray Tune trial per PO method, each a Ray Train run from the SFT model (its reference) whose
+   evaluator measures pass@k on the held-out suites at the last step (``CodeEvaluator``);
+5. ``report``: ``table2.csv`` and ``report.md`` (the table in the paper's layout, the pair statistics, the settings)
+   in ``<storage>/<name>/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparsepo.eval.report import to_markdown
+from sparsepo.experiments.code.evaluation import PAPER_PLAN, load_suite, table2
+from sparsepo.io import is_remote, resolve_storage, write_text
+
+PAPER_METHODS = ("dpo", "simpo", "dpop", "tdpo1", "tdpo2", "mapo", "sparsepo")
+# Miniature problem sets (HumanEval task ids). Training: problems SmolLM2-135M-Instruct solves in some but not
+# all of 8 samples at temperature 0.8 (so pairs exist offline on a CPU); evaluation: other, similarly easy ones.
+MINI_TRAIN = tuple(f"HumanEval/{i}" for i in (2, 23, 53, 45, 30, 42, 35, 60, 48, 28, 15, 34))
+MINI_EVAL = tuple(f"HumanEval/{i}" for i in (52, 55, 13, 29, 7, 16))
+AXIS = "method_point"  # the sweep's one axis: a variant per method
+DRIVER_CPUS = 0.01  # as in the frontier: a trial's driver only waits on its Train workers
+
+
+def _key(**spec: Any) -> str:
+    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class CodeConfig:
+    """Everything the experiment depends on. Defaults: the offline miniature (SmolLM2-135M, HumanEval subsets)."""
+
+    model: str = "smollm2"
+    sft_steps: int = 0
+    train: dict[str, Any] = field(default_factory=lambda: {"suite": "humaneval", "task_ids": list(MINI_TRAIN)})
+    eval_suites: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"humaneval": {"suite": "humaneval", "task_ids": list(MINI_EVAL)}}
+    )
+    pair_samples: int = 8
+    pair_temperature: float = 0.8
+    top_p: float = 0.95
+    pair_tokens: int = 96
+    methods: tuple[str, ...] = ("dpo", "sparsepo")
+    beta: float = 0.1
+    simpo_beta: float = 2.0
+    steps: int | None = 4
+    batch_size: int = 2
+    grad_accum: int = 1
+    lr: float = 1e-5
+    max_length: int = 320
+    max_prompt_length: int = 224
+    eval_n: int = 10
+    eval_plan: tuple[tuple[float, tuple[int, ...]], ...] = ((0.8, (1, 10)),)
+    eval_tokens: int = 96
+    num_workers: int = 1
+    use_gpu: bool = False
+    concurrency: int | None = None
+    storage_path: str = "runs"
+    name: str = "code"
+    resume: bool = False
+    seed: int = 0
+    backend: str = "hf"
+    overrides: list[str] = field(default_factory=list)
+
+
+def paper_preset(cfg: CodeConfig, mbpp: str = "mbpp") -> CodeConfig:
+    """The paper's settings (for a GPU cluster): MBPP train (384 problems) for pairs, all PO methods, pass@1/10/100
+    with 100 samples on HumanEval (164) and MBPP test (500). ``cfg``'s model, storage and name are kept."""
+    return dataclasses.replace(
+        cfg, train={"suite": "mbpp", "source": mbpp, "split": "train"},
+        eval_suites={"humaneval": {"suite": "humaneval"}, "mbpp": {"suite": "mbpp", "source": mbpp, "split": "test"}},
+        pair_samples=100, pair_tokens=512, methods=PAPER_METHODS, steps=None, batch_size=4, grad_accum=8, lr=5e-7,
+        max_length=1024, max_prompt_length=512, eval_n=100, eval_plan=PAPER_PLAN, eval_tokens=512, use_gpu=True,
+        backend="vllm",
+    )
+
+
+def storage_root(cfg: CodeConfig) -> str:
+    return resolve_storage(cfg.storage_path)
+
+
+def local_cache(cfg: CodeConfig, what: str) -> Path:
+    """Where driver-side artifacts are cached: the storage folder, or the user cache when storage is remote."""
+    base = Path("~/.cache/sparsepo").expanduser() if is_remote(cfg.storage_path) else Path(storage_root(cfg))
+    return base / what
+
+
+def stage_sft(cfg: CodeConfig, log: Any = print) -> str:
+    """The SFT model: ``cfg.model`` itself, or (``sft_steps > 0``) an SFT run on the training problems' reference
+    solutions, cached by everything that determines it. Returns a model path the later stages load."""
+    if cfg.sft_steps <= 0:
+        log(f"[code] sft: using {cfg.model} as the SFT model")
+        return cfg.model
+    from sparsepo.config import from_dict
+    from sparsepo.train import make_trainer
+
+    key = _key(model=cfg.model, train=cfg.train, steps=cfg.sft_steps, lr=cfg.lr, seed=cfg.seed)
+    out = local_cache(cfg, "sft") / f"code-sft-{key}"
+    done = sorted(out.glob("train/checkpoint_*/policy"))
+    if done:
+        log(f"[code] sft: cached {done[-1]}")
+        return str(done[-1])
+    rows = [{"prompt": p.prompt, "completion": p.canonical_solution} for p in load_suite(cfg.train)]
+    data = out / "sft.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    t = time.perf_counter()
+    values = {"method": "sft", "model": {"name": cfg.model},
+              "data": {"path": str(data), "max_length": cfg.max_length, "max_prompt_length": cfg.max_prompt_length,
+                       "truncate_prompt": True},
+              "optim": {"lr": cfg.lr, "max_steps": cfg.sft_steps, "batch_size": cfg.batch_size, "warmup_ratio": 0.1},
+              "run": {"name": "train", "storage_path": str(out), "num_workers": cfg.num_workers,
+                      "use_gpu": cfg.use_gpu, "seed": cfg.seed, "keep_checkpoints": 1}}
+    result = make_trainer(from_dict(values, where="code sft")).fit()
+    policy = f"{result.checkpoint.path}/policy"
+    log(f"[code] sft: {cfg.sft_steps} steps on {len(rows)} solutions ({time.perf_counter() - t:.0f}s): {policy}")
+    return policy
+
+
+def stage_pairs(cfg: CodeConfig, model: str, log: Any = print) -> tuple[str, dict[str, Any]]:
+    """(data path the workers read, pair statistics). Raises when no problem had both a pass and a fail."""
+    from sparsepo.experiments.code.pairs import cached_code_pairs
+    from sparsepo.generation import SamplingConfig, make_generator
+
+    problems = load_suite(cfg.train)
+    sampling = SamplingConfig(n=cfg.pair_samples, temperature=cfg.pair_temperature, top_p=cfg.top_p,
+                              max_new_tokens=cfg.pair_tokens, seed=cfg.seed)
+    t = time.perf_counter()
+    generator = make_generator(cfg.backend, model)
+    try:
+        path, rows, summary = cached_code_pairs(generator, problems, sampling, cache_dir=local_cache(cfg, "pairs"),
+                                                model=model, seed=cfg.seed)
+    finally:
+        if hasattr(generator, "close"):
+            generator.close()
+    log(f"[code] pairs: {summary['pairs']} from {summary['problems_with_pass_and_fail']} of {len(problems)} problems "
+        f"with both passing and failing samples ({time.perf_counter() - t:.0f}s): {path}")
+    if not rows:
+        raise ValueError(f"no code pairs: no training problem had both a passing and a failing sample ({summary}); "
+                         "sample more (pair_samples) or choose problems the SFT model sometimes solves")
+    data_path = str(path)
+    if is_remote(cfg.storage_path):  # workers on other nodes read the pairs from the shared storage
+        data_path = f"{storage_root(cfg)}/{cfg.name}/pairs.jsonl"
+        write_text(data_path, Path(path).read_text())
+    return data_path, summary
+
+
+def eval_args(cfg: CodeConfig) -> dict[str, Any]:
+    return {"suites": cfg.eval_suites, "plan": [list(p) for p in cfg.eval_plan], "n": cfg.eval_n, "top_p": cfg.top_p,
+            "max_new_tokens": cfg.eval_tokens, "seed": cfg.seed}
+
+
+def stage_baseline(cfg: CodeConfig, model: str, log: Any = print) -> dict[str, float]:
+    """pass@k of the SFT model (no PO), cached by model and evaluation settings."""
+    from sparsepo.experiments.code.evaluation import pass_at_k
+    from sparsepo.generation import make_generator
+
+    args = eval_args(cfg)
+    path = local_cache(cfg, "evals") / f"code-eval-{_key(model=model, backend=cfg.backend, **args)}.json"
+    if path.exists():
+        log(f"[code] baseline: cached {path}")
+        return json.loads(path.read_text())
+    t = time.perf_counter()
+    generator = make_generator(cfg.backend, model)
+    try:
+        suites = {name: load_suite(spec) for name, spec in cfg.eval_suites.items()}
+        plan = [(t_, tuple(ks)) for t_, ks in args["plan"]]
+        metrics = pass_at_k(generator, suites, plan, n=cfg.eval_n, top_p=cfg.top_p, max_new_tokens=cfg.eval_tokens,
+                            seed=cfg.seed)
+    finally:
+        if hasattr(generator, "close"):
+            generator.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics))
+    log(f"[code] baseline: {metrics} ({time.perf_counter() - t:.0f}s)")
+    return metrics
+
+
+def sweep_config(cfg: CodeConfig, model: str, data_path: str):  # noqa: ANN201 - TrainConfig
+    from sparsepo.config import apply_overrides, from_dict
+
+    last = cfg.steps or 10**9  # evaluate once, at the last step
+    values = {
+        "method": cfg.methods[0],
+        "model": {"name": model},
+        "data": {"path": data_path, "max_length": cfg.max_length, "max_prompt_length": cfg.max_prompt_length,
+                 "truncate_prompt": True},
+        "optim": {"lr": cfg.lr, "max_steps": cfg.steps, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
+                  "warmup_ratio": 0.1},
+        "run": {"name": cfg.name, "storage_path": storage_root(cfg), "num_workers": cfg.num_workers,
+                "use_gpu": cfg.use_gpu, "cpus_per_worker": 1.0 if cfg.use_gpu else 1.0 - DRIVER_CPUS,
+                "seed": cfg.seed, "log_every": 1, "save_every": last, "eval_every": last, "keep_checkpoints": 1,
+                "evaluator": "sparsepo.experiments.code.evaluation:CodeEvaluator", "evaluator_args": eval_args(cfg)},
+    }
+    return from_dict(apply_overrides(values, list(cfg.overrides)), where="code")
+
+
+def stage_sweep(cfg: CodeConfig, model: str, data_path: str, log: Any = print) -> dict[str, dict[str, float]]:
+    """One trial per method; ``{method: pass@k metrics of its last evaluation}`` (failed trials are left out)."""
+    from sparsepo.tuning import results_frame, run_sweep
+
+    points = {m: {"method": m, "loss.beta": cfg.simpo_beta if m == "simpo" else cfg.beta} for m in cfg.methods}
+    first = f"eval/{next(iter(cfg.eval_suites))}/pass@1"
+    log(f"[code] sweep: {len(points)} trials: {', '.join(points)}")
+    grid = run_sweep(sweep_config(cfg, model, data_path), {AXIS: {"variants": points}}, search="grid",
+                     metric=first, mode="max", max_concurrent_trials=cfg.concurrency, driver_cpus=DRIVER_CPUS,
+                     storage_path=storage_root(cfg), name=f"{cfg.name}-sweep", resume=cfg.resume, tensorboard=False)
+    results = results_frame(grid)
+    rows: dict[str, dict[str, float]] = {}
+    for method in cfg.methods:
+        done = results[(results[AXIS] == method) & results[first].notna()] if first in results else results[:0]
+        if done.empty:
+            log(f"[code] warning: trial {method} has no evaluation (failed?); left out of the table")
+            continue
+        last = done.iloc[-1]
+        rows[method] = {k.removeprefix("eval/"): float(v) for k, v in last.items() if k.startswith("eval/")}
+    return rows
+
+
+def write_report(cfg: CodeConfig, rows: dict[str, dict[str, float]], pairs: dict[str, Any], model: str,
+                 out: Path, elapsed_s: float) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    table = table2(rows)
+    files = {"table": out / "table2.csv", "report": out / "report.md"}
+    table.to_csv(files["table"], index=False)
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items()}
+    files["report"].write_text("\n".join([
+        f"# Text-to-code (paper Table 2): {cfg.name}",
+        "",
+        f"SFT model `{model}`; pass@k in percent on held-out problems; wall time {elapsed_s:.0f} s. "
+        "Empty cells: not measured (suite not run, or k above the samples drawn).",
+        "",
+        to_markdown(table),
+        "",
+        "## Preference pairs",
+        "",
+        *(f"- {k}: {v}" for k, v in pairs.items()),
+        "",
+        "## Settings",
+        "",
+        "```",
+        *(f"{k}: {v}" for k, v in settings.items()),
+        "```",
+        "",
+    ]))
+    return files
+
+
+def run_code(cfg: CodeConfig, log: Any = print) -> dict[str, Path]:
+    """Run (or ``resume``) the whole experiment; returns the output files."""
+    t0 = time.perf_counter()
+    model = stage_sft(cfg, log)
+    data_path, pairs = stage_pairs(cfg, model, log)
+    rows = {"SFT": stage_baseline(cfg, model, log)}
+    rows.update(stage_sweep(cfg, model, data_path, log))
+    out = Path(cfg.name) if is_remote(cfg.storage_path) else Path(storage_root(cfg)) / cfg.name
+    files = write_report(cfg, rows, pairs, model, out, time.perf_counter() - t0)
+    log(f"[code] done in {time.perf_counter() - t0:.0f}s; report: {files['report']}")
+    return files

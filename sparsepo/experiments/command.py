@@ -1,0 +1,61 @@
+"""``sparsepo <experiment>``: one command per registered experiment, its flags generated from its config.
+
+Every field of the experiment's config dataclass is a flag (``--betas 0.1 0.5``, ``--eval-tokens 32``...), shown
+with its default; ``--paper`` applies the paper's settings first, and flags given explicitly still win. Trailing
+``key=value`` pairs override the training config of every trial (``optim.grad_accum=4``). Outputs go to
+``<storage-path>/<name>/`` (name: ``<experiment>-<date>-<time>`` unless ``--name``); ``--resume --name NAME``
+continues an interrupted sweep without rerunning finished trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import time
+from typing import Any
+
+from sparsepo.experiments import EXPERIMENTS
+from sparsepo.flags import add_dataclass_flags, dataclass_from_args
+from sparsepo.typed_config import ConfigError
+
+
+def load(spec: str) -> Any:
+    """``"module:attribute"`` -> the attribute."""
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_parser(name: str, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    exp = EXPERIMENTS[name]
+    ap = parser or argparse.ArgumentParser(prog=f"sparsepo {name}")
+    ap.description = f"{exp.help}\n\n    " + exp.usage.replace("\n", "\n    ") + "\n\n" + __doc__.split("\n\n", 1)[1]
+    ap.formatter_class = argparse.RawDescriptionHelpFormatter
+    ap.add_argument("--paper", action="store_true", help="the paper's settings (a GPU cluster); explicit flags still win")
+    add_dataclass_flags(ap, load(exp.config), skip=("overrides",))
+    ap.add_argument("overrides", nargs="*", help="TrainConfig overrides for every trial, e.g. optim.grad_accum=4")
+    return ap
+
+
+def config_from_args(name: str, args: argparse.Namespace) -> Any:
+    """Defaults, then ``--paper``, then the flags given; validated like a config file."""
+    exp = EXPERIMENTS[name]
+    cls = load(exp.config)
+    cfg = dataclass_from_args(cls, args, overrides=list(args.overrides))
+    if args.paper:
+        given = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+        cfg = dataclasses.replace(load(exp.paper)(cfg), **given)
+    if cfg.resume and getattr(args, "name", None) is None:
+        raise ConfigError("--resume needs the --name of the experiment to continue")
+    if getattr(args, "name", None) is None:
+        cfg = dataclasses.replace(cfg, name=time.strftime(f"{name}-%Y%m%d-%H%M%S"))
+    return cfg
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    from sparsepo.logs import quiet_driver
+
+    cfg = config_from_args(name, args)
+    quiet_driver()
+    load(EXPERIMENTS[name].run)(cfg)
+    return 0

@@ -94,3 +94,33 @@ def pareto_front(
     for pos in df.groupby(groups, sort=False).indices.values():
         keep[pos] = pareto_mask(xs[pos], ys[pos])
     return df[keep].sort_values([*groups, x], kind="stable")
+
+
+def best_within(df: pd.DataFrame, budgets: Sequence[float], x: str = "kl", y: str = "reward",
+                group: str = "method") -> pd.DataFrame:
+    """Per group and budget b, the row of highest ``y`` among those with ``x <= b`` (a matched-KL comparison).
+
+    Returns the chosen rows (all columns) with a ``budget`` column added, sorted by budget then group; a group
+    with no point within a budget has no row for it. Ties in ``y`` go to the lower ``x``, then the earlier row.
+    """
+    _check_columns(df, [x, y, group], numeric=[x, y])
+    rows = []
+    for b in budgets:
+        within = df[df[x] <= b]
+        for _, g in within.groupby(group, sort=True):
+            best = g.sort_values([y, x], ascending=[False, True], kind="stable").iloc[0]
+            rows.append({**best.to_dict(), "budget": float(b)})
+    return pd.DataFrame(rows, columns=[*df.columns, "budget"])
+
+
+def front_area(df: pd.DataFrame, x_max: float, y_floor: float, x: str = "kl", y: str = "reward") -> float:
+    """Area between the front of ``df`` and the line ``y = y_floor`` over ``0 <= x <= x_max`` (units of x * y).
+
+    The front is read as a step function: at budget t the attainable ``y`` is the best ``y`` of the points with
+    ``x <= t``, counted only above ``y_floor`` (e.g. the reference's reward). A larger area is a front that gains
+    more reward at every KL budget; two methods compared with the same ``x_max`` and ``y_floor`` are comparable.
+    """
+    front = pareto_front(df[df[x] <= x_max], x=x, y=y)
+    xs = [*front[x].to_numpy(dtype=float), float(x_max)]
+    ys = front[y].to_numpy(dtype=float)
+    return float(sum(max(0.0, yi - y_floor) * (xs[i + 1] - xs[i]) for i, yi in enumerate(ys)))

@@ -12,6 +12,7 @@ import numbers
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -22,6 +23,13 @@ SPARSITY_PANELS: dict[str, str] = {
     "sparsity/reward/chosen": "reward-mask sparsity, chosen (%)",
     "sparsity/kl/chosen": "KL-mask sparsity, chosen (%)",
     "kl/chosen": "token KL, chosen (nats, summed over tokens)",
+}
+# Appendix Figure 7: the same for the rejected responses, and the training loss beside them.
+REJECTED_PANELS: dict[str, str] = {
+    "sparsity/reward/rejected": "reward-mask sparsity, rejected (%)",
+    "sparsity/kl/rejected": "KL-mask sparsity, rejected (%)",
+    "kl/rejected": "token KL, rejected (nats, summed over tokens)",
+    "loss": "training loss",
 }
 
 
@@ -71,12 +79,17 @@ def frontier_figure(
     x: str = "kl",
     y: str = "reward",
     group: str = "method",
+    reference: dict[str, float] | None = None,
 ) -> Figure:
     """Scatter of all (x, y) points per ``group`` value, each with its Pareto front as a line (Figure 2).
 
     Args:
         points_df: one row per evaluated point; columns ``group``, ``x`` (sequence KL, nats), ``y`` (reward).
-        front_df: the fronts, e.g. ``pareto.pareto_front(points_df, x, y, group=group)``; same columns.
+        front_df: the fronts, e.g. ``pareto.pareto_front(points_df, x, y, group=group)``; same columns. When it
+            has ``<x>_low``/``<x>_high`` and ``<y>_low``/``<y>_high`` (confidence bounds), the front points
+            carry them as error bars.
+        reference: the step-0 point (keys ``x``, ``y`` and optionally their ``_low``/``_high`` bounds), drawn
+            as a black star with its error bar and labelled "reference (step 0)".
 
     Returns:
         A Figure with one Axes holding, per group value in order of first appearance, a PathCollection
@@ -106,7 +119,11 @@ def frontier_figure(
                 color=color,
                 label=f"{name} front",
             )
-    if names:
+            _error_bars(ax, front, x, y, color)
+    if reference is not None:
+        ax.scatter([reference[x]], [reference[y]], marker="*", s=160, color="black", zorder=5, label="reference (step 0)")
+        _error_bars(ax, pd.DataFrame([reference]), x, y, "black")
+    if names or reference is not None:
         ax.legend(fontsize="small", ncols=2)
     else:
         _no_data(ax, "no points")
@@ -117,8 +134,20 @@ def frontier_figure(
     return fig
 
 
-def plot_frontier(points_df: pd.DataFrame, front_df: pd.DataFrame, path: str | Path, **kwargs: str) -> Path:
-    """Write :func:`frontier_figure` as a PNG at ``path``; keyword args go to it (x, y, group)."""
+def _error_bars(ax: Axes, df: pd.DataFrame, x: str, y: str, color: str) -> None:
+    """Confidence bounds ``<col>_low``/``<col>_high`` as error bars, where ``df`` has them."""
+    bounds = [f"{c}_{s}" for c in (y, x) for s in ("low", "high")]
+    if not set(bounds) <= set(df.columns):
+        return
+    xs, ys = df[x].to_numpy(dtype=float), df[y].to_numpy(dtype=float)
+    # A percentile interval can (rarely) exclude its own mean: clip, since error bars cannot be negative.
+    yerr = np.maximum(0.0, [ys - df[f"{y}_low"].to_numpy(dtype=float), df[f"{y}_high"].to_numpy(dtype=float) - ys])
+    xerr = np.maximum(0.0, [xs - df[f"{x}_low"].to_numpy(dtype=float), df[f"{x}_high"].to_numpy(dtype=float) - xs])
+    ax.errorbar(xs, ys, yerr=yerr, xerr=xerr, fmt="none", ecolor=color, elinewidth=1.0, capsize=2, alpha=0.8)
+
+
+def plot_frontier(points_df: pd.DataFrame, front_df: pd.DataFrame, path: str | Path, **kwargs: object) -> Path:
+    """Write :func:`frontier_figure` as a PNG at ``path``; keyword args go to it (x, y, group, reference)."""
     return save_png(frontier_figure(points_df, front_df, **kwargs), path)
 
 

@@ -7,6 +7,7 @@ Per prompt means and bootstrap CIs come from :func:`sparsepo.eval.report.aggrega
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,9 @@ from sparsepo.generation import Generator, SamplingConfig
 
 SUITE = "sentiment"
 METRICS = ("reward", "kl", "kl_mc")
+#: Reported metric holding the per-prompt values as JSON ``{"reward": [...], "kl": [...], "kl_mc": [...]}``, so the
+#: driver computes CIs and paired tests from the items rather than trusting a mean.
+PER_PROMPT_KEY = "eval/per_prompt"
 
 
 def sample_and_score(
@@ -66,13 +70,29 @@ def summarise(samples: pd.DataFrame, system: str, setting: dict[str, Any] | None
     return aggregate_items(pd.DataFrame(items), **kw)
 
 
+def per_prompt_values(samples: pd.DataFrame) -> dict[str, list[float]]:
+    """Metric -> per-prompt values (each prompt's samples averaged), in prompt order; shape (n_prompts,) each."""
+    per_prompt = samples.groupby("prompt_id", sort=True)[list(METRICS)].mean()
+    return {m: per_prompt[m].astype(float).tolist() for m in METRICS}
+
+
+def eval_metrics(samples: pd.DataFrame) -> dict[str, float | str]:
+    """The reported metrics of one evaluation: ``eval/<metric>`` means over prompts and :data:`PER_PROMPT_KEY`."""
+    values = per_prompt_values(samples)
+    out: dict[str, float | str] = {f"eval/{m}": float(sum(v) / len(v)) for m, v in values.items()}
+    out[PER_PROMPT_KEY] = json.dumps(values)
+    return out
+
+
 class SentimentEvaluator:
     """In-training evaluator (``run.evaluator="sparsepo.eval.sentiment:SentimentEvaluator"``).
 
     Every ``run.eval_every`` steps rank 0 samples one completion per held-out prompt from the current policy
     (HF ``generate`` on the in-memory weights), and reports ``eval/reward``, ``eval/kl`` and ``eval/kl_mc``
-    (means over prompts). The sampling seed is the same at every evaluation, so successive points differ by the
-    policy only. Reference-free methods get the reference loaded here from ``ref``.
+    (means over prompts) and the per-prompt values (:data:`PER_PROMPT_KEY`). The sampling seed is the same at
+    every evaluation, so successive points differ by the policy only. Reference-free methods get the reference
+    loaded here from ``ref``. :meth:`samples` is the same evaluation for callers outside training (the
+    reference point, checkpoints evaluated after or beside training), optionally with another generator.
     """
 
     def __init__(
@@ -106,20 +126,26 @@ class SentimentEvaluator:
             self._ref = load_causal_lm(self.ref_path).to(device).eval()
         return self._ref
 
-    def __call__(
-        self, policy: nn.Module, ref: nn.Module | AdaptersOff | None, tokenizer: Any, step: int
-    ) -> dict[str, float]:
+    def samples(
+        self, policy: nn.Module, ref: nn.Module | AdaptersOff | None, tokenizer: Any, generator: Generator | None = None
+    ) -> pd.DataFrame:
+        """One row per (prompt, sample) as :func:`sample_and_score`; ``generator`` must hold ``policy``'s weights
+        (default: HF ``generate`` on ``policy`` itself)."""
         from sparsepo.generation.hf import HFGenerator
 
         was_training = policy.training
         policy.eval()
         try:
             device = next(policy.parameters()).device
-            gen = HFGenerator.from_model(policy, tokenizer, batch_size=self.batch_size)
-            df = sample_and_score(
+            gen = generator or HFGenerator.from_model(policy, tokenizer, batch_size=self.batch_size)
+            return sample_and_score(
                 gen, policy, self._reference(ref, device), tokenizer, self.prompts, self.scorer, self.sampling,
                 batch_size=self.batch_size,
             )
         finally:
             policy.train(was_training)
-        return {f"eval/{m}": float(df[m].mean()) for m in METRICS}
+
+    def __call__(
+        self, policy: nn.Module, ref: nn.Module | AdaptersOff | None, tokenizer: Any, step: int
+    ) -> dict[str, float | str]:
+        return eval_metrics(self.samples(policy, ref, tokenizer))

@@ -161,3 +161,22 @@ def test_plot_sparsity_writes_png_and_rejects_bad_input(tmp_path, steps):
     bad.loc[3, "beta"] = np.nan
     with pytest.raises(ValueError, match="'beta' at row 3"):
         sparsity_figure(bad)
+
+
+def test_frontier_draws_the_reference_star_and_ci_error_bars(tmp_path, points):
+    pts = points.assign(reward_low=points["reward"] - 0.05, reward_high=points["reward"] + 0.04,
+                        kl_low=points["kl"] * 0.9, kl_high=points["kl"] * 1.2)
+    front = pareto_front(pts, group="method")
+    ref = {"kl": 0.0, "reward": 0.5, "kl_low": 0.0, "kl_high": 0.0, "reward_low": 0.45, "reward_high": 0.55}
+    fig = frontier_figure(pts, front, reference=ref)
+    ax = fig.axes[0]
+    scatters, _ = artists_by_label(ax)
+    star = scatters["reference (step 0)"]
+    assert star.get_offsets().tolist() == [[0.0, 0.5]]
+    # One error-bar container per front plus the reference's; the y bars span exactly the CI.
+    bars = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == front["method"].nunique() + 1
+    ref_bars = bars[-1].lines[2]  # (x bars, y bars) line collections
+    segs = [s for coll in ref_bars for s in coll.get_segments()]
+    assert any(np.allclose(s, [[0.0, 0.45], [0.0, 0.55]]) for s in segs)
+    assert_valid_png(plot_frontier(pts, front, tmp_path / "f.png", reference=ref))

@@ -1,51 +1,112 @@
-"""tune/frontier.py end to end on a tiny model through a local Ray instance: a real sweep of 2 trials."""
+"""tune/frontier.py end to end on a tiny model through a local Ray instance: real sweeps of 2 trials and 1 trial.
+
+Checks the step-0 reference point (KL exactly 0), CIs that equal a direct bootstrap of the per-prompt values,
+per-step training curves, fronts, report, resume, and that checkpoints evaluated by Ray tasks after the sweep give
+the same points as the in-training evaluator.
+"""
+
+import os
 
 import pandas as pd
 import pytest
 import ray
 
-from sparsepo.experiments.sentiment.frontier import FrontierConfig, grid_points, prepare_pairs, run_frontier
+from sparsepo.eval.stats import bootstrap_ci
+from sparsepo.experiments.sentiment.frontier import (
+    FrontierConfig,
+    grid_points,
+    paper_config,
+    prepare_pairs,
+    run_frontier,
+)
 from sparsepo.pareto import pareto_front
+
+QUIET = {"log": lambda *_: None}
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    # address="local": a fresh instance even when another (a `ray start` head) runs on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     yield
     ray.shutdown()
 
 
 def small(tmp_path, **kw) -> FrontierConfig:
     base = dict(model="tiny-llama", methods=("dpo", "sparsepo"), betas=(0.5,), steps=2, eval_every=1,
-                n_train_prompts=24, n_test_prompts=3, eval_tokens=6, pair_tokens=12, storage_path=str(tmp_path), name="fr")
+                n_train_prompts=24, n_test_prompts=5, eval_tokens=6, pair_tokens=12, storage_path=str(tmp_path),
+                name="fr", n_resamples=200, batch_size=2)
     return FrontierConfig(**{**base, **kw})
 
 
-def test_frontier_pipeline_writes_table_fronts_plots_and_report(local_ray, tmp_path):
-    cfg = small(tmp_path)
-    files = run_frontier(cfg, log=lambda *_: None)
+@pytest.fixture(scope="module")
+def inline_run(local_ray, tmp_path_factory):
+    root = tmp_path_factory.mktemp("frontier")
+    return root, run_frontier(small(root), **QUIET)
+
+
+def of(df: pd.DataFrame, method: str, step: int) -> pd.DataFrame:
+    return df[(df["method"] == method) & (df["step"] == step)].sort_values("prompt_id")
+
+
+@pytest.mark.slow
+def test_frontier_pipeline_writes_points_with_cis_reference_curves_and_report(inline_run):
+    root, files = inline_run
     points = pd.read_csv(files["points"])
-    assert set(points["method"]) == {"dpo", "sparsepo"} and set(points["beta"]) == {0.5}
-    assert sorted(points["step"].unique().tolist()) == [1, 2]  # evaluated every step
-    assert len(points) == 4 and points[["reward", "kl"]].notna().all().all()
-    assert points["kl"].ge(0).all() and points["reward"].between(0, 1).all()
-    assert points.loc[points["method"] == "sparsepo", "sparsity/reward/chosen"].notna().all()
+    ref = points[points["method"] == "reference"]
+    assert len(ref) == 1 and ref["step"].item() == 0
+    assert ref["kl"].item() == 0.0 and ref["kl_high"].item() == 0.0 and ref["kl_mc"].item() == 0.0
+    trained = points[points["method"] != "reference"]
+    assert set(trained["method"]) == {"dpo", "sparsepo"} and set(trained["beta"]) == {0.5}
+    assert sorted(trained["step"].unique().tolist()) == [1, 2] and len(trained) == 4  # evaluated every step
+    # Step 1 is the warm-up step (learning rate 0): the policy is still the reference there.
+    assert trained["kl"].ge(0).all() and trained.loc[trained["step"] == 2, "kl"].gt(0).all()
+    assert points["reward"].between(0, 1).all()
+
+    per_prompt = pd.read_csv(files["per_prompt"])
+    for _, row in points.iterrows():
+        values = of(per_prompt, row["method"], row["step"])
+        assert len(values) == row["n_prompts"] == 5
+        for metric in ("reward", "kl"):
+            ci = bootstrap_ci(values[metric].to_numpy(), n_resamples=200, seed=0)
+            assert (row[metric], row[f"{metric}_low"], row[f"{metric}_high"]) == pytest.approx((ci.value, ci.low, ci.high))
+
+    train = pd.read_csv(files["train_points"])
+    assert train.groupby("method")["step"].apply(sorted).to_dict() == {"dpo": [1, 2], "sparsepo": [1, 2]}
+    sp = train[train["method"] == "sparsepo"]
+    assert sp[["sparsity/reward/chosen", "sparsity/kl/rejected", "loss"]].notna().all().all()
+
     front = pd.read_csv(files["front_overall"])
     want = pareto_front(points, x="kl", y="reward")
     assert front[["kl", "reward"]].values.tolist() == want[["kl", "reward"]].values.tolist()
-    for key in ("frontier", "sparsity"):
+    by_method = pd.read_csv(files["front_by_method.csv"])
+    assert (by_method.groupby("method")["kl"].min() == 0.0).all()  # every front starts at the reference point
+    for key in ("frontier", "sparsity", "sparsity_rejected.png"):
         assert files[key].read_bytes()[:4] == b"\x89PNG"
     report = files["report"].read_text()
-    assert "Pareto front" in report and "sparsepo" in report
+    for section in ("What it shows", "Reference point (step 0, KL 0)", "Methods at matched KL", "sparsity_rejected.png"):
+        assert section in report
+    assert "sparsepo's best reward" in report  # the paired test against DPO, in words
 
-    # A rerun reuses the cached pairs and, with --resume, reruns no finished trial.
-    path, test_prompts, n = prepare_pairs(cfg, log=lambda *_: None)
-    before = path if isinstance(path, str) else str(path)
-    mtime = __import__("os").path.getmtime(before)
-    prepare_pairs(cfg, log=lambda *_: None)
-    assert __import__("os").path.getmtime(before) == mtime
-    again = run_frontier(small(tmp_path, resume=True), log=lambda *_: None)
+    # A rerun reuses the cached pairs and, with resume, reruns no finished trial (nor the reference point).
+    path, _, _ = prepare_pairs(small(root), **QUIET)
+    mtime = os.path.getmtime(path)
+    prepare_pairs(small(root), **QUIET)
+    assert os.path.getmtime(path) == mtime
+    again = run_frontier(small(root, resume=True), **QUIET)
     pd.testing.assert_frame_equal(pd.read_csv(again["points"]), points)
+
+
+@pytest.mark.slow
+def test_checkpoints_evaluated_by_ray_tasks_give_the_inline_points(inline_run):
+    root, files = inline_run
+    decoupled = run_frontier(small(root, methods=("dpo",), eval_mode="checkpoints", name="fr-ckpt"), **QUIET)
+    inline, tasks = pd.read_csv(files["per_prompt"]), pd.read_csv(decoupled["per_prompt"])
+    for method, step in (("reference", 0), ("dpo", 1), ("dpo", 2)):
+        a, b = of(inline, method, step), of(tasks, method, step)
+        assert len(a) == len(b) == 5
+        assert a["reward"].tolist() == b["reward"].tolist()  # same samples
+        assert a["kl"].tolist() == pytest.approx(b["kl"].tolist(), rel=1e-5, abs=1e-7)
 
 
 def test_grid_uses_simpo_betas_for_simpo():
@@ -55,3 +116,12 @@ def test_grid_uses_simpo_betas_for_simpo():
         "dpo/beta=0.2": {"method": "dpo", "loss.beta": 0.2},
         "simpo/beta=2": {"method": "simpo", "loss.beta": 2.0},
     }
+
+
+def test_paper_preset_is_a_valid_config_of_the_paper_setup():
+    cfg = paper_config(FrontierConfig())
+    assert cfg.reviews == "imdb" and cfg.test_reviews_split == "test" and cfg.n_test_prompts == 25_000
+    assert cfg.eval_every == 100 and cfg.temperature == 1.0 and cfg.eval_mode == "checkpoints"
+    assert "sparsepo" in cfg.methods and len(grid_points(cfg)) == 6 * 10 + 4
+    with pytest.raises(ValueError, match="eval_mode"):
+        FrontierConfig(eval_mode="sometimes")

@@ -37,7 +37,7 @@ def test_frontier_runs_unchanged_under_ray_job_submit(tmp_path):
         submit = [RAY, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", ".",
                   f"--runtime-env-json={json.dumps(runtime_env)}", "--",
                   "python", "tune/frontier.py", "--model", "tiny-llama", "--methods", "dpo", "--betas", "0.5",
-                  "--steps", "2", "--eval-every", "2", "--train-prompts", "16", "--test-prompts", "2",
+                  "--steps", "2", "--eval-every", "2", "--n-train-prompts", "16", "--n-test-prompts", "2",
                   "--storage-path", str(tmp_path), "--name", "job"]
         for _ in range(30):  # the head's job agent needs a few seconds after `ray start`
             out = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -47,6 +47,6 @@ def test_frontier_runs_unchanged_under_ray_job_submit(tmp_path):
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert "succeeded" in out.stdout
         points = pd.read_csv(tmp_path / "job" / "points.csv")
-        assert len(points) == 1 and points["method"].tolist() == ["dpo"]
+        assert points["method"].tolist() == ["reference", "dpo"]  # the step-0 point, then the trial's
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)

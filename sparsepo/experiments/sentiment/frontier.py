@@ -2,10 +2,15 @@
 
 1. prompts: 5-8-token prefixes of movie reviews (offline: Pang & Lee; IMDB by hub name), train and held-out test;
 2. pairs: two reference samples per train prompt ranked by the sentiment reward (cached; ``sparsepo.experiments.sentiment.pairs``);
-3. a Ray Tune grid over methods x beta, each trial a Ray Train run that every ``eval_every`` steps samples one
-   completion per test prompt and reports reward and response-level KL (``SentimentEvaluator``);
-4. outputs in ``<storage>/<name>/``: ``points.csv``/``.parquet`` (every method, beta, step, reward, kl, sparsity...
-   point), Pareto fronts per method and overall, ``frontier.png``, ``sparsity.png`` and ``report.md``.
+3. the reference point (step 0: the reference policy, KL 0) evaluated once on the same test prompts and seed;
+4. a Ray Tune grid over methods x beta, each trial a Ray Train run that every ``eval_every`` steps samples one
+   completion per test prompt and reports reward and response-level KL per prompt (``SentimentEvaluator``), either
+   inside the training loop (``eval_mode="inline"``) or from its saved checkpoints by Ray tasks
+   (``eval_mode="checkpoints"``, HF or vLLM generation: ``sparsepo.experiments.sentiment.evaluation``);
+5. outputs in ``<storage>/<name>/``: ``points.csv``/``.parquet`` (every point with 95% bootstrap CIs of reward and
+   KL), ``per_prompt.csv`` (the values the CIs come from), ``train_points.csv`` (every logged step: loss, token KL,
+   mask sparsity), Pareto fronts per method and overall (each with the reference point), ``matched_kl.csv``,
+   ``frontier.png``, ``sparsity.png``, ``sparsity_rejected.png`` and ``report.md``.
 """
 
 from __future__ import annotations
@@ -19,68 +24,96 @@ from typing import Any
 import pandas as pd
 
 from sparsepo.config import from_dict
-from sparsepo.eval.report import to_markdown
+from sparsepo.experiments.sentiment.points import POINT_AXIS, points_table, train_table
+from sparsepo.experiments.sentiment.report import write_outputs
 from sparsepo.io import is_remote, resolve_storage, write_text
-from sparsepo.pareto import pareto_front
-from sparsepo.plots import plot_frontier, plot_sparsity
 
 # Paper grids (section 3.2) for clusters; SimPO's beta lives on another scale.
 PAPER_BETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0, 5.0)
 PAPER_SIMPO_BETAS = (1.0, 2.0, 5.0, 10.0)
 PAPER_METHODS = ("dpo", "simpo", "dpop", "tdpo1", "tdpo2", "mapo", "sparsepo")
-POINT_AXIS = "point"
+EVAL_MODES = ("inline", "checkpoints")
+EVAL_BACKENDS = ("hf", "vllm")  # out-of-loop evaluation loads one model per task: no Ray-of-Ray backend
+# A public IMDB SFT GPT-2 (the paper fine-tunes GPT-2-large on IMDB; name yours with `model`).
+PAPER_SFT_MODEL = "lvwerra/gpt2-imdb"
 # A trial's driver only waits on its Train workers: give it a sliver of a CPU so that, on a CPU machine,
 # trials x (driver + worker) fill the cores exactly (2 concurrent trials on 2 cores).
 DRIVER_CPUS = 0.01
-METRIC_COLUMNS = {
-    "eval/reward": "reward",
-    "eval/kl": "kl",
-    "eval/kl_mc": "kl_mc",
-    "mask/reward/chosen/sparsity": "sparsity/reward/chosen",
-    "mask/kl/chosen/sparsity": "sparsity/kl/chosen",
-    "mask/reward/rejected/sparsity": "sparsity/reward/rejected",
-    "mask/kl/rejected/sparsity": "sparsity/kl/rejected",
-}
 
 
 @dataclass
 class FrontierConfig:
-    """Everything the experiment depends on. Defaults finish on a 2-core CPU, offline, in minutes."""
+    """Everything the experiment depends on. Defaults finish on a 2-core CPU, offline, in about 15 minutes."""
 
-    model: str = "smollm2"
-    ref: str | None = None
-    reviews: str = "pang-lee"
-    reviews_split: str = "train"
-    reward: str = "vader"
-    reward_kwargs: dict[str, Any] = field(default_factory=dict)
-    methods: tuple[str, ...] = ("dpo", "sparsepo")
-    betas: tuple[float, ...] = (0.1, 0.5)
-    simpo_betas: tuple[float, ...] = (2.0,)
-    steps: int = 12
-    eval_every: int = 6
-    n_train_prompts: int = 48
-    n_test_prompts: int = 12
-    pair_tokens: int = 24
-    eval_tokens: int = 24
-    batch_size: int = 2
-    grad_accum: int = 1
-    lr: float = 5e-5
-    max_length: int = 48
-    max_prompt_length: int = 16
-    num_workers: int = 1
-    use_gpu: bool = False
-    concurrency: int | None = None
-    storage_path: str = "runs"
-    name: str = "frontier"
-    resume: bool = False
-    seed: int = 0
-    backend: str = "hf"
-    overrides: list[str] = field(default_factory=list)
+    model: str = "smollm2"  # policy / SFT model: hub name, local folder or offline alias
+    ref: str | None = None  # reference model (default: model)
+    reviews: str = "pang-lee"  # pang-lee (offline), imdb, or a local file with a text column
+    reviews_split: str = "train"  # split of `reviews` for the train prompts
+    test_reviews_split: str | None = None  # split of `reviews` for the test prompts (imdb: test); None = held out of reviews_split
+    reward: str = "vader"  # sentiment scorer: vader (offline) or hf (a classifier, reward_kwargs={"model": ...})
+    reward_kwargs: dict[str, Any] = field(default_factory=dict)  # options of the scorer, e.g. {"model": <hf name>}
+    methods: tuple[str, ...] = ("dpo", "sparsepo", "mapo")  # preference losses of the grid
+    betas: tuple[float, ...] = (0.1, 0.5)  # beta grid of every method but SimPO
+    simpo_betas: tuple[float, ...] = (2.0,)  # SimPO's beta grid (another scale)
+    steps: int = 32  # optimizer steps per trial
+    eval_every: int = 16  # steps between evaluations (and, with eval_mode=checkpoints, checkpoints)
+    n_train_prompts: int = 128  # train prompts; each gives at most one pair
+    n_test_prompts: int = 160  # held-out test prompts, one completion each per evaluation
+    pair_tokens: int = 16  # completion length of the pairs (tokens)
+    eval_tokens: int = 16  # completion length in evaluation (tokens)
+    temperature: float = 1.0  # sampling temperature of pairs and evaluation (1.0: multinomial, as the paper)
+    batch_size: int = 4  # pairs per worker per step
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-4  # peak learning rate (cosine schedule, 10% warm-up)
+    max_length: int = 32  # prompt + completion tokens in training
+    max_prompt_length: int = 12  # prompt tokens in training
+    num_workers: int = 1  # Ray Train workers per trial
+    use_gpu: bool = False  # train (and evaluate out of the loop) on GPUs
+    concurrency: int | None = None  # trials at once (default: what the cluster holds)
+    storage_path: str = "runs"  # local folder or s3:// URI
+    name: str = "frontier"  # experiment name (folder under storage_path; needed for resume)
+    resume: bool = False  # continue an interrupted sweep without rerunning finished trials
+    seed: int = 0  # seed of prompts, pairs, training and evaluation sampling
+    backend: str = "hf"  # generator of the pairs: hf, vllm or ray
+    eval_mode: str = "inline"  # inline: rank 0 evaluates in the loop; checkpoints: Ray tasks evaluate saved checkpoints
+    eval_backend: str = "hf"  # generator of out-of-loop evaluation (reference point, checkpoints): hf or vllm
+    eval_batch_size: int = 16  # prompts per generate call in evaluation (HF samples depend on it)
+    n_resamples: int = 1000  # bootstrap resamples of every CI and paired test
+    kl_budgets: tuple[float, ...] = ()  # KL budgets (nats) of the matched-KL comparison; () = terciles of the points' KL
+    overrides: list[str] = field(default_factory=list)  # TrainConfig overrides for every trial, e.g. lora.r=8
+
+    def __post_init__(self) -> None:
+        if self.eval_mode not in EVAL_MODES:
+            raise ValueError(f"FrontierConfig.eval_mode: {self.eval_mode!r} is not one of {EVAL_MODES}")
+        if self.eval_backend not in EVAL_BACKENDS:
+            raise ValueError(f"FrontierConfig.eval_backend: {self.eval_backend!r} is not one of {EVAL_BACKENDS}")
+        if self.eval_every < 1 or self.steps < 1:
+            raise ValueError(f"FrontierConfig: steps ({self.steps}) and eval_every ({self.eval_every}) must be >= 1")
+
+
+def paper_preset() -> dict[str, Any]:
+    """FrontierConfig overrides for the paper's setup (section 3.2; for a GPU cluster).
+
+    IMDB prompts (train prompts from IMDB train, one completion per prompt of the full IMDB test split every 100
+    steps), the RoBERTa-large sentiment reward, the paper's methods and beta grids, multinomial sampling, vLLM
+    evaluation of checkpoints beside training. ``model`` names a public IMDB SFT GPT-2; the paper's own SFT model
+    is GPT-2-large fine-tuned on IMDB: pass its name (or folder) as ``model`` to match it exactly.
+    """
+    return {
+        "model": PAPER_SFT_MODEL,
+        "reviews": "imdb", "reviews_split": "train", "test_reviews_split": "test",
+        "reward": "hf", "reward_kwargs": {"model": "siebert/sentiment-roberta-large-english"},
+        "methods": PAPER_METHODS, "betas": PAPER_BETAS, "simpo_betas": PAPER_SIMPO_BETAS,
+        "n_train_prompts": 20_000, "n_test_prompts": 25_000, "pair_tokens": 48, "eval_tokens": 48,
+        "temperature": 1.0, "steps": 1_000, "eval_every": 100, "batch_size": 8, "grad_accum": 8, "lr": 1e-6,
+        "max_length": 64, "max_prompt_length": 16, "use_gpu": True,
+        "backend": "vllm", "eval_mode": "checkpoints", "eval_backend": "vllm", "eval_batch_size": 64,
+    }
 
 
 def paper_config(cfg: FrontierConfig) -> FrontierConfig:
-    """``cfg`` with the paper's grid (section 3.2)."""
-    return dataclasses.replace(cfg, methods=PAPER_METHODS, betas=PAPER_BETAS, simpo_betas=PAPER_SIMPO_BETAS)
+    """``cfg`` with the paper's setup (:func:`paper_preset`); the command then applies explicit flags over it."""
+    return dataclasses.replace(cfg, **paper_preset())
 
 
 def storage_root(cfg: FrontierConfig) -> str:
@@ -103,13 +136,14 @@ def prepare_pairs(cfg: FrontierConfig, log: Any = print) -> tuple[str, list[str]
     from sparsepo.models import load_tokenizer
 
     tok = load_tokenizer(cfg.ref or cfg.model)
-    train, test = split_prompts(cfg.reviews, tok, cfg.n_train_prompts, cfg.n_test_prompts, seed=cfg.seed, split=cfg.reviews_split)
+    train, test = split_prompts(cfg.reviews, tok, cfg.n_train_prompts, cfg.n_test_prompts, seed=cfg.seed,
+                                split=cfg.reviews_split, test_split=cfg.test_reviews_split)
     t = time.perf_counter()
     # Shared by every experiment under the same storage: a rerun with the same settings reuses the pairs.
     local_cache = Path("~/.cache/sparsepo/pairs").expanduser() if is_remote(cfg.storage_path) else Path(storage_root(cfg)) / "pairs"
     path, rows = build_sentiment_pairs(
         cfg.ref or cfg.model, train, reward=cfg.reward, reward_kwargs=cfg.reward_kwargs, backend=cfg.backend,
-        max_new_tokens=cfg.pair_tokens, seed=cfg.seed, cache_dir=local_cache,
+        max_new_tokens=cfg.pair_tokens, temperature=cfg.temperature, seed=cfg.seed, cache_dir=local_cache,
     )
     log(f"[frontier] {len(rows)} preference pairs from {len(train)} prompts ({time.perf_counter() - t:.0f}s): {path}")
     if not rows:
@@ -121,9 +155,17 @@ def prepare_pairs(cfg: FrontierConfig, log: Any = print) -> tuple[str, list[str]
     return data_path, test, len(rows)
 
 
+def evaluator_args(cfg: FrontierConfig, test_prompts: list[str]) -> dict[str, Any]:
+    """``SentimentEvaluator`` arguments: one set for the reference, the in-loop and the checkpoint evaluations."""
+    return {"prompts": test_prompts, "reward": cfg.reward, "reward_kwargs": cfg.reward_kwargs,
+            "ref": cfg.ref or cfg.model, "max_new_tokens": cfg.eval_tokens, "temperature": cfg.temperature,
+            "seed": cfg.seed, "batch_size": cfg.eval_batch_size}
+
+
 def base_config(cfg: FrontierConfig, data_path: str, test_prompts: list[str]):  # noqa: ANN201 - TrainConfig
     from sparsepo.config import apply_overrides
 
+    inline = cfg.eval_mode == "inline"
     values = {
         "method": cfg.methods[0],
         "model": {"name": cfg.model, "ref": cfg.ref},
@@ -134,87 +176,63 @@ def base_config(cfg: FrontierConfig, data_path: str, test_prompts: list[str]):  
         "run": {
             "name": cfg.name, "storage_path": storage_root(cfg), "num_workers": cfg.num_workers, "use_gpu": cfg.use_gpu,
             "cpus_per_worker": 1.0 if cfg.use_gpu else 1.0 - DRIVER_CPUS,
-            "seed": cfg.seed, "log_every": 1, "save_every": cfg.eval_every, "eval_every": cfg.eval_every,
-            "keep_checkpoints": 1,  # the last one, for --resume; the table, not the policies, is the output
-            "evaluator": "sparsepo.eval.sentiment:SentimentEvaluator",
-            "evaluator_args": {"prompts": test_prompts, "reward": cfg.reward, "reward_kwargs": cfg.reward_kwargs,
-                               "ref": cfg.ref or cfg.model, "max_new_tokens": cfg.eval_tokens, "seed": cfg.seed},
+            "seed": cfg.seed, "log_every": 1, "save_every": cfg.eval_every, "eval_every": cfg.eval_every if inline else 0,
+            # inline: the last checkpoint, for --resume (the table, not the policies, is the output);
+            # checkpoints: every one, for the evaluation tasks.
+            "keep_checkpoints": 1 if inline else None,
+            "evaluator": "sparsepo.eval.sentiment:SentimentEvaluator" if inline else None,
+            "evaluator_args": evaluator_args(cfg, test_prompts) if inline else {},
         },
     }
     return from_dict(apply_overrides(values, cfg.overrides), where="frontier")
 
 
-def points_table(results: pd.DataFrame, points: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Every evaluation point: method, beta, step, reward, kl (+ kl_mc, sparsity, token KL when logged)."""
-    if results.empty or "eval/reward" not in results:
-        return pd.DataFrame(columns=["method", "beta", "step", "reward", "kl"])
-    df = results[results["eval/reward"].notna()].copy()
-    df["method"] = [points[p]["method"] for p in df[POINT_AXIS]]
-    df["beta"] = [points[p]["loss.beta"] for p in df[POINT_AXIS]]
-    df = df.rename(columns=METRIC_COLUMNS)
-    keep = ["method", "beta", "step", "reward", "kl", "kl_mc", "kl/chosen", "kl/rejected", "loss", "rewards/accuracy",
-            *[v for v in METRIC_COLUMNS.values() if v.startswith("sparsity")], "trial_id"]
-    return df[[c for c in keep if c in df]].sort_values(["method", "beta", "step"]).reset_index(drop=True)
+def reference_metrics(cfg: FrontierConfig, test_prompts: list[str], out: Path, log: Any = print) -> dict[str, Any]:
+    """The reference (step-0) point's metrics, evaluated once per experiment and kept in ``out`` for resumes."""
+    import json
 
+    from sparsepo.experiments.sentiment.evaluation import evaluate_reference
 
-def write_outputs(points: pd.DataFrame, out: Path, cfg: FrontierConfig, elapsed_s: float) -> dict[str, Path]:
+    path = out / "reference.json"
+    args = evaluator_args(cfg, test_prompts)
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("evaluator_args") == args:
+            return saved["metrics"]
+    t = time.perf_counter()
+    metrics = evaluate_reference(cfg.ref or cfg.model, args, backend=cfg.eval_backend, use_gpu=cfg.use_gpu)
+    log(f"[frontier] reference point: reward {metrics['eval/reward']:.3f} on {len(test_prompts)} prompts "
+        f"({time.perf_counter() - t:.0f}s)")
     out.mkdir(parents=True, exist_ok=True)
-    by_method = pareto_front(points, x="kl", y="reward", group="method")
-    overall = pareto_front(points, x="kl", y="reward")
-    files = {
-        "points": out / "points.csv",
-        "front_by_method": out / "front_by_method.csv",
-        "front_overall": out / "front_overall.csv",
-        "frontier": out / "frontier.png",
-        "sparsity": out / "sparsity.png",
-        "report": out / "report.md",
-    }
-    points.to_csv(files["points"], index=False)
-    points.to_parquet(out / "points.parquet", index=False)
-    by_method.to_csv(files["front_by_method"], index=False)
-    overall.to_csv(files["front_overall"], index=False)
-    plot_frontier(points, by_method, files["frontier"])
-    plot_sparsity(points, files["sparsity"])
-    cols = ["method", "beta", "step", "reward", "kl"]
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("overrides",)}
-    files["report"].write_text(
-        "\n".join([
-            f"# Reward-KL frontier: {cfg.name}",
-            "",
-            f"Model `{cfg.model}` (reference `{cfg.ref or cfg.model}`), reward `{cfg.reward}`, "
-            f"{len(points)} evaluation points, wall time {elapsed_s:.0f} s.",
-            "",
-            "## Pareto front (all methods)",
-            "",
-            to_markdown(overall[cols]),
-            "",
-            "## Pareto front per method",
-            "",
-            to_markdown(by_method[cols]),
-            "",
-            "## Last point of every trial",
-            "",
-            to_markdown(points.groupby(["method", "beta"], as_index=False).last()[[c for c in points if c != "trial_id"]]),
-            "",
-            "![frontier](frontier.png) ![sparsity](sparsity.png)",
-            "",
-            "## Settings",
-            "",
-            "```",
-            *(f"{k}: {v}" for k, v in settings.items()),
-            "```",
-            "",
-        ])
-    )
-    return files
+    path.write_text(json.dumps({"evaluator_args": args, "metrics": metrics}))
+    return metrics
+
+
+def checkpoint_results(results: pd.DataFrame, cfg: FrontierConfig, test_prompts: list[str]) -> pd.DataFrame:
+    """``results`` with the ``eval/*`` metrics of every saved checkpoint joined on (trial_id, step)."""
+    from sparsepo.experiments.sentiment.evaluation import evaluate_checkpoints
+
+    paths = results.groupby("trial_id")["trial_path"].first().to_dict()
+    evals = evaluate_checkpoints(paths, evaluator_args(cfg, test_prompts), backend=cfg.eval_backend,
+                                 use_gpu=cfg.use_gpu)
+    base = results.drop(columns=[c for c in evals.columns if c not in ("trial_id", "step") and c in results])
+    if "step" not in base:  # no trial reported a step
+        return base
+    return base.merge(evals, on=["trial_id", "step"], how="left")
 
 
 def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
     """Run (or ``resume``) the whole experiment; returns the output files."""
+    import ray
+
     from sparsepo.tuning import results_frame, run_sweep
 
     t0 = time.perf_counter()
+    out = Path(cfg.name) if is_remote(cfg.storage_path) else Path(storage_root(cfg)) / cfg.name
     data_path, test_prompts, _ = prepare_pairs(cfg, log)
+    if not ray.is_initialized():
+        ray.init()
+    reference = reference_metrics(cfg, test_prompts, out, log)
     points = grid_points(cfg)
     base = base_config(cfg, data_path, test_prompts)
     log(f"[frontier] sweep of {len(points)} trials: {', '.join(points)}")
@@ -222,8 +240,8 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
         base,
         {POINT_AXIS: {"variants": points}},
         search="grid",
-        metric="eval/reward",
-        mode="max",
+        metric="eval/reward" if cfg.eval_mode == "inline" else "loss",
+        mode="max" if cfg.eval_mode == "inline" else "min",
         max_concurrent_trials=cfg.concurrency,
         driver_cpus=DRIVER_CPUS,
         storage_path=storage_root(cfg),
@@ -234,8 +252,11 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
     failed = results[results["error"].notna()]["trial_id"].unique() if "error" in results else []
     if len(failed):
         log(f"[frontier] warning: {len(failed)} trial(s) failed; their finished points are kept: {list(failed)}")
-    table = points_table(results, points)
-    out = Path(cfg.name) if is_remote(cfg.storage_path) else Path(storage_root(cfg)) / cfg.name
-    files = write_outputs(table, out, cfg, time.perf_counter() - t0)
+    if cfg.eval_mode == "checkpoints" and not results.empty:
+        t = time.perf_counter()
+        results = checkpoint_results(results, cfg, test_prompts)
+        log(f"[frontier] checkpoints evaluated by Ray tasks ({cfg.eval_backend}) in {time.perf_counter() - t:.0f}s")
+    table, per_prompt = points_table(results, points, reference, n_resamples=cfg.n_resamples, seed=cfg.seed)
+    files = write_outputs(table, per_prompt, train_table(results, points), out, cfg, time.perf_counter() - t0)
     log(f"[frontier] done in {time.perf_counter() - t0:.0f}s; report: {files['report']}")
     return files

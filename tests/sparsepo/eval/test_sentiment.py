@@ -51,3 +51,22 @@ def test_evaluator_reports_zero_kl_for_the_reference_itself(models, tiny_llama_p
     moved = ev(policy, None, tok, step=2)  # reference-free method: the evaluator loads `ref` itself
     assert moved["eval/kl"] > 0
     assert policy.training is False or policy.training is True  # mode restored, no exception
+
+
+def test_reported_per_prompt_values_are_the_prompt_means(models):
+    import json
+
+    from sparsepo.eval.sentiment import PER_PROMPT_KEY, eval_metrics
+
+    tok, policy, ref = models
+    ev = SentimentEvaluator(PROMPTS, reward="vader", max_new_tokens=6, seed=5)
+    samples = ev.samples(policy, ref, tok)
+    metrics = eval_metrics(samples)
+    values = json.loads(metrics[PER_PROMPT_KEY])
+    means = samples.groupby("prompt_id")[["reward", "kl"]].mean()
+    assert values["reward"] == means["reward"].tolist() and values["kl"] == means["kl"].tolist()
+    assert metrics["eval/reward"] == pytest.approx(sum(values["reward"]) / len(PROMPTS))
+    assert ev(policy, ref, tok, step=3) == metrics  # the in-training call is the same evaluation, same seed
+    # The reference scored against itself: KL exactly 0, not merely small.
+    same = eval_metrics(ev.samples(ref, ref, tok))
+    assert json.loads(same[PER_PROMPT_KEY])["kl"] == [0.0] * len(PROMPTS) and same["eval/kl_mc"] == 0.0

@@ -1,0 +1,111 @@
+"""Sentiment evaluation outside the training loop: the reference (step-0) point and saved checkpoints.
+
+Both run :class:`sparsepo.eval.sentiment.SentimentEvaluator` with the experiment's evaluator arguments (same
+prompts, sampling seed and estimator as the in-training path), as Ray tasks, so that on a cluster they run on
+their own GPUs while (or after) the trials train:
+
+- :func:`evaluate_reference`: the reference policy sampled and scored once per experiment. Its KL to itself is
+  computed like any other point's and is exactly 0 (both forwards are the same model on the same tokens).
+- :func:`evaluate_checkpoints`: every checkpoint a trial saved (``eval_mode="checkpoints"``), loaded from the
+  run storage and sampled by ``backend``: ``hf`` (the in-training path's generator: identical points) or
+  ``vllm`` (fast generation for the full IMDB test prompts; KL is still measured by the HF forward).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sparsepo.eval.sentiment import METRICS, PER_PROMPT_KEY
+
+EVAL_COLUMNS = [*(f"eval/{m}" for m in METRICS), PER_PROMPT_KEY]
+
+
+def _evaluate(policy_path: str, evaluator_args: dict[str, Any], backend: str, is_reference: bool) -> dict[str, Any]:
+    """Metrics of the policy saved at ``policy_path`` (a Hugging Face folder or offline alias)."""
+    from sparsepo.eval.sentiment import SentimentEvaluator, eval_metrics
+    from sparsepo.generation import make_generator
+    from sparsepo.models import load_causal_lm, load_tokenizer
+
+    evaluator = SentimentEvaluator(**evaluator_args)
+    tokenizer = load_tokenizer(policy_path)
+    policy = load_causal_lm(policy_path).eval()
+    generator = None if backend == "hf" else make_generator(backend, policy_path)
+    try:
+        samples = evaluator.samples(policy, policy if is_reference else None, tokenizer, generator)
+    finally:
+        if generator is not None:
+            generator.close()
+    return eval_metrics(samples)
+
+
+def _task(fn: Any, use_gpu: bool):  # noqa: ANN202 - a Ray remote function
+    """``fn`` as a Ray task of one CPU, or one GPU (the evaluation's model, generator and scorer share it)."""
+    import ray
+
+    return ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_retries=1)(fn)
+
+
+def evaluate_reference(ref: str, evaluator_args: dict[str, Any], *, backend: str = "hf",
+                       use_gpu: bool = False) -> dict[str, Any]:
+    """The reference policy's ``eval/*`` metrics and per-prompt values (:data:`PER_PROMPT_KEY`)."""
+    import ray
+
+    return ray.get(_task(_evaluate, use_gpu).remote(ref, evaluator_args, backend, True))
+
+
+def trial_checkpoints(train_run: str) -> list[tuple[int, str]]:
+    """``(step, path)`` of every checkpoint of a Train run folder (local path or URI), by step.
+
+    The step is the last row of the checkpoint's metrics history; a checkpoint without one (cut short by a crash)
+    is skipped.
+    """
+    import pyarrow.fs
+
+    from sparsepo.checkpoint import HISTORY_FILE
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(train_run)
+    scheme = train_run.split("://", 1)[0] + "://" if "://" in train_run else ""
+    found = []
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)):
+        if info.type != pyarrow.fs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
+            continue
+        try:
+            with fs.open_input_stream(f"{info.path}/{HISTORY_FILE}") as f:
+                lines = f.readall().decode().strip().splitlines()
+        except FileNotFoundError:
+            continue
+        if lines:
+            found.append((int(json.loads(lines[-1])["step"]), scheme + info.path))
+    return sorted(found)
+
+
+def _evaluate_checkpoint(path: str, evaluator_args: dict[str, Any], backend: str) -> dict[str, Any]:
+    from ray.train import Checkpoint
+
+    from sparsepo.checkpoint import POLICY_DIR
+
+    with Checkpoint(path).as_directory() as d:  # a local folder as is; a URI is downloaded first
+        return _evaluate(str(Path(d) / POLICY_DIR), evaluator_args, backend, False)
+
+
+def evaluate_checkpoints(
+    trial_paths: dict[str, str], evaluator_args: dict[str, Any], *, backend: str = "hf", use_gpu: bool = False,
+) -> pd.DataFrame:
+    """Evaluate every checkpoint of every trial (``trial_id -> trial folder``) in parallel Ray tasks.
+
+    Returns one row per checkpoint: ``trial_id``, ``step`` and the evaluator's metrics (:data:`EVAL_COLUMNS`).
+    """
+    import ray
+
+    task = _task(_evaluate_checkpoint, use_gpu)
+    keys, refs = [], []
+    for trial_id, trial_path in trial_paths.items():
+        for step, path in trial_checkpoints(f"{trial_path}/train"):
+            keys.append({"trial_id": trial_id, "step": step})
+            refs.append(task.remote(path, evaluator_args, backend))
+    rows = [{**key, **metrics} for key, metrics in zip(keys, ray.get(refs), strict=True)]
+    return pd.DataFrame(rows, columns=["trial_id", "step", *EVAL_COLUMNS])

@@ -1,0 +1,135 @@
+"""The frontier experiment's output folder: tables, fronts, matched-KL comparison, figures and ``report.md``."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sparsepo.eval.report import to_markdown
+from sparsepo.experiments.sentiment.comparison import (
+    conclusions,
+    front_areas,
+    gain_over_reference,
+    kl_budgets,
+    matched_kl,
+)
+from sparsepo.experiments.sentiment.points import REFERENCE, reference_point
+from sparsepo.pareto import pareto_front
+from sparsepo.plots import REJECTED_PANELS, SPARSITY_PANELS, plot_frontier, plot_sparsity
+
+POINT_VIEW = ["method", "beta", "step", "reward", "reward_low", "reward_high", "kl", "kl_low", "kl_high"]
+TARGET_GAIN = 0.15  # the reward gain over the reference the default run must show (issue 7)
+CI_TARGET = 0.05  # the largest half-width of a point's reward CI the default's number of test prompts allows
+
+
+def fronts(points: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(by_method, overall)`` Pareto fronts; the reference point belongs to every front (it is every
+    method's step 0)."""
+    ref = points[points["method"] == REFERENCE]
+    trained = points[points["method"] != REFERENCE]
+    with_ref = [trained] + [ref.assign(method=m) for m in trained["method"].unique()]
+    by_method = pareto_front(pd.concat(with_ref, ignore_index=True), x="kl", y="reward", group="method")
+    return by_method, pareto_front(points, x="kl", y="reward")
+
+
+def _ci_line(points: pd.DataFrame) -> str:
+    trained = points[points["method"] != REFERENCE]
+    if trained.empty:
+        return ""
+    half = ((trained["reward_high"] - trained["reward_low"]) / 2).max()
+    n = int(trained["n_prompts"].max())
+    met = "within" if half <= CI_TARGET else "wider than"
+    return (f"Every point is the mean over {n} held-out prompts (one completion each) with its 95% percentile "
+            f"bootstrap CI; the widest reward CI is +-{half:.3f}, {met} the +-{CI_TARGET:g} target.")
+
+
+def report_text(cfg: Any, points: pd.DataFrame, overall: pd.DataFrame, by_method: pd.DataFrame,
+                matched: pd.DataFrame, areas: pd.DataFrame, summary: list[str], elapsed_s: float) -> str:
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "overrides"}
+    ref = reference_point(points)
+    view = [c for c in POINT_VIEW if c in points]
+    return "\n".join([
+        f"# Reward-KL frontier: {cfg.name}",
+        "",
+        f"Model `{cfg.model}` (reference `{cfg.ref or cfg.model}`), reward `{cfg.reward}`, "
+        f"{len(points) - (ref is not None)} evaluation points and the reference point, wall time {elapsed_s:.0f} s.",
+        _ci_line(points),
+        "",
+        "## What it shows",
+        "",
+        *(f"- {line}" for line in summary),
+        "",
+        "## Reference point (step 0, KL 0)",
+        "",
+        to_markdown(points[points["method"] == REFERENCE][view]) if ref is not None else "(none)",
+        "",
+        "## Pareto front (all methods)",
+        "",
+        to_markdown(overall[view]),
+        "",
+        "## Pareto front per method (each starts at the reference point)",
+        "",
+        to_markdown(by_method[view]),
+        "",
+        "## Methods at matched KL",
+        "",
+        "Best point of each method within each KL budget; `delta` = its reward minus the baseline's best within the "
+        "same budget, with the paired bootstrap CI over prompts and p = P(not better).",
+        "",
+        to_markdown(matched),
+        "",
+        "Area of each method's front above the reference's reward (reward x nats):",
+        "",
+        to_markdown(areas),
+        "",
+        "## Every point",
+        "",
+        to_markdown(points[view]),
+        "",
+        "![frontier](frontier.png)",
+        "",
+        "Per training step (paper Figure 3; rejected responses and loss as its appendix Figure 7):",
+        "",
+        "![sparsity](sparsity.png) ![sparsity, rejected](sparsity_rejected.png)",
+        "",
+        "## Settings",
+        "",
+        "```",
+        *(f"{k}: {v}" for k, v in settings.items()),
+        "```",
+        "",
+    ])
+
+
+def write_outputs(points: pd.DataFrame, per_prompt: pd.DataFrame, train_points: pd.DataFrame, out: Path, cfg: Any,
+                  elapsed_s: float) -> dict[str, Path]:
+    """Write every table, figure and the report into ``out``; returns name -> path."""
+    out.mkdir(parents=True, exist_ok=True)
+    by_method, overall = fronts(points)
+    budgets = kl_budgets(points, tuple(cfg.kl_budgets))
+    matched = matched_kl(points, per_prompt, budgets, n_resamples=cfg.n_resamples, seed=cfg.seed)
+    areas = front_areas(points, max(budgets)) if budgets else pd.DataFrame(columns=["method", "area", "kl_max"])
+    gain = gain_over_reference(points, per_prompt, n_resamples=cfg.n_resamples, seed=cfg.seed)
+    files = {name: out / name for name in ("points.csv", "per_prompt.csv", "train_points.csv", "front_by_method.csv",
+                                           "front_overall.csv", "matched_kl.csv", "frontier.png", "sparsity.png",
+                                           "sparsity_rejected.png", "report.md")}
+    points.to_csv(files["points.csv"], index=False)
+    points.to_parquet(out / "points.parquet", index=False)
+    per_prompt.to_csv(files["per_prompt.csv"], index=False)
+    train_points.to_csv(files["train_points.csv"], index=False)
+    by_method.to_csv(files["front_by_method.csv"], index=False)
+    overall.to_csv(files["front_overall.csv"], index=False)
+    matched.to_csv(files["matched_kl.csv"], index=False)
+    trained = points[points["method"] != REFERENCE]
+    plot_frontier(trained, by_method, files["frontier.png"], reference=reference_point(points))
+    plot_sparsity(train_points, files["sparsity.png"], {**SPARSITY_PANELS, "loss": "training loss"})
+    plot_sparsity(train_points, files["sparsity_rejected.png"], REJECTED_PANELS)
+    summary = conclusions(gain, matched, areas, TARGET_GAIN)
+    files["report.md"].write_text(report_text(cfg, points, overall, by_method, matched, areas, summary, elapsed_s))
+    # Short names for callers and tests.
+    return {**files, "points": files["points.csv"], "report": files["report.md"], "frontier": files["frontier.png"],
+            "sparsity": files["sparsity.png"], "front_overall": files["front_overall.csv"],
+            "train_points": files["train_points.csv"], "per_prompt": files["per_prompt.csv"]}

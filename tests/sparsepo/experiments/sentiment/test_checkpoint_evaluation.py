@@ -1,0 +1,39 @@
+"""Out-of-loop evaluation: the reference point from a saved model folder, and checkpoint discovery."""
+
+import json
+
+import pytest
+
+from sparsepo.eval.sentiment import PER_PROMPT_KEY, SentimentEvaluator, eval_metrics
+from sparsepo.experiments.sentiment.evaluation import _evaluate, trial_checkpoints
+from sparsepo.models import load_causal_lm, load_tokenizer
+
+PROMPTS = ["this movie was", "i hated the", "the acting is", "a film that"]
+
+
+def test_reference_point_has_kl_exactly_zero_and_the_in_loop_samples(tiny_llama_path):
+    args = {"prompts": PROMPTS, "reward": "vader", "ref": str(tiny_llama_path), "max_new_tokens": 6, "seed": 2}
+    got = _evaluate(str(tiny_llama_path), args, "hf", is_reference=True)
+    values = json.loads(got[PER_PROMPT_KEY])
+    assert values["kl"] == [0.0] * 4 and values["kl_mc"] == [0.0] * 4 and got["eval/kl"] == 0.0
+    # What the in-training evaluator reports for a policy still equal to the reference.
+    model, tok = load_causal_lm(tiny_llama_path), load_tokenizer(tiny_llama_path)
+    inline = eval_metrics(SentimentEvaluator(**args).samples(model, model, tok))
+    assert json.loads(inline[PER_PROMPT_KEY])["reward"] == values["reward"]
+
+
+def test_trial_checkpoints_are_found_by_step_and_broken_ones_skipped(tmp_path):
+    for name, step in (("checkpoint_b", 20), ("checkpoint_a", 10)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text(json.dumps({"step": step - 1}) + "\n" + json.dumps({"step": step}))
+    (tmp_path / "checkpoint_cut").mkdir()  # a crash before its history was written
+    (tmp_path / "other").mkdir()
+    found = trial_checkpoints(str(tmp_path))
+    assert [s for s, _ in found] == [10, 20] and found[0][1].endswith("checkpoint_a")
+    assert trial_checkpoints(str(tmp_path / "missing")) == []
+
+
+def test_an_unknown_backend_is_a_clear_error(tiny_llama_path):
+    args = {"prompts": PROMPTS[:1], "reward": "vader", "ref": str(tiny_llama_path), "max_new_tokens": 2}
+    with pytest.raises(ValueError, match="unknown generation backend 'no-such-backend'"):
+        _evaluate(str(tiny_llama_path), args, "no-such-backend", is_reference=False)

@@ -1,0 +1,50 @@
+"""Train and test prompts of the sentiment experiment: disjoint by review and by text, deterministic."""
+
+import pytest
+
+from sparsepo.experiments.sentiment import prompts as prompts_mod
+from sparsepo.experiments.sentiment.prompts import review_prompts, split_prompts
+
+
+class WordTokenizer:
+    """One token per word: prefixes are the first k words, so equal openings give equal prompts."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": text.split()}
+
+    def decode(self, ids):
+        return " ".join(ids)
+
+
+def test_prompts_are_disjoint_by_text_even_when_reviews_open_alike(monkeypatch):
+    # Half of the reviews open with the same 8 words: by review they are distinct, by text they collide.
+    same = "the film is a story about a man who "
+    texts = [same + f"review {i} " + "word " * 10 for i in range(60)]
+    texts += [f"review {i} opens in its own way here and then " + "word " * 10 for i in range(80)]
+    monkeypatch.setattr(prompts_mod, "load_review_texts", lambda source, split="train": texts)
+    train, test = split_prompts("fake", WordTokenizer(), 40, 30, seed=3)
+    assert len(train) == 40 and len(test) == 30
+    assert not set(train) & set(test)
+    assert len(set(train)) == 40 and len(set(test)) == 30  # no repeats within a set either
+    assert split_prompts("fake", WordTokenizer(), 40, 30, seed=3) == (train, test)  # deterministic
+
+
+def test_test_prompts_from_their_own_split(monkeypatch):
+    splits = {"train": [f"train review {i} has many words in it " for i in range(30)],
+              "test": [f"test review {i} has many words in it " for i in range(30)]}
+    monkeypatch.setattr(prompts_mod, "load_review_texts", lambda source, split="train": splits[split])
+    train, test = split_prompts("fake", WordTokenizer(), 10, 10, test_split="test")
+    assert all(p.startswith("train") for p in train) and all(p.startswith("test") for p in test)
+
+
+def test_too_few_distinct_prompts_is_a_clear_error():
+    with pytest.raises(ValueError, match="only 1 distinct prompts"):
+        review_prompts(["a b c d e f"] * 20, WordTokenizer(), 2)  # only k=5 fits: one prefix, repeated
+    assert review_prompts(["a b c d e f g h i j"], WordTokenizer(), 0) == []
+
+
+def test_pang_lee_split_with_the_real_tokenizer_shares_no_text(tiny_llama_path):
+    from sparsepo.models import load_tokenizer
+
+    train, test = split_prompts("pang-lee", load_tokenizer(tiny_llama_path), 300, 200, seed=0)
+    assert len(train) == 300 and len(test) == 200 and not set(train) & set(test)

@@ -74,7 +74,7 @@ class CodeConfig:
     eval_tokens: int = 96
     num_workers: int = 1
     use_gpu: bool = False
-    concurrency: int | None = None
+    max_concurrent_trials: int | None = None  # trials at once (default: what the cluster holds)
     storage_path: str = "runs"
     name: str = "code"
     resume: bool = False
@@ -232,7 +232,7 @@ def stage_sweep(cfg: CodeConfig, model: str, data_path: str, log: Any = print) -
     first = f"eval/{next(iter(cfg.eval_suites))}/pass@1"
     log(f"[code] sweep: {len(points)} trials: {', '.join(points)}")
     grid = run_sweep(sweep_config(cfg, model, data_path), {AXIS: {"variants": points}}, search="grid",
-                     metric=first, mode="max", max_concurrent_trials=cfg.concurrency, driver_cpus=DRIVER_CPUS,
+                     metric=first, mode="max", max_concurrent_trials=cfg.max_concurrent_trials, driver_cpus=DRIVER_CPUS,
                      storage_path=storage_root(cfg), name=f"{cfg.name}-sweep", resume=cfg.resume, tensorboard=False)
     results = results_frame(grid)
     rows: dict[str, dict[str, float]] = {}

@@ -69,7 +69,7 @@ class FrontierConfig:
     max_prompt_length: int = 12  # prompt tokens in training
     num_workers: int = 1  # Ray Train workers per trial
     use_gpu: bool = False  # train (and evaluate out of the loop) on GPUs
-    concurrency: int | None = None  # trials at once (default: what the cluster holds)
+    max_concurrent_trials: int | None = None  # trials at once (default: what the cluster holds)
     storage_path: str = "runs"  # local folder or s3:// URI
     name: str = "frontier"  # experiment name (folder under storage_path; needed for resume)
     resume: bool = False  # continue an interrupted sweep without rerunning finished trials
@@ -242,7 +242,7 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
         search="grid",
         metric="eval/reward" if cfg.eval_mode == "inline" else "loss",
         mode="max" if cfg.eval_mode == "inline" else "min",
-        max_concurrent_trials=cfg.concurrency,
+        max_concurrent_trials=cfg.max_concurrent_trials,
         driver_cpus=DRIVER_CPUS,
         storage_path=storage_root(cfg),
         name=f"{cfg.name}-sweep",

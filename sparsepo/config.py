@@ -53,7 +53,7 @@ class RunConfig:
     storage_path: str = "runs"
     num_workers: int = 1
     use_gpu: bool = False
-    cpus_per_worker: float = 1.0
+    cpus_per_worker: float | None = None  # None: the cluster's CPUs / num_workers (sweeps: split between trials)
     seed: int = 0
     log_every: int = 1
     save_every: int = 0  # optimizer steps between checkpoints; 0 = only at the end

@@ -41,6 +41,7 @@ from sparsepo.checkpoint import (
 from sparsepo.config import TrainConfig, from_dict
 from sparsepo.data import PreferenceCollator, load_preference_data
 from sparsepo.forward import AdaptersOff, unwrap_model
+from sparsepo.hardware import use_granted_cpus
 from sparsepo.losses import get_loss
 from sparsepo.masks import decay_groups, model_dims
 from sparsepo.models import build_policy, load_causal_lm, load_tokenizer
@@ -95,6 +96,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
     Returns, on rank 0, every reported metrics dict of the run (carried across restarts in the checkpoints),
     which Ray exposes as ``Result.return_value``.
     """
+    use_granted_cpus()  # torch threads = the CPUs Ray granted this worker
     cfg = from_dict(config)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

@@ -30,7 +30,7 @@ PAPER_SIMPO_BETAS = (1.0, 2.0, 5.0, 10.0)
 PAPER_METHODS = ("dpo", "simpo", "dpop", "tdpo1", "tdpo2", "mapo", "sparsepo")
 POINT_AXIS = "point"
 # A trial's driver only waits on its Train workers: give it a sliver of a CPU so that, on a CPU machine,
-# trials x (driver + worker) fill the cores exactly (2 concurrent trials on 2 cores).
+# trials x (driver + worker) fill the cores exactly (2 concurrent trials of 0.99 CPU on 2 cores by default).
 DRIVER_CPUS = 0.01
 METRIC_COLUMNS = {
     "eval/reward": "reward",
@@ -128,7 +128,8 @@ def base_config(cfg: FrontierConfig, data_path: str, test_prompts: list[str]):  
                   "warmup_ratio": 0.1},
         "run": {
             "name": cfg.name, "storage_path": storage_root(cfg), "num_workers": cfg.num_workers, "use_gpu": cfg.use_gpu,
-            "cpus_per_worker": 1.0 if cfg.use_gpu else 1.0 - DRIVER_CPUS,
+            # CPU: unset, so run_sweep splits the cores between the concurrent trials
+            "cpus_per_worker": 1.0 if cfg.use_gpu else None,
             "seed": cfg.seed, "log_every": 1, "save_every": cfg.eval_every, "eval_every": cfg.eval_every,
             "keep_checkpoints": 1,  # the last one, for --resume; the table, not the policies, is the output
             "evaluator": "sparsepo.eval.sentiment:SentimentEvaluator",

@@ -6,7 +6,8 @@
 TRL is a bench-only dependency (``pip install -e .[bench]``). Both systems read one JSONL file of ``--pairs``
 conversational review pairs (``offline:review-pairs``, deterministic) and train the same fp32 model with
 ``--batch`` pairs per optimizer step and sequences cut to ``--max-length`` tokens. TRL runs with its own
-defaults; ours is ``python -m sparsepo.train`` with default settings (``sparsepo.train.train`` in a fresh
+defaults (on a CPU machine with ``use_cpu=True``, which its bf16 default demands: bf16 autocast on the
+CPU, gradient checkpointing); ours is ``python -m sparsepo.train`` with default settings (``sparsepo.train.train`` in a fresh
 process, so Ray start-up is excluded: step times come from timestamps the rank-0 worker reports each step).
 
 Printed per system: median s/step over steps 3..``--steps`` (each a difference of consecutive end-of-step
@@ -40,6 +41,8 @@ def write_pairs(path: Path, n: int) -> None:
     rows = review_pairs(n=n, seed=0)
     if len(rows) < n:
         raise SystemExit(f"only {len(rows)} review pairs available, asked for {n}")
+    # TRL wants every field conversational when the prompt is; ours renders a plain response the same way.
+    rows = [{**r, **{k: [{"role": "assistant", "content": r[k]}] for k in ("chosen", "rejected")}} for r in rows]
     write_text(str(path), "".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -97,6 +100,7 @@ def run_trl(args: argparse.Namespace, data: Path, out_dir: Path) -> dict:
     config = DPOConfig(
         output_dir=str(out_dir), per_device_train_batch_size=args.batch, max_length=args.max_length,
         max_steps=args.steps, logging_steps=1, save_strategy="no", report_to=[], seed=0,
+        use_cpu=not torch.cuda.is_available(),  # TRL's bf16 default refuses a CPU unless told; it then autocasts
     )
     trainer = DPOTrainer(model, args=config, train_dataset=datasets.load_dataset("json", data_files=str(data))["train"],
                          processing_class=tokenizer, callbacks=[StepClock()])

@@ -6,7 +6,7 @@ tokens: column ``t`` of a ``(2B, L-1)`` tensor belongs to token ``input_ids[:, t
 position ``t``.
 
 Memory: the LM head is applied here, only on response positions and ``chunk_size`` positions at a time, in
-fp32, under activation checkpointing. Neither model's ``(batch, tokens, vocab)`` logits or log-softmax are ever
+fp32, under activation checkpointing when there is more than one chunk. Neither model's ``(batch, tokens, vocab)`` logits or log-softmax are ever
 materialised whole, so peak memory grows with ``chunk_size * vocab``, not with the sequence length.
 """
 
@@ -103,12 +103,22 @@ def lm_head(model: nn.Module | AdaptersOff) -> nn.Module:
     return (model.model if isinstance(model, AdaptersOff) else unwrap_model(model)).get_output_embeddings()
 
 
-def _fp32_log_softmax(h: Tensor, head: nn.Module) -> Tensor:
+def _fp32_head(head: nn.Module, h: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The head's weight and bias in fp32 (fp64 for an fp64 model), cast once per call, not once per chunk."""
+    dtype = torch.promote_types(h.dtype, torch.float32)
+    bias = head.bias.to(dtype) if getattr(head, "bias", None) is not None else None
+    return head.weight.to(dtype), bias
+
+
+def _fp32_logits(h: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     # fp32 logits even under bf16 autocast: token KL over a 50k vocabulary is a difference of near-equal terms.
-    dtype = torch.promote_types(h.dtype, torch.float32)  # fp32, or fp64 when the model is fp64
     with torch.autocast(device_type=h.device.type, enabled=False):
-        bias = head.bias.to(dtype) if getattr(head, "bias", None) is not None else None
-        return F.linear(h.to(dtype), head.weight.to(dtype), bias).log_softmax(-1)
+        return F.linear(h.to(w.dtype), w, b)
+
+
+def _label_logps(z: Tensor, y: Tensor) -> Tensor:
+    """log softmax(z)[y] as z_y - logsumexp(z): no (positions, vocab) log-softmax is written."""
+    return z.gather(-1, y[:, None]).squeeze(-1) - z.logsumexp(-1)
 
 
 def chunked_token_stats(
@@ -130,31 +140,54 @@ def chunked_token_stats(
 
     Returns:
         ``logps`` (N,), and with a reference ``ref_logps`` (N,) and ``kl`` (N,) in nats, all fp32.
+
+    Cost: one policy and one reference head matmul per position (plus the policy head's backward). Only when
+    the positions span several chunks is each chunk recomputed in backward (activation checkpointing), so
+    that memory stays bounded by ``chunk_size * vocab``; a single chunk keeps its buffers until backward.
     """
     if kl_direction is not None and kl_direction not in KL_DIRECTIONS:
         raise ValueError(f"kl_direction must be one of {KL_DIRECTIONS} or None, got {kl_direction!r}")
     with_ref = h_ref is not None
+    kl = kl_direction if with_ref else None
+    w, b = _fp32_head(policy_head, h_policy)
+    if with_ref:
+        with torch.no_grad():
+            wr, br = _fp32_head(ref_head, h_ref)
+
+    def ref_only(hr: Tensor, y: Tensor) -> Tensor:
+        with torch.no_grad():
+            return _label_logps(_fp32_logits(hr, wr, br), y)
 
     def chunk_fn(hp: Tensor, hr: Tensor | None, y: Tensor) -> tuple[Tensor, ...]:
-        lp = _fp32_log_softmax(hp, policy_head)
-        out = [lp.gather(-1, y[:, None]).squeeze(-1)]
-        if hr is not None:
-            with torch.no_grad():
-                lr = _fp32_log_softmax(hr, ref_head)
-            out.append(lr.gather(-1, y[:, None]).squeeze(-1))
-            if kl_direction == "ref||pi":
-                out.append((lr.exp() * (lr - lp)).sum(-1))
-            elif kl_direction == "pi||ref":
-                out.append((lp.exp() * (lp - lr)).sum(-1))
+        z = _fp32_logits(hp, w, b)
+        if kl is None:
+            out = [_label_logps(z, y)]
+            return tuple(out + [ref_only(hr, y)]) if hr is not None else tuple(out)
+        lp = z.log_softmax(-1)
+        with torch.no_grad():
+            lr = _fp32_logits(hr, wr, br).log_softmax(-1)
+        out = [lp.gather(-1, y[:, None]).squeeze(-1), lr.gather(-1, y[:, None]).squeeze(-1)]
+        if kl == "ref||pi":
+            out.append((lr.exp() * (lr - lp)).sum(-1))
+        else:
+            out.append((lp.exp() * (lp - lr)).sum(-1))
         return tuple(out)
 
-    # Recompute each chunk in backward instead of keeping its (chunk, vocab) log-softmax alive.
-    use_ckpt = torch.is_grad_enabled() and (h_policy.requires_grad or any(p.requires_grad for p in policy_head.parameters()))
+    n = labels.shape[0]
+    grad = torch.is_grad_enabled() and (h_policy.requires_grad or any(p.requires_grad for p in policy_head.parameters()))
+    # Recompute each chunk in backward instead of keeping every chunk's (chunk, vocab) buffers alive.
+    use_ckpt = grad and n > chunk_size
     pieces: list[tuple[Tensor, ...]] = []
-    for start in range(0, labels.shape[0], chunk_size):
+    for start in range(0, n, chunk_size):
         sl = slice(start, start + chunk_size)
-        args = (h_policy[sl], h_ref[sl] if with_ref else None, labels[sl])
-        pieces.append(checkpoint(chunk_fn, *args, use_reentrant=False) if use_ckpt else chunk_fn(*args))
+        hp, hr, y = h_policy[sl], h_ref[sl] if with_ref else None, labels[sl]
+        if not use_ckpt:
+            pieces.append(chunk_fn(hp, hr, y))
+        elif kl is None and hr is not None:  # the no-grad reference part needs no recompute
+            (lp,) = checkpoint(chunk_fn, hp, None, y, use_reentrant=False)
+            pieces.append((lp, ref_only(hr, y)))
+        else:
+            pieces.append(checkpoint(chunk_fn, hp, hr, y, use_reentrant=False))
     names = ["logps"] + (["ref_logps"] + (["kl"] if kl_direction else []) if with_ref else [])
     if not pieces:
         empty = h_policy.new_zeros(0, dtype=torch.float32)

@@ -36,7 +36,7 @@ class OptimConfig:
     batch_size: int = 4  # pairs per worker per micro-step
     grad_accum: int = 1
     max_grad_norm: float = 1.0
-    bf16: bool = True  # autocast on CUDA only; CPU runs in the storage dtype
+    bf16: bool = True  # autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX); else the storage dtype
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class RunConfig:
     keep_checkpoints: int | None = 2
     max_failures: int = 0
     chunk_size: int = 1024  # positions per chunk of the fp32 LM-head / token-KL computation
-    log_kl: bool = True  # compute token KL for logging even when the objective does not need it
+    log_kl: bool = False  # also compute token KL (full vocabulary) for objectives that only log it (dpo, dpop)
     resume_from: str | None = None  # a checkpoint directory to start from (same run: Ray resumes by itself)
     eval_every: int = 0  # steps between evaluator calls (0 = never)
     evaluator: str | None = None  # "module:factory"; factory(**evaluator_args)(policy, ref, tokenizer, step) -> metrics

@@ -1,4 +1,4 @@
-"""How many CPU cores a run gets and uses: resolved on the driver, applied inside each Ray Train worker.
+"""How a run uses its hardware: CPU cores granted per worker and used as threads, and bf16 autocast.
 
 A CPU worker computes with as many torch intra-op threads as the cores Ray granted it, and by default a run
 on a CPU machine is granted all of them (split evenly between its workers; sweeps split them between
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from contextlib import AbstractContextManager
 
 import torch
 
@@ -86,3 +87,21 @@ def renice_to_normal() -> None:
         except (OSError, AttributeError):  # lowering niceness needs CAP_SYS_NICE: keep Ray's
             log.debug("could not restore normal priority of thread %s", tid)
             return
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX), i.e. faster than fp32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
+
+
+def mixed_precision(device: torch.device, bf16: bool) -> AbstractContextManager | None:
+    """bf16 autocast for ``optim.bf16`` where it pays: CUDA, and CPUs with native bf16 matmuls (2-3x fp32 there).
+
+    None (run in the storage dtype) otherwise. The fp32 LM head of ``sparsepo.forward`` stays fp32 either way.
+    """
+    if not bf16:
+        return None
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return None

@@ -60,7 +60,7 @@ class PreferenceModel(nn.Module):
         mask: MaskConfig | None = None,
         ref_dims: tuple[int, int] | None = None,
         chunk_size: int = 1024,
-        log_kl: bool = True,
+        log_kl: bool = False,
     ):
         super().__init__()
         self.policy = policy

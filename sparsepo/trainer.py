@@ -41,7 +41,7 @@ from sparsepo.checkpoint import (
 from sparsepo.config import TrainConfig, from_dict
 from sparsepo.data import PreferenceCollator, load_preference_data
 from sparsepo.forward import AdaptersOff, unwrap_model
-from sparsepo.hardware import use_granted_cpus
+from sparsepo.hardware import mixed_precision, use_granted_cpus
 from sparsepo.losses import get_loss
 from sparsepo.masks import decay_groups, model_dims
 from sparsepo.models import build_policy, load_causal_lm, load_tokenizer
@@ -163,7 +163,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
         step = state["step"]
         set_rng_state(state["rng"][rank % len(state["rng"])])
     evaluator = load_evaluator(cfg.run.evaluator, cfg.run.evaluator_args) if rank == 0 else None
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.optim.bf16 else None
+    autocast = mixed_precision(device, cfg.optim.bf16)
 
     def batches():
         consumed = step * accum

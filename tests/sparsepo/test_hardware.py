@@ -64,3 +64,37 @@ def test_worker_uses_as_many_threads_as_granted_cpus(tmp_path):
     assert seen["all"]["probe/threads"] == 2  # default: a single worker gets the whole (2-CPU) cluster
     assert seen["one"]["probe/threads"] == 1
     assert seen["all"]["probe/nice"] == 0  # Ray's worker niceness undone (tests run as root)
+
+
+def test_bf16_autocast_only_where_it_is_native():
+    from sparsepo.hardware import cpu_has_native_bf16, mixed_precision
+
+    assert mixed_precision(torch.device("cpu"), bf16=False) is None
+    ctx = mixed_precision(torch.device("cpu"), bf16=True)
+    assert (ctx is not None) == cpu_has_native_bf16()
+    if ctx is not None:
+        with ctx:
+            assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_step_under_cpu_autocast_keeps_fp32_token_stats_close_to_fp32():
+    """The LM head and token KL stay fp32 under bf16 autocast; only the decoder runs in bf16."""
+    import transformers as T
+
+    from sparsepo.preference_model import PreferenceModel, Reference
+
+    torch.manual_seed(0)
+    cfg = T.LlamaConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                        num_key_value_heads=2, vocab_size=97)
+    policy, ref = T.AutoModelForCausalLM.from_config(cfg), T.AutoModelForCausalLM.from_config(cfg)
+    ids = torch.randint(0, 97, (4, 12), generator=torch.Generator().manual_seed(0))
+    loss_mask = torch.zeros_like(ids)
+    loss_mask[:, 5:] = 1
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "loss_mask": loss_mask}
+    model = PreferenceModel(policy, "tdpo1")
+    want = model(batch, Reference(ref, "tdpo1")(batch))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = model(batch, Reference(ref, "tdpo1")(batch))
+    assert got.chosen.logps.dtype == got.chosen.kl.dtype == torch.float32
+    torch.testing.assert_close(got.chosen.logps, want.chosen.logps, rtol=0.05, atol=0.05)
+    torch.testing.assert_close(got.loss, want.loss, rtol=0.05, atol=0.01)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from sparsepo.losses import TokenStats
+from sparsepo.packing import PackedPairs
 
 KL_DIRECTIONS = ("ref||pi", "pi||ref")
 
@@ -82,21 +83,40 @@ def decoder_forward(
     input_ids: Tensor,
     attention_mask: Tensor,
     output_hidden_states: bool = False,
+    position_ids: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
     """Run the decoder without its LM head.
 
     Returns the final hidden states ``(B, L, d)`` (after the final norm) and, if asked, the outputs of every
     transformer layer ``l = 1..n_layers`` (the embedding output is dropped), each ``(B, L, d)``.
+    ``attention_mask`` is ``(B, L)`` padding, or a ready 4D mask (with ``position_ids``, for packed rows).
     Works for any HF causal LM: ``base_model`` is the decoder (``transformer``, ``model``, ``gpt_neox``...).
     """
     off = isinstance(model, AdaptersOff)
+    extra = {"position_ids": position_ids} if position_ids is not None else {}
     with model.adapters_off() if off else nullcontext():
         decoder = (model.model if off else unwrap_model(model)).base_model
         out = decoder(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, use_cache=False
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, use_cache=False,
+            **extra,
         )
     layers = tuple(out.hidden_states[1:]) if output_hidden_states else None
     return out.last_hidden_state, layers
+
+
+def pair_decoder_forward(
+    model: nn.Module | AdaptersOff, batch: dict[str, Tensor], packed: PackedPairs | None, output_hidden_states: bool = False
+) -> tuple[Tensor, tuple[Tensor, ...] | None]:
+    """``decoder_forward`` of a concatenated pair batch, run packed (shared prompts) when ``packed`` is given.
+
+    Outputs are in the padded batch's layout either way: ``(2B, L, d)``.
+    """
+    if packed is None:
+        return decoder_forward(model, batch["input_ids"], batch["attention_mask"], output_hidden_states)
+    inner = model.model if isinstance(model, AdaptersOff) else unwrap_model(model)
+    mask = packed.attention_mask(inner.config._attn_implementation, next(inner.parameters()).dtype)
+    last, layers = decoder_forward(model, packed.input_ids, mask, output_hidden_states, packed.position_ids)
+    return packed.unpack(last), tuple(packed.unpack(h) for h in layers) if layers is not None else None
 
 
 def lm_head(model: nn.Module | AdaptersOff) -> nn.Module:
@@ -206,13 +226,15 @@ class ReferenceOutputs:
     """What the frozen reference gives the policy step, all computed without gradient.
 
     ``last_hidden``: ``(2B, L, d)``; ``head``: the reference LM head; ``layers``: per-layer hidden states (for learned masks) or None;
-    ``masks``: masks derived from reference activations (MaPO), ``(2B, L-1)``, or None.
+    ``masks``: masks derived from reference activations (MaPO), ``(2B, L-1)``, or None; ``packed``: the
+    shared-prompt packing the pass ran with (None: padded), for the policy pass to reuse.
     """
 
     last_hidden: Tensor
     head: nn.Module
     layers: tuple[Tensor, ...] | None = None
     masks: Tensor | None = None
+    packed: PackedPairs | None = None
 
 
 @torch.no_grad()
@@ -222,11 +244,13 @@ def reference_forward(
     *,
     layers: bool = False,
     hooks: Callable[[], AbstractContextManager] | None = None,
+    packed: PackedPairs | None = None,
 ) -> ReferenceOutputs:
-    """One no-grad reference pass over the concatenated batch; ``hooks`` may capture activations meanwhile."""
+    """One no-grad reference pass over the concatenated batch (packed when ``packed`` is given); ``hooks`` may
+    capture activations meanwhile (in the packed layout: see ``PackedPairs.unpack``)."""
     with hooks() if hooks is not None else nullcontext():
-        last, hs = decoder_forward(ref, batch["input_ids"], batch["attention_mask"], output_hidden_states=layers)
-    return ReferenceOutputs(last_hidden=last, head=lm_head(ref), layers=hs)
+        last, hs = pair_decoder_forward(ref, batch, packed, output_hidden_states=layers)
+    return ReferenceOutputs(last_hidden=last, head=lm_head(ref), layers=hs, packed=packed)
 
 
 def response_positions(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -242,12 +266,14 @@ def token_stats(
     *,
     need_kl: bool,
     chunk_size: int = 1024,
+    packed: PackedPairs | None = None,
 ) -> TokenStats:
     """Per-token statistics of the policy on a concatenated batch, each ``(2B, L-1)``; masks are not set.
 
     ``ref_out`` None means reference-free (SimPO): only ``logps`` is computed and the reference never runs.
+    ``packed``: run the policy with shared prompts (``sparsepo.packing``); the values are those of the padded pass.
     """
-    h, _ = decoder_forward(policy, batch["input_ids"], batch["attention_mask"])
+    h, _ = pair_decoder_forward(policy, batch, packed)
     where, labels = response_positions(batch)
     h_ref = ref_out.last_hidden[:, :-1][where] if ref_out is not None else None
     stats = chunked_token_stats(

@@ -64,7 +64,8 @@ def threads_for(cpus: float) -> int:
 
 
 def use_granted_cpus() -> int:
-    """In a Ray worker: set torch's intra-op threads to the CPUs Ray granted it and undo Ray's niceness.
+    """In a Ray worker: set torch's intra-op threads to the CPUs Ray granted it (at most the node's cores) and
+    undo Ray's niceness.
 
     Outside Ray (or for a worker granted no CPU) the thread count is left as it is. Returns the thread count.
     """
@@ -72,7 +73,8 @@ def use_granted_cpus() -> int:
 
     granted = ray.get_runtime_context().get_assigned_resources().get("CPU") if ray.is_initialized() else None
     if granted:
-        torch.set_num_threads(threads_for(granted))
+        # A Ray node may declare more CPUs than it has cores (ray.init(num_cpus=...)): never oversubscribe them.
+        torch.set_num_threads(min(threads_for(granted), machine_cpus()))
     renice_to_normal()
     return torch.get_num_threads()
 

@@ -30,10 +30,13 @@ def machine_cpus() -> int:
 def cluster_cpus() -> tuple[float, float]:
     """``(total CPUs, CPUs of the largest node)`` of the Ray cluster this driver is connected to.
 
-    Without a connection: this machine's cores for both (what a local ``ray.init()`` would register).
+    Not yet connected: connects first when ``RAY_ADDRESS`` names a cluster (``fit()`` would connect there anyway),
+    otherwise this machine's cores for both (what a local ``ray.init()`` would register).
     """
     import ray
 
+    if not ray.is_initialized() and os.environ.get("RAY_ADDRESS", "local") not in ("", "local"):
+        ray.init()
     if not ray.is_initialized():
         n = float(machine_cpus())
         return n, n

@@ -27,6 +27,7 @@ def measure(args: argparse.Namespace) -> dict:
 
     from sparsepo.config import load_config
     from sparsepo.forward import AdaptersOff
+    from sparsepo.hardware import mixed_precision
     from sparsepo.losses import get_loss
     from sparsepo.masks import MaskConfig
     from sparsepo.models import build_policy, load_causal_lm
@@ -41,16 +42,19 @@ def measure(args: argparse.Namespace) -> dict:
     if spec.needs_reference:
         shared = args.lora > 0 and args.lora_ref == "shared"
         ref_model = AdaptersOff(policy) if shared else load_causal_lm(args.model, dtype="float32").to(device)
-        ref = Reference(ref_model, args.method, MaskConfig())
-    model = PreferenceModel(policy, args.method, chunk_size=args.chunk).to(device).train()
+        ref = Reference(ref_model, args.method, MaskConfig(), shared_prompt=not args.padded)
+    model = PreferenceModel(
+        policy, args.method, chunk_size=args.chunk, log_kl=args.log_kl, shared_prompt=not args.padded
+    ).to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     vocab = policy.config.vocab_size
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab, (2 * args.batch, args.length), generator=g).to(device)
     loss_mask = torch.zeros_like(ids)
     loss_mask[:, args.length // 4 :] = 1
+    ids[args.batch :, : args.length // 4] = ids[: args.batch, : args.length // 4]  # a pair shares its prompt
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "loss_mask": loss_mask}
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
+    autocast = mixed_precision(device, bf16=not args.no_bf16)  # as the trainer: CUDA, and CPUs with native bf16
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -95,6 +99,9 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=1024)
     ap.add_argument("--methods", default="dpo,simpo,dpop,tdpo1,tdpo2,sparsepo,mapo")
     ap.add_argument("--peak-tflops", type=float, default=None)
+    ap.add_argument("--no-bf16", action="store_true", help="no bf16 autocast (optim.bf16=false)")
+    ap.add_argument("--log-kl", action="store_true", help="token KL for methods that only log it (run.log_kl)")
+    ap.add_argument("--padded", action="store_true", help="no shared-prompt packing (the batch is synthetic pairs)")
     ap.add_argument("--lora", type=int, default=0, help="LoRA rank on all linear layers (0: full fine-tuning)")
     ap.add_argument("--lora-ref", choices=["shared", "copy"], default="shared",
                     help="LoRA reference: the policy with adapters off (shared) or a second loaded copy")
@@ -106,7 +113,9 @@ def main() -> None:
     rows = []
     for m in args.methods.split(","):
         cmd = [sys.executable, __file__, "--method", m] + [
-            f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("method", "methods") and v is not None
+            f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
+            for k, v in vars(args).items()
+            if k not in ("method", "methods") and v is not None and v is not False
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         if out.returncode != 0:

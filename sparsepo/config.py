@@ -42,7 +42,7 @@ class OptimConfig:
     batch_size: int = spec(4, ge=1)  # pairs per worker per micro-step
     grad_accum: int = spec(1, ge=1)
     max_grad_norm: float = spec(1.0, gt=0)
-    bf16: bool = True  # autocast on CUDA only; CPU runs in the storage dtype
+    bf16: bool = True  # autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX); else the storage dtype
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,14 @@ class RunConfig:
     storage_path: str = "runs"
     num_workers: int = spec(1, ge=1)
     use_gpu: bool = False
-    cpus_per_worker: float = spec(1.0, gt=0)
+    cpus_per_worker: float | None = spec(None, gt=0)  # None: the cluster's CPUs / num_workers (sweeps: split between trials)
     seed: int = 0
     log_every: int = spec(1, ge=1)
     save_every: int = spec(0, ge=0)  # optimizer steps between checkpoints; 0 = only at the end
     keep_checkpoints: int | None = spec(2, ge=1)
     max_failures: int = spec(0, ge=-1)  # -1: retry forever
     chunk_size: int = spec(1024, ge=1)  # positions per chunk of the fp32 LM-head / token-KL computation
-    log_kl: bool = True  # compute token KL for logging even when the objective does not need it
+    log_kl: bool = False  # also compute token KL (full vocabulary) for objectives that only log it (dpo, dpop)
     resume: bool = False  # continue the run `name` from its latest checkpoint (never implicit)
     resume_from: str | None = None  # a checkpoint directory to start a new run from
     eval_every: int = spec(0, ge=0)  # steps between evaluator calls (0 = never)

@@ -6,10 +6,10 @@ tokens: column ``t`` of a ``(2B, L-1)`` tensor belongs to token ``input_ids[:, t
 position ``t``.
 
 Memory: the LM head is applied here, only on response positions and ``chunk_size`` positions at a time, in
-fp32, under activation checkpointing, followed by the model's own logit scaling or soft-capping
-(:func:`logit_transform`: Gemma-2, Cohere, Granite...). Neither model's ``(batch, tokens, vocab)`` logits or
-log-softmax are ever materialised whole, so peak memory grows with ``chunk_size * vocab``, not with the
-sequence length.
+fp32, under activation checkpointing when there is more than one chunk, followed by the model's own logit
+scaling or soft-capping (:func:`logit_transform`: Gemma-2, Cohere, Granite...). Neither model's
+``(batch, tokens, vocab)`` logits or log-softmax are ever materialised whole, so peak memory grows with
+``chunk_size * vocab``, not with the sequence length.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from sparsepo.losses import TokenStats
+from sparsepo.packing import PackedPairs
 
 KL_DIRECTIONS = ("ref||pi", "pi||ref")
 
@@ -86,21 +87,40 @@ def decoder_forward(
     input_ids: Tensor,
     attention_mask: Tensor,
     output_hidden_states: bool = False,
+    position_ids: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
     """Run the decoder without its LM head.
 
     Returns the final hidden states ``(B, L, d)`` (after the final norm) and, if asked, the outputs of every
     transformer layer ``l = 1..n_layers`` (the embedding output is dropped), each ``(B, L, d)``.
+    ``attention_mask`` is ``(B, L)`` padding, or a ready 4D mask (with ``position_ids``, for packed rows).
     Works for any HF causal LM: ``base_model`` is the decoder (``transformer``, ``model``, ``gpt_neox``...).
     """
     off = isinstance(model, AdaptersOff)
+    extra = {"position_ids": position_ids} if position_ids is not None else {}
     with model.adapters_off() if off else nullcontext():
         decoder = (model.model if off else unwrap_model(model)).base_model
         out = decoder(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, use_cache=False
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, use_cache=False,
+            **extra,
         )
     layers = tuple(out.hidden_states[1:]) if output_hidden_states else None
     return out.last_hidden_state, layers
+
+
+def pair_decoder_forward(
+    model: nn.Module | AdaptersOff, batch: dict[str, Tensor], packed: PackedPairs | None, output_hidden_states: bool = False
+) -> tuple[Tensor, tuple[Tensor, ...] | None]:
+    """``decoder_forward`` of a concatenated pair batch, run packed (shared prompts) when ``packed`` is given.
+
+    Outputs are in the padded batch's layout either way: ``(2B, L, d)``.
+    """
+    if packed is None:
+        return decoder_forward(model, batch["input_ids"], batch["attention_mask"], output_hidden_states)
+    inner = model.model if isinstance(model, AdaptersOff) else unwrap_model(model)
+    mask = packed.attention_mask(inner.config._attn_implementation, next(inner.parameters()).dtype)
+    last, layers = decoder_forward(model, packed.input_ids, mask, output_hidden_states, packed.position_ids)
+    return packed.unpack(last), tuple(packed.unpack(h) for h in layers) if layers is not None else None
 
 
 # What a model's forward does to its LM head's output (transformers' modeling_*.py), by config key. Scales
@@ -172,13 +192,23 @@ def lm_head(model: nn.Module | AdaptersOff) -> LMHead:
     return LMHead(hf.get_output_embeddings(), *logit_transform(hf.config))
 
 
-def _fp32_log_softmax(h: Tensor, head: nn.Module) -> Tensor:
+def _fp32_head(head: nn.Module, h: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The head's weight and bias in fp32 (fp64 for an fp64 model), cast once per call, not once per chunk."""
+    dtype = torch.promote_types(h.dtype, torch.float32)
+    bias = head.bias.to(dtype) if getattr(head, "bias", None) is not None else None
+    return head.weight.to(dtype), bias
+
+
+def _fp32_logits(h: Tensor, w: Tensor, b: Tensor | None, head: nn.Module) -> Tensor:
     # fp32 logits even under bf16 autocast: token KL over a 50k vocabulary is a difference of near-equal terms.
-    dtype = torch.promote_types(h.dtype, torch.float32)  # fp32, or fp64 when the model is fp64
     with torch.autocast(device_type=h.device.type, enabled=False):
-        bias = head.bias.to(dtype) if getattr(head, "bias", None) is not None else None
-        z = F.linear(h.to(dtype), head.weight.to(dtype), bias)
-        return (head.transform(z) if isinstance(head, LMHead) else z).log_softmax(-1)
+        z = F.linear(h.to(w.dtype), w, b)
+        return head.transform(z) if isinstance(head, LMHead) else z
+
+
+def _label_logps(z: Tensor, y: Tensor) -> Tensor:
+    """log softmax(z)[y] as z_y - logsumexp(z): no (positions, vocab) log-softmax is written."""
+    return z.gather(-1, y[:, None]).squeeze(-1) - z.logsumexp(-1)
 
 
 def chunked_token_stats(
@@ -200,31 +230,54 @@ def chunked_token_stats(
 
     Returns:
         ``logps`` (N,), and with a reference ``ref_logps`` (N,) and ``kl`` (N,) in nats, all fp32.
+
+    Cost: one policy and one reference head matmul per position (plus the policy head's backward). Only when
+    the positions span several chunks is each chunk recomputed in backward (activation checkpointing), so
+    that memory stays bounded by ``chunk_size * vocab``; a single chunk keeps its buffers until backward.
     """
     if kl_direction is not None and kl_direction not in KL_DIRECTIONS:
         raise ValueError(f"kl_direction must be one of {KL_DIRECTIONS} or None, got {kl_direction!r}")
     with_ref = h_ref is not None
+    kl = kl_direction if with_ref else None
+    w, b = _fp32_head(policy_head, h_policy)
+    if with_ref:
+        with torch.no_grad():
+            wr, br = _fp32_head(ref_head, h_ref)
+
+    def ref_only(hr: Tensor, y: Tensor) -> Tensor:
+        with torch.no_grad():
+            return _label_logps(_fp32_logits(hr, wr, br, ref_head), y)
 
     def chunk_fn(hp: Tensor, hr: Tensor | None, y: Tensor) -> tuple[Tensor, ...]:
-        lp = _fp32_log_softmax(hp, policy_head)
-        out = [lp.gather(-1, y[:, None]).squeeze(-1)]
-        if hr is not None:
-            with torch.no_grad():
-                lr = _fp32_log_softmax(hr, ref_head)
-            out.append(lr.gather(-1, y[:, None]).squeeze(-1))
-            if kl_direction == "ref||pi":
-                out.append((lr.exp() * (lr - lp)).sum(-1))
-            elif kl_direction == "pi||ref":
-                out.append((lp.exp() * (lp - lr)).sum(-1))
+        z = _fp32_logits(hp, w, b, policy_head)
+        if kl is None:
+            out = [_label_logps(z, y)]
+            return tuple(out + [ref_only(hr, y)]) if hr is not None else tuple(out)
+        lp = z.log_softmax(-1)
+        with torch.no_grad():
+            lr = _fp32_logits(hr, wr, br, ref_head).log_softmax(-1)
+        out = [lp.gather(-1, y[:, None]).squeeze(-1), lr.gather(-1, y[:, None]).squeeze(-1)]
+        if kl == "ref||pi":
+            out.append((lr.exp() * (lr - lp)).sum(-1))
+        else:
+            out.append((lp.exp() * (lp - lr)).sum(-1))
         return tuple(out)
 
-    # Recompute each chunk in backward instead of keeping its (chunk, vocab) log-softmax alive.
-    use_ckpt = torch.is_grad_enabled() and (h_policy.requires_grad or any(p.requires_grad for p in policy_head.parameters()))
+    n = labels.shape[0]
+    grad = torch.is_grad_enabled() and (h_policy.requires_grad or any(p.requires_grad for p in policy_head.parameters()))
+    # Recompute each chunk in backward instead of keeping every chunk's (chunk, vocab) buffers alive.
+    use_ckpt = grad and n > chunk_size
     pieces: list[tuple[Tensor, ...]] = []
-    for start in range(0, labels.shape[0], chunk_size):
+    for start in range(0, n, chunk_size):
         sl = slice(start, start + chunk_size)
-        args = (h_policy[sl], h_ref[sl] if with_ref else None, labels[sl])
-        pieces.append(checkpoint(chunk_fn, *args, use_reentrant=False) if use_ckpt else chunk_fn(*args))
+        hp, hr, y = h_policy[sl], h_ref[sl] if with_ref else None, labels[sl]
+        if not use_ckpt:
+            pieces.append(chunk_fn(hp, hr, y))
+        elif kl is None and hr is not None:  # the no-grad reference part needs no recompute
+            (lp,) = checkpoint(chunk_fn, hp, None, y, use_reentrant=False)
+            pieces.append((lp, ref_only(hr, y)))
+        else:
+            pieces.append(checkpoint(chunk_fn, hp, hr, y, use_reentrant=False))
     names = ["logps"] + (["ref_logps"] + (["kl"] if kl_direction else []) if with_ref else [])
     if not pieces:
         empty = h_policy.new_zeros(0, dtype=torch.float32)
@@ -243,13 +296,15 @@ class ReferenceOutputs:
     """What the frozen reference gives the policy step, all computed without gradient.
 
     ``last_hidden``: ``(2B, L, d)``; ``head``: the reference LM head; ``layers``: per-layer hidden states (for learned masks) or None;
-    ``masks``: masks derived from reference activations (MaPO), ``(2B, L-1)``, or None.
+    ``masks``: masks derived from reference activations (MaPO), ``(2B, L-1)``, or None; ``packed``: the
+    shared-prompt packing the pass ran with (None: padded), for the policy pass to reuse.
     """
 
     last_hidden: Tensor
     head: nn.Module
     layers: tuple[Tensor, ...] | None = None
     masks: Tensor | None = None
+    packed: PackedPairs | None = None
 
 
 @torch.no_grad()
@@ -259,11 +314,13 @@ def reference_forward(
     *,
     layers: bool = False,
     hooks: Callable[[], AbstractContextManager] | None = None,
+    packed: PackedPairs | None = None,
 ) -> ReferenceOutputs:
-    """One no-grad reference pass over the concatenated batch; ``hooks`` may capture activations meanwhile."""
+    """One no-grad reference pass over the concatenated batch (packed when ``packed`` is given); ``hooks`` may
+    capture activations meanwhile (in the packed layout: see ``PackedPairs.unpack``)."""
     with hooks() if hooks is not None else nullcontext():
-        last, hs = decoder_forward(ref, batch["input_ids"], batch["attention_mask"], output_hidden_states=layers)
-    return ReferenceOutputs(last_hidden=last, head=lm_head(ref), layers=hs)
+        last, hs = pair_decoder_forward(ref, batch, packed, output_hidden_states=layers)
+    return ReferenceOutputs(last_hidden=last, head=lm_head(ref), layers=hs, packed=packed)
 
 
 def response_positions(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -279,12 +336,14 @@ def token_stats(
     *,
     need_kl: bool,
     chunk_size: int = 1024,
+    packed: PackedPairs | None = None,
 ) -> TokenStats:
     """Per-token statistics of the policy on a concatenated batch, each ``(2B, L-1)``; masks are not set.
 
     ``ref_out`` None means reference-free (SimPO): only ``logps`` is computed and the reference never runs.
+    ``packed``: run the policy with shared prompts (``sparsepo.packing``); the values are those of the padded pass.
     """
-    h, _ = decoder_forward(policy, batch["input_ids"], batch["attention_mask"])
+    h, _ = pair_decoder_forward(policy, batch, packed)
     where, labels = response_positions(batch)
     h_ref = ref_out.last_hidden[:, :-1][where] if ref_out is not None else None
     stats = chunked_token_stats(

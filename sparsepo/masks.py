@@ -226,6 +226,10 @@ class ActivationMask:
             for h in handles:
                 h.remove()
 
+    def remap(self, fn: Callable[[Tensor], Tensor]) -> None:
+        """Apply ``fn`` to every captured activation (e.g. from a packed pass back to the padded layout)."""
+        self._captured = {k: [fn(a) for a in acts] for k, acts in self._captured.items()}
+
     @torch.no_grad()
     def compute(self, last_hidden: Tensor, head: nn.Module, token_mask: Tensor) -> Tensor:
         """Mask ``(B, L-1)`` in [0, 1] on response tokens, from the last :meth:`capture` and the final hidden states."""

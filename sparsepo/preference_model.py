@@ -15,12 +15,15 @@ from torch import Tensor, nn
 from sparsepo.forward import AdaptersOff, ReferenceOutputs, reference_forward, split_pairs, token_stats
 from sparsepo.losses import LossOutput, TokenStats, get_loss, preference_loss
 from sparsepo.masks import ActivationMask, MaskConfig, build_mask_networks, model_dims, select_layers
+from sparsepo.packing import pack_pairs
 
 
 class Reference:
     """The frozen reference model: one no-grad pass per batch giving what the method needs."""
 
-    def __init__(self, model: nn.Module | AdaptersOff, method: str, mask: MaskConfig | None = None):
+    def __init__(
+        self, model: nn.Module | AdaptersOff, method: str, mask: MaskConfig | None = None, shared_prompt: bool = True
+    ):
         shared = isinstance(model, AdaptersOff)
         # An own copy is frozen here; AdaptersOff (LoRA) shares the policy's frozen base and must stay as is.
         self.model = model if shared else model.eval().requires_grad_(False)
@@ -28,13 +31,18 @@ class Reference:
         self.mask_cfg = mask or MaskConfig()
         hooked = model.model if shared else model  # hooks live only in reference passes
         self.activation_mask = ActivationMask(hooked, self.mask_cfg.mapo) if self.spec.mask == "activation" else None
+        self.shared_prompt = shared_prompt  # each pair's prompt runs once (sparsepo.packing)
 
     def __call__(self, batch: dict[str, Tensor]) -> ReferenceOutputs:
         am = self.activation_mask
+        packed = pack_pairs(batch) if self.shared_prompt else None
         out = reference_forward(
-            self.model, batch, layers=self.spec.mask == "learned", hooks=am.capture if am is not None else None
+            self.model, batch, layers=self.spec.mask == "learned", hooks=am.capture if am is not None else None,
+            packed=packed,
         )
         if am is not None:
+            if packed is not None:
+                am.remap(packed.unpack)
             out.masks = am.compute(out.last_hidden, out.head, batch["loss_mask"][:, 1:].float())
         return out
 
@@ -60,7 +68,8 @@ class PreferenceModel(nn.Module):
         mask: MaskConfig | None = None,
         ref_dims: tuple[int, int] | None = None,
         chunk_size: int = 1024,
-        log_kl: bool = True,
+        log_kl: bool = False,
+        shared_prompt: bool = True,
     ):
         super().__init__()
         self.policy = policy
@@ -68,6 +77,7 @@ class PreferenceModel(nn.Module):
         self.hparams = {**self.spec.defaults, **(hparams or {})}
         self.mask_cfg = mask or MaskConfig()
         self.chunk_size = chunk_size
+        self.shared_prompt = shared_prompt  # each pair's prompt runs once (sparsepo.packing)
         self.need_kl = self.spec.needs_kl or (log_kl and self.spec.needs_reference)
         self.masks: nn.ModuleDict | None = None
         if self.spec.mask == "learned":
@@ -77,8 +87,12 @@ class PreferenceModel(nn.Module):
     def forward(self, batch: dict[str, Tensor], ref_out: ReferenceOutputs | None) -> StepOutput:
         if self.spec.needs_reference and ref_out is None:
             raise ValueError(f"method {self.spec.name!r} needs reference outputs")
+        packed = None
+        if self.shared_prompt:  # the reference's packing when it ran packed: one layout per batch
+            packed = ref_out.packed if ref_out is not None and ref_out.packed is not None else pack_pairs(batch)
         stats = token_stats(
-            self.policy, batch, ref_out if self.spec.needs_reference else None, need_kl=self.need_kl, chunk_size=self.chunk_size
+            self.policy, batch, ref_out if self.spec.needs_reference else None, need_kl=self.need_kl,
+            chunk_size=self.chunk_size, packed=packed,
         )
         if self.masks is not None:
             hs = select_layers(ref_out.layers, self.mask_cfg.layers)

@@ -28,7 +28,7 @@ def make_trainer(cfg: TrainConfig, callbacks: list | None = None):  # noqa: ANN2
 
     from sparsepo.trainer import train_loop_per_worker
 
-    resources = None if cfg.run.use_gpu else {"CPU": cfg.run.cpus_per_worker}
+    resources = None if cfg.run.use_gpu else {"CPU": resolve_cpus_per_worker(cfg)}
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=cfg.to_dict(),
@@ -41,6 +41,15 @@ def make_trainer(cfg: TrainConfig, callbacks: list | None = None):  # noqa: ANN2
             callbacks=callbacks,
         ),
     )
+
+
+def resolve_cpus_per_worker(cfg: TrainConfig) -> float:
+    """``run.cpus_per_worker``, or by default all the cluster's CPUs split between the workers."""
+    if cfg.run.cpus_per_worker is not None:
+        return cfg.run.cpus_per_worker
+    from sparsepo.hardware import default_cpus_per_worker
+
+    return default_cpus_per_worker(cfg.run.num_workers)
 
 
 def train(cfg: TrainConfig, check: bool = True):  # noqa: ANN201 - returns ray.train.Result

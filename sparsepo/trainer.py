@@ -44,6 +44,7 @@ from sparsepo.checkpoint import (
 from sparsepo.config import TrainConfig, from_dict
 from sparsepo.data import PreferenceCollator, load_preference_data
 from sparsepo.forward import AdaptersOff, unwrap_model
+from sparsepo.hardware import mixed_precision, use_granted_cpus
 from sparsepo.logs import quiet_worker
 from sparsepo.losses import get_loss
 from sparsepo.masks import decay_groups, model_dims
@@ -122,6 +123,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
     Returns, on rank 0, every reported metrics dict of the run (carried across restarts in the checkpoints),
     which Ray exposes as ``Result.return_value``.
     """
+    use_granted_cpus()  # torch threads = the CPUs Ray granted this worker
     quiet_worker()
     w = _setup_models(from_dict(config))
     _setup_data(w)
@@ -251,7 +253,7 @@ def _train_step(w: Worker, stream: Iterator[dict[str, torch.Tensor]], autocast: 
 def _train(w: Worker) -> None:
     """The loop: step, and at logging / evaluation / checkpoint steps report to Ray (with a checkpoint)."""
     cfg = w.cfg
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if w.device.type == "cuda" and cfg.optim.bf16 else None
+    autocast = mixed_precision(w.device, cfg.optim.bf16)
     stream = _batches(w)
     t0, tokens, since, window = time.perf_counter(), 0, 0, []
     w.model.train()

@@ -214,9 +214,11 @@ def run_sweep(
         raise FileExistsError(f"{experiment} already holds a Tune experiment: pass resume=True or another name")
 
     space = load_space(space)
-    param_space = _param_space(base_values, space, search, experiment)
+    param_space = _param_space(base_values, space, search, experiment)  # holds base_values itself
     if not ray.is_initialized():
         ray.init()
+    if base_values["run"]["cpus_per_worker"] is None and "run.cpus_per_worker" not in space:
+        base_values["run"]["cpus_per_worker"] = _split_trial_cpus(base_values, space, driver_cpus, max_concurrent_trials)
     if max_concurrent_trials is None:
         max_concurrent_trials = default_max_concurrent(_trial_demand(base_values, space, driver_cpus), ray.cluster_resources())
     tuner = tune.Tuner(
@@ -325,6 +327,21 @@ def _trial_demand(base: dict[str, Any], space: dict[str, dict[str, Any]], driver
     workers, cpus = max(values("run.num_workers")), max(values("run.cpus_per_worker"))
     gpu = [bool(v) for v in values("run.use_gpu")]
     return {"CPU": driver_cpus + (workers * cpus if not all(gpu) else 0.0), "GPU": float(workers) if any(gpu) else 0.0}
+
+
+def _split_trial_cpus(
+    base: dict[str, Any], space: dict[str, dict[str, Any]], driver_cpus: float, concurrent: int | None
+) -> float:
+    """``run.cpus_per_worker`` when the config leaves it unset: the cluster's CPUs split between ``concurrent``
+    trials (default: as many as fit at about one core per worker), then between each trial's workers."""
+    from sparsepo.hardware import cluster_cpus, split_cpus
+
+    spec = space.get("run.num_workers", {"value": base["run"]["num_workers"]})
+    kind, arg = next(iter(spec.items()))
+    workers = max([arg] if kind == "value" else list(arg))
+    total, _ = cluster_cpus()
+    concurrent = concurrent or max(1, round(total / (driver_cpus + workers)))
+    return split_cpus(total, concurrent, workers, driver_cpus)
 
 
 def default_max_concurrent(per_trial: dict[str, float], cluster: dict[str, float]) -> int:

@@ -220,3 +220,44 @@ def test_unknown_logit_transform_is_refused():
     cfg.logits_temperature_scaling = 2.0
     with pytest.raises(ValueError, match="llama config has logits_temperature_scaling=2.0.*logit_transform does not know"):
         logit_transform(cfg)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("chunk", [1, 5, 4096])
+def test_without_kl_values_and_gradients_equal_naive(arch, chunk):
+    """DPO-style stats (no token KL): label log-probs via logsumexp, reference outside any recompute."""
+    policy, ref = tiny(arch, 0), tiny(arch, 1)
+    batch = make_batch(4)
+    got = token_stats(policy, batch, Reference(ref, "dpo")(batch), need_kl=False, chunk_size=chunk)
+    lp, lr, _, mask = naive_stats(policy, ref, batch)
+    assert got.kl is None
+    torch.testing.assert_close(got.logps.double(), lp)
+    torch.testing.assert_close(got.ref_logps.double(), lr)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    w = torch.linspace(0.5, 1.5, lp.numel(), dtype=torch.float64).view_as(lp)
+    g_got = torch.autograd.grad((got.logps * w).sum(), params, allow_unused=True)
+    g_want = torch.autograd.grad((lp * w).sum(), params, allow_unused=True)
+    for a, b in zip(g_got, g_want, strict=True):
+        if b is None:
+            assert a is None or not a.abs().sum()
+        else:
+            torch.testing.assert_close(a.double(), b, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("need_kl", [False, True])
+def test_head_is_recomputed_only_when_positions_span_several_chunks(monkeypatch, need_kl):
+    import sparsepo.forward as fw
+
+    policy, ref = tiny("llama", 0), tiny("llama", 1)
+    batch = make_batch(6, rows=2, length=9)  # 2 x 8 predicted positions, 5 of row 0 and 8 of row 1 on the response
+    calls = []
+    orig = fw._fp32_logits
+    monkeypatch.setattr(fw, "_fp32_logits", lambda h, w, b: calls.append(h.shape[0]) or orig(h, w, b))
+    ref_out = Reference(ref, "tdpo1")(batch)
+    n = int(batch["loss_mask"][:, 1:].sum())
+    # one chunk: policy + ref head; two chunks: both per chunk, plus the recompute of the policy (with KL: and ref)
+    for chunk, heads in ((n, 2), (n - 1, 8 if need_kl else 6)):
+        calls.clear()
+        out = token_stats(policy, batch, ref_out, need_kl=need_kl, chunk_size=chunk)
+        (out.logps.sum() + (out.kl.sum() if need_kl else 0)).backward()
+        assert len(calls) == heads, (chunk, calls)

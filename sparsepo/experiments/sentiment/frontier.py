@@ -37,7 +37,7 @@ EVAL_BACKENDS = ("hf", "vllm")  # out-of-loop evaluation loads one model per tas
 # A public IMDB SFT GPT-2 (the paper fine-tunes GPT-2-large on IMDB; name yours with `model`).
 PAPER_SFT_MODEL = "lvwerra/gpt2-imdb"
 # A trial's driver only waits on its Train workers: give it a sliver of a CPU so that, on a CPU machine,
-# trials x (driver + worker) fill the cores exactly (2 concurrent trials on 2 cores).
+# trials x (driver + worker) fill the cores exactly (2 concurrent trials of 0.99 CPU on 2 cores by default).
 DRIVER_CPUS = 0.01
 
 
@@ -175,7 +175,8 @@ def base_config(cfg: FrontierConfig, data_path: str, test_prompts: list[str]):  
                   "warmup_ratio": 0.1},
         "run": {
             "name": cfg.name, "storage_path": storage_root(cfg), "num_workers": cfg.num_workers, "use_gpu": cfg.use_gpu,
-            "cpus_per_worker": 1.0 if cfg.use_gpu else 1.0 - DRIVER_CPUS,
+            # CPU: unset, so run_sweep splits the cores between the concurrent trials
+            "cpus_per_worker": 1.0 if cfg.use_gpu else None,
             "seed": cfg.seed, "log_every": 1, "save_every": cfg.eval_every, "eval_every": cfg.eval_every if inline else 0,
             # inline: the last checkpoint, for --resume (the table, not the policies, is the output);
             # checkpoints: every one, for the evaluation tasks.

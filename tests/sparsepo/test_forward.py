@@ -252,7 +252,7 @@ def test_head_is_recomputed_only_when_positions_span_several_chunks(monkeypatch,
     batch = make_batch(6, rows=2, length=9)  # 2 x 8 predicted positions, 5 of row 0 and 8 of row 1 on the response
     calls = []
     orig = fw._fp32_logits
-    monkeypatch.setattr(fw, "_fp32_logits", lambda h, w, b: calls.append(h.shape[0]) or orig(h, w, b))
+    monkeypatch.setattr(fw, "_fp32_logits", lambda h, w, b, head: calls.append(h.shape[0]) or orig(h, w, b, head))
     ref_out = Reference(ref, "tdpo1")(batch)
     n = int(batch["loss_mask"][:, 1:].sum())
     # one chunk: policy + ref head; two chunks: both per chunk, plus the recompute of the policy (with KL: and ref)

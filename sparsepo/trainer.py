@@ -151,7 +151,8 @@ def _setup_models(cfg: TrainConfig) -> Worker:
         dims = model_dims(reference.model) if reference is not None else None
         seq = sft.is_sequence_objective(cfg.method)  # SFT stage: single sequences, no reference
         model = (sft.SFTModel(policy, cfg.run.chunk_size) if seq else PreferenceModel(
-            policy, cfg.method, cfg.loss_hparams(), cfg.mask, dims, cfg.run.chunk_size, cfg.run.log_kl
+            policy, cfg.method, cfg.loss_hparams(), cfg.mask, dims, cfg.run.chunk_size, cfg.run.log_kl,
+            shared_prompt=cfg.run.shared_prompt,
         )).to(device)
         w = Worker(cfg, rank, world, device, tokenizer, model, reference, history=[])
         if resume_dir is not None:
@@ -171,7 +172,7 @@ def _build_reference(cfg: TrainConfig, policy: torch.nn.Module, device: torch.de
         ref_model = AdaptersOff(policy)
     else:
         ref_model = load_causal_lm(spec_ref, dtype=cfg.model.dtype, gguf_file=cfg.model.gguf_file).to(device)
-    return Reference(ref_model, cfg.method, cfg.mask)
+    return Reference(ref_model, cfg.method, cfg.mask, shared_prompt=cfg.run.shared_prompt)
 
 
 def _setup_data(w: Worker) -> None:

@@ -18,6 +18,24 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("SPARSEPO_CACHE", str(REPO_ROOT / ".cache" / "sparsepo"))
 
+
+def _forget_dead_ray_cluster(marker: Path = Path("/tmp/ray/ray_current_cluster")) -> None:
+    """`ray start` leaves its GCS address in ``marker``, and `ray.init()` without an address joins it. A cluster
+    that died without `ray stop` leaves the file behind, and every later `ray.init()` hangs on the dead address:
+    remove the file when nothing answers there, so the tests start their own local instances."""
+    import socket
+
+    try:
+        host, port = marker.read_text().strip().rsplit(":", 1)
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        marker.unlink(missing_ok=True)
+
+
+_forget_dead_ray_cluster()
+
 TINY_ARCHS = ("gpt2", "llama", "gpt_neox")
 
 

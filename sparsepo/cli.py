@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("sparsepo.eval.cli", "evaluate a model on a suite (sentiment, summarization, code, openllm)"),
     "heatmap": ("sparsepo.heatmap", "token heatmaps of a trained checkpoint (paper Figure 4)"),
     "assets": ("sparsepo.assets", "prepare or locate the offline models and data"),
+    "bench": ("sparsepo.bench", "benchmarks: step time per method, vs TRL, generation backends, a profiled step"),
 }
 
 
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """Flags and ``key=value`` overrides in any order (``--resume x optim.lr=1e-5 --check``)."""
-    if parser._subparsers is None:  # intermixed parsing cannot handle sub-commands (assets prepare|path)
+    if parser._subparsers is None and not any(a.nargs == argparse.REMAINDER for a in parser._actions):
+        # intermixed parsing cannot handle sub-commands (assets prepare|path) or pass-through flags (bench)
         return parser.parse_intermixed_args(argv)
     return parser.parse_args(argv)
 

@@ -1,0 +1,146 @@
+"""Per-method training-step cost on the same model and batch: step time, tokens/s, peak memory, ratios to DPO.
+
+    sparsepo bench step [--model smollm2] [--batch-size 4] [--max-length 128] [--steps 5] [--methods dpo,sparsepo,...]
+    sparsepo bench step --lora 16 [--lora-ref copy]   # LoRA; the reference is the policy with adapters off
+
+Each method runs in a fresh subprocess so peak memory (CUDA: max allocated; CPU: peak RSS) is its own.
+On CUDA the table adds model FLOP utilisation: (6 N per policy token + 2 N per reference token) / step time
+over the card's dense bf16 peak (``--peak-tflops``, default from the device name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "A10G": 125.0, "L4": 121.0}
+
+
+def measure(args: argparse.Namespace) -> dict:
+    import torch
+
+    from sparsepo.config import load_config
+    from sparsepo.forward import AdaptersOff
+    from sparsepo.hardware import mixed_precision
+    from sparsepo.losses import get_loss
+    from sparsepo.masks import MaskConfig
+    from sparsepo.models import build_policy, load_causal_lm
+    from sparsepo.preference_model import PreferenceModel, Reference
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    cfg = load_config(None, [f"model.name={args.model}", f"lora.r={args.lora}"])  # LoRA: all linear layers by default
+    policy = build_policy(cfg, device, None)
+    spec = get_loss(args.method)
+    ref = None
+    if spec.needs_reference:
+        shared = args.lora > 0 and args.lora_ref == "shared"
+        ref_model = AdaptersOff(policy) if shared else load_causal_lm(args.model, dtype="float32").to(device)
+        ref = Reference(ref_model, args.method, MaskConfig(), shared_prompt=not args.padded)
+    model = PreferenceModel(
+        policy, args.method, chunk_size=args.chunk, log_kl=args.log_kl, shared_prompt=not args.padded
+    ).to(device).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    vocab = policy.config.vocab_size
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (2 * args.batch_size, args.max_length), generator=g).to(device)
+    loss_mask = torch.zeros_like(ids)
+    loss_mask[:, args.max_length // 4 :] = 1
+    ids[args.batch_size :, : args.max_length // 4] = ids[: args.batch_size, : args.max_length // 4]  # a pair shares its prompt
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "loss_mask": loss_mask}
+    autocast = mixed_precision(device, bf16=not args.no_bf16)  # as the trainer: CUDA, and CPUs with native bf16
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast or contextlib.nullcontext():
+            out = model(batch, ref(batch) if ref is not None else None)
+            out.loss.backward()
+        opt.step()
+
+    step()  # warm-up (allocator, kernels)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    sec = sorted(times)[len(times) // 2]
+    tokens = ids.numel()
+    n_params = sum(p.numel() for p in policy.parameters())
+    flops = (6 + (2 if ref is not None else 0)) * n_params * tokens
+    row = {"method": args.method, "step_s": sec, "tokens_per_s": tokens / sec, "device": str(device)}
+    if device.type == "cuda":
+        row["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        name = torch.cuda.get_device_name()
+        peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+        row["device"] = name
+        row["mfu"] = flops / sec / (peak * 1e12) if peak else float("nan")
+    else:
+        row["peak_mem_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--batch-size", type=int, default=2, help="pairs per step")
+    ap.add_argument("--max-length", type=int, default=128, help="tokens per sequence")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--chunk", type=int, default=1024)
+    ap.add_argument("--methods", default="dpo,simpo,dpop,tdpo1,tdpo2,sparsepo,mapo")
+    ap.add_argument("--peak-tflops", type=float, default=None)
+    ap.add_argument("--no-bf16", action="store_true", help="no bf16 autocast (optim.bf16=false)")
+    ap.add_argument("--log-kl", action="store_true", help="token KL for methods that only log it (run.log_kl)")
+    ap.add_argument("--padded", action="store_true", help="no shared-prompt packing (the batch is synthetic pairs)")
+    ap.add_argument("--lora", type=int, default=0, help="LoRA rank on all linear layers (0: full fine-tuning)")
+    ap.add_argument("--lora-ref", choices=["shared", "copy"], default="shared",
+                    help="LoRA reference: the policy with adapters off (shared) or a second loaded copy")
+    ap.add_argument("--method", help=argparse.SUPPRESS)  # child mode
+    args = ap.parse_args(argv)
+    if args.method:
+        print(json.dumps(measure(args)))
+        return
+    rows = []
+    for m in args.methods.split(","):
+        cmd = [sys.executable, "-m", "sparsepo.bench.step", "--method", m] + [
+            f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
+            for k, v in vars(args).items()
+            if k not in ("method", "methods") and v is not None and v is not False
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        if out.returncode != 0:
+            print(f"{m}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"measured {m}: {rows[-1]['step_s']:.3f} s/step", file=sys.stderr, flush=True)
+    base = next((r for r in rows if r["method"] == "dpo"), rows[0] if rows else None)
+    if base is None:
+        sys.exit("no method could be measured")
+    lora = f"  LoRA r={args.lora} (reference: {args.lora_ref})" if args.lora else ""
+    print(f"device: {rows[0]['device']}  model: {args.model}  pairs/step: {args.batch_size}  tokens/seq: {args.max_length}{lora}")
+    head = f"{'method':10s} {'step s':>8s} {'tok/s':>9s} {'peak GiB':>9s} {'time/DPO':>9s} {'tok/s/DPO':>10s} {'mem/DPO':>8s}"
+    has_mfu = "mfu" in rows[0]
+    print(head + (f" {'MFU':>6s}" if has_mfu else ""))
+    for r in rows:
+        line = (
+            f"{r['method']:10s} {r['step_s']:8.3f} {r['tokens_per_s']:9.0f} {r['peak_mem_gib']:9.2f} "
+            f"{r['step_s'] / base['step_s']:9.2f} {r['tokens_per_s'] / base['tokens_per_s']:10.2f} "
+            f"{r['peak_mem_gib'] / base['peak_mem_gib']:8.2f}"
+        )
+        print(line + (f" {r['mfu']:6.1%}" if has_mfu else ""))
+
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

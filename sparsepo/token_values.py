@@ -39,7 +39,8 @@ def checkpoint_token_values(
     batch = PreferenceCollator(tok.pad_token_id)([ds[i] for i in range(len(ds))])
     policy = load_causal_lm(str(ckpt / POLICY_DIR), dtype="float32")
     ref = load_causal_lm(cfg.model.ref or cfg.model.name, dtype="float32")
-    model = PreferenceModel(policy, cfg.method, cfg.loss_hparams(), cfg.mask, chunk_size=cfg.run.chunk_size).eval()
+    model = PreferenceModel(policy, cfg.method, cfg.loss_hparams(), cfg.mask, chunk_size=cfg.run.chunk_size,
+                            log_kl=True).eval()  # heatmaps show k_t for every method
     if model.masks is not None:
         model.masks.load_state_dict(torch.load(ckpt / MASKS_FILE, map_location="cpu"))
     reference = Reference(ref, cfg.method, cfg.mask) if model.spec.needs_reference else None

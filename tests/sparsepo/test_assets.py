@@ -161,5 +161,5 @@ def test_cli_prepare_into_a_fresh_cache_then_path(monkeypatch, tmp_path, capsys)
     assert (tmp_path / "nltk_data" / "tokenizers" / "punkt_tab" / "english" / "abbrev_types.txt").is_file()
     assert assets.main(["path", "punkt", "--cache-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "nltk_data")
-    assert assets.main(["path", "nope", "--cache-dir", str(tmp_path)]) == 1
+    assert assets.main(["path", "nope", "--cache-dir", str(tmp_path)]) == 2  # every CLI error exits 2
     assert "unknown asset 'nope'" in capsys.readouterr().err

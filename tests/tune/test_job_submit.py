@@ -39,7 +39,7 @@ def test_frontier_runs_unchanged_under_ray_job_submit(tmp_path):
                   "python", "tune/frontier.py", "--model", "tiny-llama", "--methods", "dpo", "--betas", "0.5",
                   "--steps", "2", "--eval-every", "2", "--n-train-prompts", "16", "--n-test-prompts", "2",
                   "--storage-path", str(tmp_path), "--name", "job"]
-        for _ in range(30):  # the head's job agent needs a few seconds after `ray start`
+        for _ in range(90):  # the head's job agent needs a few seconds after `ray start` (more on a loaded machine)
             out = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
             if "No available agent" not in out.stderr:
                 break

@@ -11,7 +11,6 @@ Prints the profiler's table of operators by self CPU time (on CUDA: by CUDA time
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 
@@ -31,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from sparsepo.bench.common import make_step
     from sparsepo.config import load_config
     from sparsepo.data import PreferenceCollator, load_preference_data
     from sparsepo.hardware import mixed_precision
@@ -56,12 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     autocast = mixed_precision(device, not args.no_bf16)
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast or contextlib.nullcontext():
-            out = model(batch, ref(batch) if ref is not None else None)
-            out.loss.backward()
-        opt.step()
+    step = make_step(model, ref, opt, batch, autocast)
 
     for _ in range(2):
         step()

@@ -11,7 +11,6 @@ over the card's dense bf16 peak (``--peak-tflops``, default from the device name
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -25,6 +24,7 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "A10G": 125.0, "L4":
 def measure(args: argparse.Namespace) -> dict:
     import torch
 
+    from sparsepo.bench.common import make_step
     from sparsepo.config import load_config
     from sparsepo.forward import AdaptersOff
     from sparsepo.hardware import mixed_precision
@@ -56,12 +56,7 @@ def measure(args: argparse.Namespace) -> dict:
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "loss_mask": loss_mask}
     autocast = mixed_precision(device, bf16=not args.no_bf16)  # as the trainer: CUDA, and CPUs with native bf16
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast or contextlib.nullcontext():
-            out = model(batch, ref(batch) if ref is not None else None)
-            out.loss.backward()
-        opt.step()
+    step = make_step(model, ref, opt, batch, autocast)
 
     step()  # warm-up (allocator, kernels)
     if device.type == "cuda":

@@ -238,6 +238,11 @@ def _cell(value: Any, float_format: str) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def settings_markdown(settings: Mapping[str, Any]) -> list[str]:
+    """A report's closing "Settings" section, one ``key: value`` line per setting in a code block."""
+    return ["## Settings", "", "```", *(f"{k}: {v}" for k, v in settings.items()), "```", ""]
+
+
 def to_markdown(df: pd.DataFrame, *, float_format: str = ".4g", index: bool = False) -> str:
     """A GitHub-flavoured Markdown table of ``df`` (NaN cells left empty)."""
     frame = df.reset_index() if index else df

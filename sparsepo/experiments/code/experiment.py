@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparsepo.eval.report import to_markdown
+from sparsepo.eval.report import settings_markdown, to_markdown
 from sparsepo.experiments.code.evaluation import PAPER_PLAN, load_suite, table2
 from sparsepo.io import is_remote, resolve_storage, write_text
 
@@ -266,12 +266,7 @@ def write_report(cfg: CodeConfig, rows: dict[str, dict[str, float]], pairs: dict
         "",
         *(f"- {k}: {v}" for k, v in pairs.items()),
         "",
-        "## Settings",
-        "",
-        "```",
-        *(f"{k}: {v}" for k, v in settings.items()),
-        "```",
-        "",
+        *settings_markdown(settings),
     ]))
     return files
 

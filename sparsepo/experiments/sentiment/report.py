@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from sparsepo.eval.report import to_markdown
+from sparsepo.eval.report import settings_markdown, to_markdown
 from sparsepo.experiments.sentiment.comparison import (
     conclusions,
     front_areas,
@@ -95,12 +95,7 @@ def report_text(cfg: Any, points: pd.DataFrame, overall: pd.DataFrame, by_method
         "",
         "![sparsity](sparsity.png) ![sparsity, rejected](sparsity_rejected.png)",
         "",
-        "## Settings",
-        "",
-        "```",
-        *(f"{k}: {v}" for k, v in settings.items()),
-        "```",
-        "",
+        *settings_markdown(settings),
     ])
 
 

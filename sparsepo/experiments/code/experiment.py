@@ -16,7 +16,6 @@ Stages, each printing its progress and caching what it makes under ``<storage>/`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,16 @@ from typing import Any
 
 from sparsepo.eval.report import settings_markdown, to_markdown
 from sparsepo.experiments.code.evaluation import PAPER_PLAN, load_suite, table2
-from sparsepo.io import is_remote, resolve_storage, write_text
+from sparsepo.experiments.stages import (
+    cache_key,
+    last_evaluations,
+    local_cache,
+    model_fingerprint,
+    output_dir,
+    publish,
+    train_sft,
+)
+from sparsepo.io import resolve_storage
 
 PAPER_METHODS = ("dpo", "simpo", "dpop", "tdpo1", "tdpo2", "mapo", "sparsepo")
 # Miniature problem sets (HumanEval task ids). Training: short, easy problems; after the miniature's SFT stage
@@ -38,10 +46,6 @@ MINI_EVAL = tuple(f"HumanEval/{i}" for i in (52, 55, 13, 29, 7, 16))
 MINI_SFT = tuple(f"HumanEval/{i}" for i in range(60, 164) if f"HumanEval/{i}" not in MINI_TRAIN + MINI_EVAL)
 AXIS = "method_point"  # the sweep's one axis: a variant per method
 DRIVER_CPUS = 0.01  # as in the frontier: a trial's driver only waits on its Train workers
-
-
-def _key(**spec: Any) -> str:
-    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -103,47 +107,18 @@ def paper_preset(cfg: CodeConfig, mbpp: str = "mbpp") -> CodeConfig:
     )
 
 
-def storage_root(cfg: CodeConfig) -> str:
-    return resolve_storage(cfg.storage_path)
-
-
-def local_cache(cfg: CodeConfig, what: str) -> Path:
-    """Where driver-side artifacts are cached: the storage folder, or the user cache when storage is remote."""
-    base = Path("~/.cache/sparsepo").expanduser() if is_remote(cfg.storage_path) else Path(storage_root(cfg))
-    return base / what
-
-
 def stage_sft(cfg: CodeConfig, log: Any = print) -> str:
     """The SFT model: ``cfg.model`` itself, or (``sft_steps > 0``) an SFT run on the ``sft_data`` problems' reference
-    solutions, cached by everything that determines it. Returns a model path the later stages load."""
+    solutions (:func:`~sparsepo.experiments.stages.train_sft`). Returns a model path the later stages load."""
     if cfg.sft_steps <= 0:
         log(f"[code] sft: using {cfg.model} as the SFT model")
         return cfg.model
-    from sparsepo.config import from_dict
-    from sparsepo.train import make_trainer
-
-    key = _key(model=cfg.model, data=cfg.sft_data, steps=cfg.sft_steps, lr=cfg.sft_lr, seed=cfg.seed,
-               batch=cfg.batch_size, lengths=[cfg.max_length, cfg.max_prompt_length])
-    out = local_cache(cfg, "sft") / f"code-sft-{key}"
-    done = sorted(out.glob("train/checkpoint_*/policy"))
-    if done:
-        log(f"[code] sft: cached {done[-1]}")
-        return str(done[-1])
     rows = [{"prompt": p.prompt, "completion": p.canonical_solution} for p in load_suite(cfg.sft_data)]
-    data = out / "sft.jsonl"
-    out.mkdir(parents=True, exist_ok=True)
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    t = time.perf_counter()
-    values = {"method": "sft", "model": {"name": cfg.model},
-              "data": {"path": str(data), "max_length": cfg.max_length, "max_prompt_length": cfg.max_prompt_length,
-                       "truncate_prompt": True},
-              "optim": {"lr": cfg.sft_lr, "max_steps": cfg.sft_steps, "batch_size": cfg.batch_size, "warmup_ratio": 0.1},
-              "run": {"name": "train", "storage_path": str(out), "num_workers": cfg.num_workers,
-                      "use_gpu": cfg.use_gpu, "seed": cfg.seed, "keep_checkpoints": 1}}
-    result = make_trainer(from_dict(values, where="code sft")).fit()
-    policy = f"{result.checkpoint.path}/policy"
-    log(f"[code] sft: {cfg.sft_steps} steps on {len(rows)} solutions ({time.perf_counter() - t:.0f}s): {policy}")
-    return policy
+    train = {"data": {"max_length": cfg.max_length, "max_prompt_length": cfg.max_prompt_length, "truncate_prompt": True},
+             "optim": {"batch_size": cfg.batch_size},
+             "run": {"num_workers": cfg.num_workers, "use_gpu": cfg.use_gpu, "seed": cfg.seed}}
+    return train_sft(rows, model=cfg.model, storage_path=cfg.storage_path, steps=cfg.sft_steps, lr=cfg.sft_lr,
+                     train=train, tag="code", log=log)
 
 
 def stage_pairs(cfg: CodeConfig, model: str, log: Any = print) -> tuple[str, dict[str, Any]]:
@@ -157,8 +132,8 @@ def stage_pairs(cfg: CodeConfig, model: str, log: Any = print) -> tuple[str, dic
     t = time.perf_counter()
     generator = make_generator(cfg.backend, model)
     try:
-        path, rows, summary = cached_code_pairs(generator, problems, sampling, cache_dir=local_cache(cfg, "pairs"),
-                                                model=model, seed=cfg.seed)
+        path, rows, summary = cached_code_pairs(generator, problems, sampling, model=model, seed=cfg.seed,
+                                                cache_dir=local_cache(cfg.storage_path, "pairs"))
     finally:
         if hasattr(generator, "close"):
             generator.close()
@@ -167,11 +142,7 @@ def stage_pairs(cfg: CodeConfig, model: str, log: Any = print) -> tuple[str, dic
     if not rows:
         raise ValueError(f"no code pairs: no training problem had both a passing and a failing sample ({summary}); "
                          "sample more (pair_samples) or choose problems the SFT model sometimes solves")
-    data_path = str(path)
-    if is_remote(cfg.storage_path):  # workers on other nodes read the pairs from the shared storage
-        data_path = f"{storage_root(cfg)}/{cfg.name}/pairs.jsonl"
-        write_text(data_path, Path(path).read_text())
-    return data_path, summary
+    return publish(cfg.storage_path, cfg.name, path), summary
 
 
 def eval_args(cfg: CodeConfig) -> dict[str, Any]:
@@ -185,7 +156,8 @@ def stage_baseline(cfg: CodeConfig, model: str, log: Any = print) -> dict[str, f
     from sparsepo.generation import make_generator
 
     args = eval_args(cfg)
-    path = local_cache(cfg, "evals") / f"code-eval-{_key(model=model, backend=cfg.backend, **args)}.json"
+    key = cache_key(model=model_fingerprint(model), backend=cfg.backend, **args)
+    path = local_cache(cfg.storage_path, "evals") / f"code-eval-{key}.json"
     if path.exists():
         log(f"[code] baseline: cached {path}")
         return json.loads(path.read_text())
@@ -216,7 +188,7 @@ def sweep_config(cfg: CodeConfig, model: str, data_path: str):  # noqa: ANN201 -
                  "truncate_prompt": True},
         "optim": {"lr": cfg.lr, "max_steps": cfg.steps, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
                   "warmup_ratio": 0.1},
-        "run": {"name": cfg.name, "storage_path": storage_root(cfg), "num_workers": cfg.num_workers,
+        "run": {"name": cfg.name, "storage_path": resolve_storage(cfg.storage_path), "num_workers": cfg.num_workers,
                 "use_gpu": cfg.use_gpu, "cpus_per_worker": 1.0 if cfg.use_gpu else 1.0 - DRIVER_CPUS,
                 "seed": cfg.seed, "log_every": 1, "save_every": last, "eval_every": last, "keep_checkpoints": 1,
                 "evaluator": "sparsepo.experiments.code.evaluation:CodeEvaluator", "evaluator_args": eval_args(cfg)},
@@ -233,17 +205,8 @@ def stage_sweep(cfg: CodeConfig, model: str, data_path: str, log: Any = print) -
     log(f"[code] sweep: {len(points)} trials: {', '.join(points)}")
     grid = run_sweep(sweep_config(cfg, model, data_path), {AXIS: {"variants": points}}, search="grid",
                      metric=first, mode="max", max_concurrent_trials=cfg.max_concurrent_trials, driver_cpus=DRIVER_CPUS,
-                     storage_path=storage_root(cfg), name=f"{cfg.name}-sweep", resume=cfg.resume, tensorboard=False)
-    results = results_frame(grid)
-    rows: dict[str, dict[str, float]] = {}
-    for method in cfg.methods:
-        done = results[(results[AXIS] == method) & results[first].notna()] if first in results else results[:0]
-        if done.empty:
-            log(f"[code] warning: trial {method} has no evaluation (failed?); left out of the table")
-            continue
-        last = done.iloc[-1]
-        rows[method] = {k.removeprefix("eval/"): float(v) for k, v in last.items() if k.startswith("eval/")}
-    return rows
+                     storage_path=resolve_storage(cfg.storage_path), name=f"{cfg.name}-sweep", resume=cfg.resume, tensorboard=False)
+    return last_evaluations(results_frame(grid), AXIS, list(cfg.methods), first, "code", log)
 
 
 def write_report(cfg: CodeConfig, rows: dict[str, dict[str, float]], pairs: dict[str, Any], model: str,
@@ -278,7 +241,7 @@ def run_code(cfg: CodeConfig, log: Any = print) -> dict[str, Path]:
     data_path, pairs = stage_pairs(cfg, model, log)
     rows = {"SFT": stage_baseline(cfg, model, log)}
     rows.update(stage_sweep(cfg, model, data_path, log))
-    out = Path(cfg.name) if is_remote(cfg.storage_path) else Path(storage_root(cfg)) / cfg.name
+    out = output_dir(cfg.storage_path, cfg.name)
     files = write_report(cfg, rows, pairs, model, out, time.perf_counter() - t0)
     log(f"[code] done in {time.perf_counter() - t0:.0f}s; report: {files['report']}")
     return files

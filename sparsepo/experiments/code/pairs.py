@@ -10,7 +10,6 @@ that determines them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from typing import Any
 
 from sparsepo.eval.code import CodeEvalResult, CodeProblem, evaluate_code
 from sparsepo.eval.sandbox import SandboxConfig
+from sparsepo.experiments.stages import cache_key, model_fingerprint, write_rows
 from sparsepo.generation import Generator, SamplingConfig
 from sparsepo.io import read_jsonl
 
@@ -90,18 +90,15 @@ def cached_code_pairs(
 ) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
     """``sample_code_pairs`` cached as ``code-pairs-<key>.jsonl`` (+ ``.summary.json``); the key hashes the
     model, the problems (ids, prompts and tests), the sampling and the seed. Returns ``(path, rows, summary)``."""
-    spec = {"model": model, "seed": seed, "sampling": asdict(sampling),
-            "problems": [[p.task_id, p.prompt, p.test, list(p.stop)] for p in problems]}
-    key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    key = cache_key(model=model_fingerprint(model), seed=seed, sampling=asdict(sampling),
+                    problems=[[p.task_id, p.prompt, p.test, list(p.stop)] for p in problems])
     path = Path(cache_dir) / f"code-pairs-{key}.jsonl"
     meta = path.with_suffix(".summary.json")
     if path.exists() and meta.exists():
         return path, read_jsonl(path), json.loads(meta.read_text())
     rows, result = sample_code_pairs(generator, problems, sampling, sandbox=sandbox, workers=workers, seed=seed)
     summary = pairs_summary(problems, result, rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    meta.parent.mkdir(parents=True, exist_ok=True)
     meta.write_text(json.dumps(summary, indent=1))
-    tmp.replace(path)  # last: an interrupted run leaves no cache that looks complete
+    write_rows(path, rows)  # last: an interrupted run leaves no cache that looks complete
     return path, rows, summary

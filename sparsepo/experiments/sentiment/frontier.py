@@ -26,7 +26,8 @@ import pandas as pd
 from sparsepo.config import from_dict
 from sparsepo.experiments.sentiment.points import POINT_AXIS, points_table, train_table
 from sparsepo.experiments.sentiment.report import write_outputs
-from sparsepo.io import is_remote, resolve_storage, write_text
+from sparsepo.experiments.stages import local_cache, output_dir, publish
+from sparsepo.io import resolve_storage
 
 # Paper grids (section 3.2) for clusters; SimPO's beta lives on another scale.
 PAPER_BETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0, 5.0)
@@ -139,20 +140,14 @@ def prepare_pairs(cfg: FrontierConfig, log: Any = print) -> tuple[str, list[str]
     train, test = split_prompts(cfg.reviews, tok, cfg.n_train_prompts, cfg.n_test_prompts, seed=cfg.seed,
                                 split=cfg.reviews_split, test_split=cfg.test_reviews_split)
     t = time.perf_counter()
-    # Shared by every experiment under the same storage: a rerun with the same settings reuses the pairs.
-    local_cache = Path("~/.cache/sparsepo/pairs").expanduser() if is_remote(cfg.storage_path) else Path(storage_root(cfg)) / "pairs"
     path, rows = build_sentiment_pairs(
         cfg.ref or cfg.model, train, reward=cfg.reward, reward_kwargs=cfg.reward_kwargs, backend=cfg.backend,
-        max_new_tokens=cfg.pair_tokens, temperature=cfg.temperature, seed=cfg.seed, cache_dir=local_cache,
+        max_new_tokens=cfg.pair_tokens, temperature=cfg.temperature, seed=cfg.seed, cache_dir=local_cache(cfg.storage_path, "pairs"),
     )
     log(f"[frontier] {len(rows)} preference pairs from {len(train)} prompts ({time.perf_counter() - t:.0f}s): {path}")
     if not rows:
         raise ValueError("no preference pairs: every prompt's two samples tied on reward")
-    data_path = str(path)
-    if is_remote(cfg.storage_path):  # workers on other nodes read the pairs from the shared storage
-        data_path = f"{storage_root(cfg)}/{cfg.name}/pairs.jsonl"
-        write_text(data_path, Path(path).read_text())
-    return data_path, test, len(rows)
+    return publish(cfg.storage_path, cfg.name, path), test, len(rows)
 
 
 def evaluator_args(cfg: FrontierConfig, test_prompts: list[str]) -> dict[str, Any]:
@@ -229,7 +224,7 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
     from sparsepo.tuning import results_frame, run_sweep
 
     t0 = time.perf_counter()
-    out = Path(cfg.name) if is_remote(cfg.storage_path) else Path(storage_root(cfg)) / cfg.name
+    out = output_dir(cfg.storage_path, cfg.name)
     data_path, test_prompts, _ = prepare_pairs(cfg, log)
     if not ray.is_initialized():
         ray.init()

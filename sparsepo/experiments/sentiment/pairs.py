@@ -10,41 +10,15 @@ input never reuses stale ones.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
-from sparsepo.assets import resolve_model
 from sparsepo.eval.reward_models import make_scorer
+from sparsepo.experiments.stages import cache_key, model_fingerprint, write_rows
 from sparsepo.generation import SamplingConfig, make_generator
 from sparsepo.io import read_jsonl
 
 PAIRS_VERSION = 1  # bump when the pairing rule of build_sentiment_pairs changes
-_HASHED_FILE_BYTES = 1 << 20  # files up to this size (config, tokenizer) are hashed; larger ones by size + mtime
-
-
-def pairs_key(**spec: Any) -> str:
-    # default=str: a value JSON cannot hold still changes the key when its text does
-    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def model_fingerprint(name: str) -> dict[str, Any]:
-    """What identifies a model for caching: its resolved name or folder and, for a local folder, every file's
-    relative path with a content hash (small files) or size and modification time (weights)."""
-    resolved = resolve_model(name)
-    folder = Path(resolved).expanduser()
-    if not folder.is_dir():
-        return {"name": resolved}  # a hub name
-    files: dict[str, Any] = {}
-    for f in sorted(folder.rglob("*")):
-        if f.is_file():
-            st = f.stat()
-            small = st.st_size <= _HASHED_FILE_BYTES
-            files[f.relative_to(folder).as_posix()] = (
-                hashlib.sha1(f.read_bytes()).hexdigest() if small else [st.st_size, st.st_mtime_ns]
-            )
-    return {"path": str(folder.resolve()), "files": files}
 
 
 def pairs_cache_path(
@@ -64,7 +38,7 @@ def pairs_cache_path(
     spec = dict(version=PAIRS_VERSION, model=model_fingerprint(model), prompts=prompts, reward=reward,
                 reward_kwargs=reward_kwargs, backend=backend, backend_kwargs=backend_kwargs,
                 sampling=dataclasses.asdict(sampling))
-    return Path(cache_dir) / f"sentiment-pairs-{pairs_key(**spec)}.jsonl"
+    return Path(cache_dir) / f"sentiment-pairs-{cache_key(**spec)}.jsonl"
 
 
 def build_sentiment_pairs(
@@ -100,8 +74,4 @@ def build_sentiment_pairs(
             continue
         (cw, rw), (cl, rl) = ((a, ra), (b, rb)) if ra > rb else ((b, rb), (a, ra))
         rows.append({"prompt": prompt, "chosen": cw, "rejected": cl, "reward_chosen": rw, "reward_rejected": rl})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)  # atomic: an interrupted run leaves no half-written cache
-    return path, rows
+    return write_rows(path, rows), rows

@@ -1,0 +1,129 @@
+"""What every experiment's stages share: cache keys, where artifacts live, the SFT stage and the method sweep.
+
+An experiment (``sparsepo.experiments.<name>``) is a config dataclass plus stage functions; each stage caches what
+it makes under a key that hashes everything that determines it (:func:`cache_key`, with :func:`model_fingerprint`
+for models), so a rerun or a ``--resume`` reuses it and any change of input recomputes it. Driver-side artifacts
+live in the storage folder, or in the user cache when the storage is remote (:func:`local_cache`); files the Train
+workers read are copied to a remote storage (:func:`publish`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sparsepo.io import is_remote, resolve_storage, write_text
+
+_HASHED_FILE_BYTES = 1 << 20  # files up to this size (config, tokenizer) are hashed; larger ones by size + mtime
+Log = Callable[[str], Any]
+
+
+def cache_key(**spec: Any) -> str:
+    """16 hex digits naming ``spec`` (any JSON-able values; others by their text)."""
+    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_fingerprint(name: str) -> dict[str, Any]:
+    """What identifies a model for caching: its resolved name or folder and, for a local folder, every file's
+    relative path with a content hash (small files) or size and modification time (weights), so a checkpoint
+    retrained at the same path gets a new key."""
+    from sparsepo.assets import resolve_model
+
+    resolved = resolve_model(name)
+    folder = Path(resolved).expanduser()
+    if not folder.is_dir():
+        return {"name": resolved}  # a hub name
+    files: dict[str, Any] = {}
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            st = f.stat()
+            small = st.st_size <= _HASHED_FILE_BYTES
+            files[f.relative_to(folder).as_posix()] = (
+                hashlib.sha1(f.read_bytes()).hexdigest() if small else [st.st_size, st.st_mtime_ns]
+            )
+    return {"path": str(folder.resolve()), "files": files}
+
+
+def output_dir(storage_path: str, name: str) -> Path:
+    """Where an experiment's report and tables go: ``<storage>/<name>`` (``./<name>`` for a remote storage)."""
+    return Path(name) if is_remote(storage_path) else Path(resolve_storage(storage_path)) / name
+
+
+def local_cache(storage_path: str, what: str) -> Path:
+    """Driver-side cache folder ``what``: in the storage folder, or the user cache when the storage is remote."""
+    base = Path("~/.cache/sparsepo").expanduser() if is_remote(storage_path) else Path(resolve_storage(storage_path))
+    return base / what
+
+
+def publish(storage_path: str, name: str, path: str | Path) -> str:
+    """The path the Train workers read ``path`` from: itself, or a copy under a remote storage (other nodes)."""
+    if not is_remote(storage_path):
+        return str(path)
+    remote = f"{resolve_storage(storage_path)}/{name}/{Path(path).name}"
+    write_text(remote, Path(path).read_text())
+    return remote
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """``rows`` as JSON lines, written atomically (an interrupted run leaves no half-written cache)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(path)
+    return path
+
+
+def train_sft(
+    rows: list[dict[str, Any]],
+    *,
+    model: str,
+    storage_path: str,
+    steps: int,
+    lr: float,
+    train: dict[str, Any],
+    tag: str,
+    log: Log = print,
+) -> str:
+    """The SFT stage: ``steps`` optimizer steps of the ``sft`` objective on ``rows`` (``prompt``/``completion`` or
+    ``messages``), cached by model, rows and settings. ``train`` holds the other TrainConfig values (``data``,
+    ``optim``, ``run``, ``lora`` sections; data path, steps and lr are set here). Returns the policy folder."""
+    from sparsepo.config import from_dict
+    from sparsepo.train import make_trainer
+
+    key = cache_key(model=model_fingerprint(model), rows=rows, steps=steps, lr=lr, train=train)
+    out = local_cache(storage_path, "sft") / f"{tag}-sft-{key}"
+    done = sorted(out.glob("train/checkpoint_*/policy"))
+    if done:
+        log(f"[{tag}] sft: cached {done[-1]}")
+        return str(done[-1])
+    data = write_rows(out / "sft.jsonl", rows)
+    values = {**train, "method": "sft", "model": {"name": model}}
+    values["data"] = {**train.get("data", {}), "path": str(data)}
+    values["optim"] = {"warmup_ratio": 0.1, **train.get("optim", {}), "lr": lr, "max_steps": steps}
+    values["run"] = {**train.get("run", {}), "name": "train", "storage_path": str(out), "keep_checkpoints": 1,
+                     "eval_every": 0, "evaluator": None}
+    t = time.perf_counter()
+    result = make_trainer(from_dict(values, where=f"{tag} sft")).fit()
+    policy = f"{result.checkpoint.path}/policy"
+    log(f"[{tag}] sft: {steps} steps on {len(rows)} examples ({time.perf_counter() - t:.0f}s): {policy}")
+    return policy
+
+
+def last_evaluations(results: Any, axis: str, variants: list[str], metric: str, tag: str,
+                     log: Log = print) -> dict[str, dict[str, float]]:
+    """``{variant: its last reported eval/* metrics (prefix removed)}`` from a sweep's results frame; variants
+    without an evaluation of ``metric`` (failed trials) are left out with a warning."""
+    rows: dict[str, dict[str, float]] = {}
+    for variant in variants:
+        done = results[(results[axis] == variant) & results[metric].notna()] if metric in results else results[:0]
+        if done.empty:
+            log(f"[{tag}] warning: trial {variant} has no evaluation (failed?); left out of the table")
+            continue
+        last = done.iloc[-1]
+        rows[variant] = {k.removeprefix("eval/"): float(v) for k, v in last.items()
+                         if k.startswith("eval/") and v == v}  # v == v: not NaN
+    return rows

@@ -39,4 +39,12 @@ EXPERIMENTS: dict[str, Experiment] = {
         usage="sparsepo code                          # offline miniature: SmolLM2-135M, HumanEval subsets, CPU\n"
         "ray job submit --working-dir . -- sparsepo code --paper --model <sft> --mbpp mbpp --storage-path s3://b/runs",
     ),
+    "summarization": Experiment(
+        config="sparsepo.experiments.summarization.experiment:SummarizationConfig",
+        run="sparsepo.experiments.summarization.experiment:run_summarization",
+        paper="sparsepo.experiments.summarization.experiment:paper_config",
+        help="summary quality: TL;DR pairs, PO methods with LoRA, metrics vs temperature (paper 3.4, Figure 5)",
+        usage="sparsepo summarization                 # offline miniature: SmolLM2-135M, Pang & Lee openings, CPU\n"
+        "ray job submit --working-dir . -- sparsepo summarization --paper --storage-path s3://bucket/runs",
+    ),
 }

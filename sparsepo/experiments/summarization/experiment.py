@@ -127,14 +127,17 @@ def feedback_data(cfg: SummarizationConfig) -> dict[str, Any]:
 def sft_split(source: str) -> list[dict[str, str]]:
     """SFT rows from a file or hub data set with ``prompt`` (ending in ``TL;DR:``) and ``label`` columns
     (the schema of ``CarperAI/openai_summarize_tldr``)."""
-    from sparsepo.data import read_rows
+    from sparsepo.data import PreferenceDataError, read_source_rows
 
     rows = []
-    for i, row in enumerate(read_rows(source), start=1):
+    for r in read_source_rows(source):
+        if isinstance(r.value, PreferenceDataError):
+            raise r.value
         for key in ("prompt", "label"):
-            if not isinstance(row.get(key), str) or not row[key].strip():
-                raise ValueError(f"{source}: row {i}, field {key!r}: missing or empty")
-        rows.append({"prompt": row["prompt"], "completion": " " + row["label"].strip()})
+            value = r.value.get(key) if isinstance(r.value, dict) else None
+            if not isinstance(value, str) or not value.strip():
+                raise PreferenceDataError(source, r.number, key, "missing or empty")
+        rows.append({"prompt": r.value["prompt"], "completion": " " + r.value["label"].strip()})
     return rows
 
 

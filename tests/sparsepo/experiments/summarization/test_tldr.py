@@ -78,3 +78,15 @@ def test_a_local_file_mixes_both_kinds_and_errors_give_the_line(tmp_path):
 def test_a_hub_source_needs_subset_and_split():
     with pytest.raises(ValueError, match="<hub name>:<subset>:<split>"):
         read_feedback("openai/summarize_from_feedback")
+
+
+def test_sft_split_reads_prompt_and_label_and_names_bad_rows(tmp_path):
+    from sparsepo.experiments.summarization.experiment import sft_split
+
+    path = tmp_path / "sft.jsonl"
+    path.write_text(json.dumps({"prompt": "POST: hi\nTL;DR:", "label": "greeting "}) + "\n"
+                    + json.dumps({"prompt": "POST: x\nTL;DR:"}) + "\n")
+    with pytest.raises(PreferenceDataError, match=r"sft.jsonl: row 2, field 'label'"):
+        sft_split(str(path))
+    path.write_text(path.read_text().splitlines()[0] + "\n")
+    assert sft_split(str(path)) == [{"prompt": "POST: hi\nTL;DR:", "completion": " greeting"}]

@@ -256,34 +256,22 @@ def evaluate_summarization(
     metric values, the item table). A rerun with the same ``out_dir`` and system reuses every
     temperature already scored and every generation already logged, so a crash loses no work.
     """
-    documents = _validate_texts(documents, "document")
-    references = _validate_texts(references, "reference")
-    if len(documents) != len(references):
-        raise ValueError(f"{len(documents)} documents but {len(references)} references")
-    ids = [str(i) for i in (doc_ids if doc_ids is not None else range(len(documents)))]
-    if len(set(ids)) != len(ids) or len(ids) != len(documents):
-        raise ValueError("doc_ids must be unique, one per document")
+    documents, references, ids = _check_inputs(documents, references, doc_ids)
     system = system or generator.name
     doc_by_id, ref_by_id = dict(zip(ids, documents, strict=True)), dict(zip(ids, references, strict=True))
     bert = BERTScore() if bertscore is True else (bertscore or None)
     edna_scorer = EdnaScorer(edna) if isinstance(edna, str | os.PathLike) else edna
-
     paths = _log_paths(out_dir)
     if paths:
         _check_run_config(paths["config"], {"n": n, "top_p": top_p, "max_new_tokens": max_new_tokens,
                                             "stop": list(stop), "seed": seed, "prompt_template": prompt_template})
-    old_items = item_frame(read_records(paths["items"])) if paths else item_frame([])
-    # A rescored temperature was appended after its older rows: the last value wins.
-    old_items = old_items.drop_duplicates(["system", "suite", "metric", "setting", "item"], keep="last")
-    old_samples = pd.DataFrame(read_records(paths["samples"])) if paths else pd.DataFrame()
+    old_items, old_samples = _logged_results(paths)
     expected = _expected_metrics(bert is not None, edna_scorer is not None, n)
     items = []
     for t in temperatures:
         setting = format_setting(temperature=float(t))
-        done = old_items[(old_items["system"] == system) & (old_items["suite"] == SUITE)
-                         & (old_items["setting"] == setting) & old_items["item"].isin(ids)
-                         & old_items["metric"].isin(expected)]
-        if len(done) == len(expected) * len(ids):
+        done = _done_items(old_items, system, setting, ids, expected)
+        if done is not None:
             items.append(done)
             continue
         samples = _logged_samples(old_samples, system, float(t), ids, n)
@@ -300,6 +288,36 @@ def evaluate_summarization(
             append_jsonl(paths["items"], new.to_dict("records"))
         items.append(new)
     return aggregate_items(pd.concat(items, ignore_index=True), n_resamples=n_resamples, alpha=alpha, seed=seed)
+
+
+def _check_inputs(documents: Sequence[object], references: Sequence[object],
+                  doc_ids: Sequence[str] | None) -> tuple[list[str], list[str], list[str]]:
+    """(documents, references, doc ids as text), validated: texts, equal lengths, unique ids."""
+    documents = _validate_texts(documents, "document")
+    references = _validate_texts(references, "reference")
+    if len(documents) != len(references):
+        raise ValueError(f"{len(documents)} documents but {len(references)} references")
+    ids = [str(i) for i in (doc_ids if doc_ids is not None else range(len(documents)))]
+    if len(set(ids)) != len(ids) or len(ids) != len(documents):
+        raise ValueError("doc_ids must be unique, one per document")
+    return documents, references, ids
+
+
+def _logged_results(paths: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(item table, samples) logged by earlier runs in the same folder (empty without one)."""
+    old_items = item_frame(read_records(paths["items"])) if paths else item_frame([])
+    # A rescored temperature was appended after its older rows: the last value wins.
+    old_items = old_items.drop_duplicates(["system", "suite", "metric", "setting", "item"], keep="last")
+    return old_items, pd.DataFrame(read_records(paths["samples"])) if paths else pd.DataFrame()
+
+
+def _done_items(old_items: pd.DataFrame, system: str, setting: str, ids: list[str],
+                expected: list[str]) -> pd.DataFrame | None:
+    """The logged items of one temperature when every expected metric of every document is there."""
+    done = old_items[(old_items["system"] == system) & (old_items["suite"] == SUITE)
+                     & (old_items["setting"] == setting) & old_items["item"].isin(ids)
+                     & old_items["metric"].isin(expected)]
+    return done if len(done) == len(expected) * len(ids) else None
 
 
 def _expected_metrics(with_bertscore: bool, with_edna: bool, n: int) -> list[str]:

@@ -60,9 +60,9 @@ class DialogueConfig:
     eval_tasks: tuple[str, ...] = LOCAL_TASKS
     eval_suite: str = "local_toy"  # the Table 1 columns: local_toy (offline) or open_llm_v2 (the paper's)
     eval_local_tasks: bool = True  # read eval_tasks from sparsepo/eval/lm_eval_tasks (offline)
-    eval_limit: int | None = None  # documents per subtask (None: all)
+    eval_limit: int | None = 4  # documents per subtask (None: all); the miniature: 4 of each toy subtask
     eval_backend: str = "hf"  # hf or vllm
-    eval_batch_size: str = "1"  # lm-eval batch size ("auto" on a GPU)
+    eval_batch_size: str = "8"  # lm-eval batch size ("auto" on a GPU)
     num_workers: int = 1
     use_gpu: bool = False
     max_concurrent_trials: int | None = None  # trials at once (default: what the cluster holds)

@@ -45,7 +45,7 @@ def test_paper_preset_is_hh_on_pythia_with_the_leaderboard_and_every_method():
     assert spec.suite == "open_llm_v2" and spec.include_path is None and spec.backend == "vllm"
     assert len(spec.tasks) == 6 and not spec.chat_template and spec.batch_size == "auto"
     mini = leaderboard_spec(DialogueConfig())
-    assert mini.include_path.endswith("lm_eval_tasks") and mini.chat_template and mini.batch_size == 1
+    assert mini.include_path.endswith("lm_eval_tasks") and mini.chat_template and mini.batch_size == 8 and mini.limit == 4
 
 
 def toy_results(mc: float, gen: float, inst: float, prompt: float) -> dict:

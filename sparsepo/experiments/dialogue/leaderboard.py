@@ -62,7 +62,8 @@ def _evaluate(model: str, spec: dict[str, Any]) -> dict[str, Any]:
 def evaluate_models(models: dict[str, str], spec: LeaderboardSpec, cache: Path, *, use_gpu: bool = False,
                     log: Log = print) -> dict[str, dict[str, Any]]:
     """``{label: lm-eval results}`` of every ``label -> model`` (folder, checkpoint URI or name), each evaluated
-    in its own Ray task (1 CPU, or 1 GPU with ``use_gpu``) unless cached in ``cache``."""
+    in its own Ray task (1 CPU, or 1 GPU with ``use_gpu``) unless cached in ``cache``. A failed evaluation is
+    left out with a warning (and retried by a rerun); raises when all failed."""
     import ray
 
     from sparsepo.eval.openllm import load_results, save_results
@@ -81,10 +82,16 @@ def evaluate_models(models: dict[str, str], spec: LeaderboardSpec, cache: Path, 
         task = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(_evaluate)
         refs = {label: task.remote(model, asdict(spec)) for label, (model, _) in todo.items()}
         for label, ref in refs.items():
-            results[label] = ray.get(ref)
+            try:
+                results[label] = ray.get(ref)
+            except ray.exceptions.RayTaskError as err:  # one broken checkpoint must not lose the other rows
+                log(f"[dialogue] warning: leaderboard of {label} failed; left out of the table: {err}")
+                continue
             save_results(results[label], todo[label][1], overwrite=True)
         log(f"[dialogue] leaderboard: {', '.join(todo)} evaluated ({time.perf_counter() - t:.0f}s)")
-    return {label: results[label] for label in models}
+    if not results:
+        raise RuntimeError(f"every leaderboard evaluation failed: {', '.join(models)}")
+    return {label: results[label] for label in models if label in results}
 
 
 def table(results: dict[str, dict[str, Any]], suite: str) -> pd.DataFrame:

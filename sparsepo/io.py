@@ -31,6 +31,7 @@ def write_text(uri_or_path: str | Path, text: str) -> None:
         import pyarrow.fs
 
         fs, path = pyarrow.fs.FileSystem.from_uri(str(uri_or_path))
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)  # object stores: no-op; file:// and HDFS need it
         with fs.open_output_stream(path) as f:
             f.write(text.encode())
     else:

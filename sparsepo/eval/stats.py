@@ -139,6 +139,21 @@ def paired_bootstrap_test(
     return PairedTestResult(observed, p_value, float(low), float(high), int(arr_a.size))
 
 
+def _system_items(items: pd.DataFrame, system: str, keys: list[str]) -> pd.DataFrame:
+    """``system``'s rows of an item table; an error when it has none or several values for one item."""
+    frame = items[items["system"] == system]
+    if frame.empty:
+        raise ValueError(f"significance_table: system {system!r} has no items")
+    dup = frame.duplicated(keys + ["item"])
+    if dup.any():
+        row = frame[dup].iloc[0]
+        raise ValueError(
+            f"significance_table: system {system!r} has several values for item {row['item']!r} "
+            f"(metric {row['metric']!r}, setting {row['setting']!r}); expected one per item"
+        )
+    return frame
+
+
 def significance_table(
     items: pd.DataFrame,
     system_a: str,
@@ -158,51 +173,19 @@ def significance_table(
     n_unpaired.
     """
     orient = dict(higher_is_better or {})
-    rows = []
-    a = items[items["system"] == system_a]
-    b = items[items["system"] == system_b]
-    if a.empty or b.empty:
-        missing = system_a if a.empty else system_b
-        raise ValueError(f"significance_table: system {missing!r} has no items")
     keys = ["suite", "metric", "setting"]
-    for name, frame in ((system_a, a), (system_b, b)):
-        dup = frame.duplicated(keys + ["item"])
-        if dup.any():
-            row = frame[dup].iloc[0]
-            raise ValueError(
-                f"significance_table: system {name!r} has several values for item {row['item']!r} "
-                f"(metric {row['metric']!r}, setting {row['setting']!r}); expected one per item"
-            )
+    a, b = (_system_items(items, name, keys) for name in (system_a, system_b))
+    rows = []
     for key, group_a in a.groupby(keys, sort=True):
-        group_b = b
-        for col, val in zip(keys, key, strict=True):
-            group_b = group_b[group_b[col] == val]
-        if group_b.empty:
-            continue
+        group_b = b[(b[keys] == pd.Series(key, index=keys)).all(axis=1)]
         merged = group_a.merge(group_b, on="item", suffixes=("_a", "_b"))
-        n_unpaired = len(group_a) + len(group_b) - 2 * len(merged)
         if merged.empty:
             continue
-        res = paired_bootstrap_test(
-            merged["value_a"].to_numpy(),
-            merged["value_b"].to_numpy(),
-            higher_is_better=orient.get(key[1], True),
-            n_resamples=n_resamples,
-            alpha=alpha,
-            seed=seed,
-        )
-        rows.append(
-            {
-                **dict(zip(keys, key, strict=True)),
-                "system_a": system_a,
-                "system_b": system_b,
-                "delta": res.delta,
-                "ci_low": res.ci_low,
-                "ci_high": res.ci_high,
-                "p_value": res.p_value,
-                "n": res.n,
-                "n_unpaired": n_unpaired,
-            }
-        )
+        res = paired_bootstrap_test(merged["value_a"].to_numpy(), merged["value_b"].to_numpy(),
+                                    higher_is_better=orient.get(key[1], True), n_resamples=n_resamples,
+                                    alpha=alpha, seed=seed)
+        rows.append({**dict(zip(keys, key, strict=True)), "system_a": system_a, "system_b": system_b,
+                     "delta": res.delta, "ci_low": res.ci_low, "ci_high": res.ci_high, "p_value": res.p_value,
+                     "n": res.n, "n_unpaired": len(group_a) + len(group_b) - 2 * len(merged)})
     columns = keys + ["system_a", "system_b", "delta", "ci_low", "ci_high", "p_value", "n", "n_unpaired"]
     return pd.DataFrame(rows, columns=columns)

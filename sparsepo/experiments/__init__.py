@@ -39,6 +39,14 @@ EXPERIMENTS: dict[str, Experiment] = {
         usage="sparsepo code                          # offline miniature: SmolLM2-135M, HumanEval subsets, CPU\n"
         "ray job submit --working-dir . -- sparsepo code --paper --model <sft> --mbpp mbpp --storage-path s3://b/runs",
     ),
+    "dialogue": Experiment(
+        config="sparsepo.experiments.dialogue.experiment:DialogueConfig",
+        run="sparsepo.experiments.dialogue.experiment:run_dialogue",
+        paper="sparsepo.experiments.dialogue.experiment:paper_config",
+        help="dialogue: HH-RLHF SFT, PO methods, Open LLM Leaderboard (paper 3.3, Table 1)",
+        usage="sparsepo dialogue                      # offline miniature: SmolLM2-135M, review dialogues, local tasks\n"
+        "ray job submit --working-dir . -- sparsepo dialogue --paper --storage-path s3://bucket/runs",
+    ),
     "summarization": Experiment(
         config="sparsepo.experiments.summarization.experiment:SummarizationConfig",
         run="sparsepo.experiments.summarization.experiment:run_summarization",

@@ -60,6 +60,7 @@ class FrontierConfig:
     eval_every: int = 16  # steps between evaluations (and, with eval_mode=checkpoints, checkpoints)
     n_train_prompts: int = 128  # train prompts; each gives at most one pair
     n_test_prompts: int = 160  # held-out test prompts, one completion each per evaluation
+    pair_samples: int = 2  # reference samples per train prompt; the pair is the best- and worst-scored (paper: 2)
     pair_tokens: int = 16  # completion length of the pairs (tokens)
     eval_tokens: int = 16  # completion length in evaluation (tokens)
     temperature: float = 1.0  # sampling temperature of pairs and evaluation (1.0: multinomial, as the paper)
@@ -105,7 +106,7 @@ def paper_preset() -> dict[str, Any]:
         "reviews": "imdb", "reviews_split": "train", "test_reviews_split": "test",
         "reward": "hf", "reward_kwargs": {"model": "siebert/sentiment-roberta-large-english"},
         "methods": PAPER_METHODS, "betas": PAPER_BETAS, "simpo_betas": PAPER_SIMPO_BETAS,
-        "n_train_prompts": 20_000, "n_test_prompts": 25_000, "pair_tokens": 48, "eval_tokens": 48,
+        "n_train_prompts": 20_000, "n_test_prompts": 25_000, "pair_samples": 2, "pair_tokens": 48, "eval_tokens": 48,
         "temperature": 1.0, "steps": 1_000, "eval_every": 100, "batch_size": 8, "grad_accum": 8, "lr": 1e-6,
         "max_length": 64, "max_prompt_length": 16, "use_gpu": True,
         "backend": "vllm", "eval_mode": "checkpoints", "eval_backend": "vllm", "eval_batch_size": 64,
@@ -142,7 +143,8 @@ def prepare_pairs(cfg: FrontierConfig, log: Any = print) -> tuple[str, list[str]
     t = time.perf_counter()
     path, rows = build_sentiment_pairs(
         cfg.ref or cfg.model, train, reward=cfg.reward, reward_kwargs=cfg.reward_kwargs, backend=cfg.backend,
-        max_new_tokens=cfg.pair_tokens, temperature=cfg.temperature, seed=cfg.seed, cache_dir=local_cache(cfg.storage_path, "pairs"),
+        max_new_tokens=cfg.pair_tokens, temperature=cfg.temperature, n=cfg.pair_samples, seed=cfg.seed,
+        cache_dir=local_cache(cfg.storage_path, "pairs"),
     )
     log(f"[frontier] {len(rows)} preference pairs from {len(train)} prompts ({time.perf_counter() - t:.0f}s): {path}")
     if not rows:

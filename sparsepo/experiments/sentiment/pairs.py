@@ -1,8 +1,9 @@
-"""Sentiment preference pairs as in the paper (3.2): two reference samples per review prefix, ranked by reward.
+"""Sentiment preference pairs as in the paper (3.2): reference samples per review prefix, ranked by reward.
 
-For each prompt the reference (SFT) model samples two completions; the sentiment scorer gives each
-P(positive | prompt + completion); the higher one is ``chosen``. Pairs whose two rewards tie carry no
-preference and are dropped. Pairs are cached in a JSONL file named by a hash of everything that determines
+For each prompt the reference (SFT) model samples ``n`` completions (the paper: two); the sentiment scorer
+gives each P(positive | prompt + completion); the highest-scored one is ``chosen`` and the lowest ``rejected``
+(with two samples: the paper's rule). More samples give pairs with a wider reward margin from the same prompts,
+which a short run learns from sooner. Pairs whose rewards tie carry no preference and are dropped. Pairs are cached in a JSONL file named by a hash of everything that determines
 them (:func:`pairs_cache_path`), so a rerun (or a resumed sweep) never regenerates them and a change of any
 input never reuses stale ones.
 """
@@ -51,11 +52,15 @@ def build_sentiment_pairs(
     backend_kwargs: dict[str, Any] | None = None,
     max_new_tokens: int = 48,
     temperature: float = 1.0,
+    n: int = 2,
     seed: int = 0,
     cache_dir: str | Path,
 ) -> tuple[Path, list[dict[str, Any]]]:
-    """Return ``(jsonl_path, rows)``; rows have ``prompt``, ``chosen``, ``rejected`` and both rewards."""
-    sampling = SamplingConfig(n=2, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    """Return ``(jsonl_path, rows)``; rows have ``prompt``, ``chosen`` (best of ``n`` samples), ``rejected``
+    (worst) and both rewards."""
+    if n < 2:
+        raise ValueError(f"a pair needs at least 2 samples per prompt, got n={n}")
+    sampling = SamplingConfig(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
     path = pairs_cache_path(model, prompts, reward=reward, reward_kwargs=reward_kwargs or {}, backend=backend,
                             backend_kwargs=backend_kwargs or {}, sampling=sampling, cache_dir=cache_dir)
     if path.exists():
@@ -65,13 +70,15 @@ def build_sentiment_pairs(
     if hasattr(generator, "close"):
         generator.close()
     scorer = make_scorer(reward, **(reward_kwargs or {}))
-    texts = [p + c.text for p, pair in zip(prompts, samples, strict=True) for c in pair]
-    scores = scorer.score(texts)
+    texts = [p + c.text for p, group in zip(prompts, samples, strict=True) for c in group]
+    scores = iter(scorer.score(texts))
     rows = []
-    for i, (prompt, pair) in enumerate(zip(prompts, samples, strict=True)):
-        (a, ra), (b, rb) = (pair[0].text, scores[2 * i]), (pair[1].text, scores[2 * i + 1])
-        if ra == rb or a.strip() == b.strip() or not a.strip() or not b.strip():
+    for prompt, group in zip(prompts, samples, strict=True):
+        scored = [(c.text, r) for c, r in zip(group, scores) if c.text.strip()]
+        if len(scored) < 2:
             continue
-        (cw, rw), (cl, rl) = ((a, ra), (b, rb)) if ra > rb else ((b, rb), (a, ra))
+        (cw, rw), (cl, rl) = max(scored, key=lambda s: s[1]), min(scored, key=lambda s: s[1])
+        if rw == rl or cw.strip() == cl.strip():
+            continue
         rows.append({"prompt": prompt, "chosen": cw, "rejected": cl, "reward_chosen": rw, "reward_rejected": rl})
     return write_rows(path, rows), rows

@@ -92,3 +92,34 @@ def test_a_cached_build_is_reused_only_for_the_same_backend(tmp_path, monkeypatc
     path_vllm, rows_vllm = pairs.build_sentiment_pairs(str(model_dir), backend="vllm", **build)
     assert calls == ["hf", "vllm"] and path_vllm != path_hf
     assert rows[0]["chosen"] == " hf good" and rows_vllm[0]["chosen"] == " vllm good"
+
+
+def test_the_pair_is_the_best_and_worst_of_n_samples_by_vader(tmp_path, monkeypatch, model_dir):
+    """n samples per prompt: chosen is the highest VADER score, rejected the lowest (checked against VADER itself);
+    blank samples are ignored and a prompt whose samples all score alike gives no pair."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from sparsepo.experiments.sentiment import pairs
+    from sparsepo.generation import Completion
+
+    groups = {
+        "the film was": [" fine.", " a wonderful, brilliant joy!", "  ", " terrible and awful.", " bad."],
+        "i thought": [" it was a table.", " it was a chair.", " it was a door."],  # all neutral: tie
+    }
+
+    class Fake:
+        def generate(self, prompts, sampling):
+            assert sampling.n == 5
+            return [[Completion(t) for t in groups[p]] for p in prompts]
+
+    monkeypatch.setattr(pairs, "make_generator", lambda backend, model, **kw: Fake())
+    _, rows = pairs.build_sentiment_pairs(str(model_dir), list(groups), n=5, max_new_tokens=4,
+                                          cache_dir=tmp_path / "cache")
+    vader = SentimentIntensityAnalyzer()
+    scores = {t: (vader.polarity_scores("the film was" + t)["compound"] + 1) / 2 for t in groups["the film was"]}
+    assert len(rows) == 1 and rows[0]["prompt"] == "the film was"
+    assert rows[0]["chosen"] == max((t for t in scores if t.strip()), key=scores.get) == " a wonderful, brilliant joy!"
+    assert rows[0]["rejected"] == min((t for t in scores if t.strip()), key=scores.get) == " terrible and awful."
+    assert rows[0]["reward_chosen"] == pytest.approx(scores[rows[0]["chosen"]])
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        pairs.build_sentiment_pairs(str(model_dir), ["x"], n=1, cache_dir=tmp_path / "cache")

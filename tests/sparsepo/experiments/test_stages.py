@@ -1,0 +1,47 @@
+"""The stage helpers every experiment shares: cache keys, storage folders, publishing and the last evaluations."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from sparsepo.experiments.stages import cache_key, last_evaluations, local_cache, output_dir, publish, write_rows
+
+
+def test_cache_key_depends_on_every_value_but_not_on_key_order():
+    assert cache_key(a=1, b=[1, 2]) == cache_key(b=[1, 2], a=1)
+    assert len({cache_key(a=1, b=[1, 2]), cache_key(a=2, b=[1, 2]), cache_key(a=1, b=[2, 1]), cache_key(a=1)}) == 4
+
+
+def test_local_storage_holds_outputs_and_caches_and_workers_read_the_file_in_place(tmp_path):
+    assert output_dir(str(tmp_path), "exp") == tmp_path / "exp"
+    assert local_cache(str(tmp_path), "pairs") == tmp_path / "pairs"
+    path = write_rows(tmp_path / "pairs" / "p.jsonl", [{"a": 1}, {"a": 2}])
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [{"a": 1}, {"a": 2}]
+    assert not path.with_suffix(".tmp").exists()
+    assert publish(str(tmp_path), "exp", path) == str(path)
+
+
+def test_remote_storage_gets_a_copy_for_the_workers_and_caches_stay_on_the_driver(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    remote = f"file://{tmp_path}/bucket"  # a URI: what workers on other nodes would read
+    assert output_dir(remote, "exp").as_posix() == "exp"
+    assert local_cache(remote, "sft") == tmp_path / "home" / ".cache" / "sparsepo" / "sft"
+    path = write_rows(tmp_path / "local.jsonl", [{"x": "y"}])
+    uri = publish(remote, "exp", path)
+    assert uri == f"{remote}/exp/local.jsonl"
+    assert (tmp_path / "bucket" / "exp" / "local.jsonl").read_text() == path.read_text()
+
+
+def test_last_evaluations_takes_each_variants_last_evaluated_row_and_skips_failed_ones():
+    results = pd.DataFrame([
+        {"v": "dpo", "step": 1, "eval/score": 0.1, "eval/other": 5.0, "loss": 1.0},
+        {"v": "dpo", "step": 2, "eval/score": 0.3, "eval/other": float("nan"), "loss": 0.9},
+        {"v": "dpo", "step": 3, "eval/score": float("nan"), "eval/other": float("nan"), "loss": 0.8},
+        {"v": "sparsepo", "step": 1, "eval/score": float("nan"), "eval/other": float("nan"), "loss": 0.7},
+    ])
+    lines = []
+    got = last_evaluations(results, "v", ["dpo", "sparsepo"], "eval/score", "exp", lines.append)
+    assert got == {"dpo": {"score": 0.3}}
+    assert lines == ["[exp] warning: trial sparsepo has no evaluation (failed?); left out of the table"]

@@ -6,7 +6,14 @@ import json
 
 import pandas as pd
 
-from sparsepo.experiments.stages import cache_key, last_evaluations, local_cache, output_dir, publish, write_rows
+from sparsepo.experiments.stages import (
+    cache_key,
+    last_evaluations,
+    local_cache,
+    output_dir,
+    publish,
+    write_rows,
+)
 
 
 def test_cache_key_depends_on_every_value_but_not_on_key_order():

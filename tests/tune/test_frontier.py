@@ -5,6 +5,7 @@ per-step training curves, fronts, report, resume, and that checkpoints evaluated
 the same points as the in-training evaluator.
 """
 
+import dataclasses
 import os
 
 import pandas as pd
@@ -100,13 +101,22 @@ def test_frontier_pipeline_writes_points_with_cis_reference_curves_and_report(in
 @pytest.mark.slow
 def test_checkpoints_evaluated_by_ray_tasks_give_the_inline_points(inline_run):
     root, files = inline_run
-    decoupled = run_frontier(small(root, methods=("dpo",), eval_mode="checkpoints", name="fr-ckpt"), **QUIET)
+    lines = []
+    cfg = small(root, methods=("dpo",), eval_mode="checkpoints", name="fr-ckpt")
+    decoupled = run_frontier(cfg, log=lines.append)
+    # Both checkpoints went to evaluation tasks while the sweep ran, not after it.
+    assert any("2 checkpoints evaluated by Ray tasks (hf) during the sweep" in line for line in lines), lines
     inline, tasks = pd.read_csv(files["per_prompt"]), pd.read_csv(decoupled["per_prompt"])
     for method, step in (("reference", 0), ("dpo", 1), ("dpo", 2)):
         a, b = of(inline, method, step), of(tasks, method, step)
         assert len(a) == len(b) == 5
         assert a["reward"].tolist() == b["reward"].tolist()  # same samples
         assert a["kl"].tolist() == pytest.approx(b["kl"].tolist(), rel=1e-5, abs=1e-7)
+    # A resumed sweep trains nothing, so its callback sees no checkpoint: they are all evaluated after it.
+    lines.clear()
+    resumed = run_frontier(dataclasses.replace(cfg, resume=True), log=lines.append)
+    assert any("0 checkpoints evaluated" in line for line in lines), lines
+    pd.testing.assert_frame_equal(pd.read_csv(resumed["points"]), pd.read_csv(decoupled["points"]))
 
 
 def test_grid_uses_simpo_betas_for_simpo():

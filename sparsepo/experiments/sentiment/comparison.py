@@ -91,16 +91,15 @@ def front_areas(points: pd.DataFrame, x_max: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "area", "kl_max"]).sort_values("area", ascending=False)
 
 
-def verdict(p: float, delta_high: float) -> str:
-    """Words for a paired test: ``p`` = P(A not better than B) under resampling, ``delta_high`` the upper end of
-    the CI of A - B. Worse only when that whole CI is below 0 (identical systems have p = 1 but are not worse)."""
-    if p < 0.01:
-        return "clearly better (p < 0.01)"
-    if p < 0.05:
-        return f"significantly better (p = {p:.3f})"
+def verdict(p: float, delta_low: float, delta_high: float) -> str:
+    """Words for a paired test of A vs B: ``p`` = P(A not better than B) under resampling, ``delta_low`` /
+    ``delta_high`` the 95% CI of A - B. Better or worse only when that whole CI is above or below 0, so the words
+    never contradict the interval printed beside them (identical systems have p = 1 but are not worse)."""
+    if delta_low > 0:
+        return "clearly better (p < 0.01)" if p < 0.01 else f"significantly better (p = {p:.3f}; its 95% CI is above 0)"
     if delta_high < 0:
         return "significantly worse (its 95% CI of the difference is below 0)"
-    return f"not distinguishable (p = {p:.2f}: the difference is within the noise)"
+    return f"not distinguishable (p = {p:.2f}: the 95% CI of the difference contains 0)"
 
 
 def conclusions(gain: dict[str, Any] | None, matched: pd.DataFrame, areas: pd.DataFrame,
@@ -116,7 +115,7 @@ def conclusions(gain: dict[str, Any] | None, matched: pd.DataFrame, areas: pd.Da
         f"scores {b['reward']:.3f} [{b['reward_low']:.3f}, {b['reward_high']:.3f}]: a gain of {gain['gain']:+.3f} "
         f"(paired 95% CI [{gain['delta_low']:+.3f}, {gain['delta_high']:+.3f}]), "
         f"{'with overlapping' if gain['cis_overlap'] else 'with non-overlapping'} CIs; against the reference it is "
-        f"{verdict(gain['p_value'], gain['delta_high'])}."
+        f"{verdict(gain['p_value'], gain['delta_low'], gain['delta_high'])}."
     )
     reached = gain["gain"] >= target_gain and not gain["cis_overlap"]
     lines.append(f"Preference alignment {'is' if reached else 'is not'} shown at the +{target_gain:g} level "
@@ -125,7 +124,7 @@ def conclusions(gain: dict[str, Any] | None, matched: pd.DataFrame, areas: pd.Da
         lines.append(
             f"At KL <= {row['budget']:.3g} nats, {row['method']}'s best reward {row['reward']:.3f} vs "
             f"{row['vs']}'s {row['vs_reward']:.3f}: difference {row['delta']:+.3f} "
-            f"[{row['delta_low']:+.3f}, {row['delta_high']:+.3f}]; {row['method']} is {verdict(row['p_value'], row['delta_high'])}."
+            f"[{row['delta_low']:+.3f}, {row['delta_high']:+.3f}]; {row['method']} is {verdict(row['p_value'], row['delta_low'], row['delta_high'])}."
         )
     if len(areas):
         top = areas.iloc[0]

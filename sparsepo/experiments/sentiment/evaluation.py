@@ -6,9 +6,13 @@ their own GPUs while (or after) the trials train:
 
 - :func:`evaluate_reference`: the reference policy sampled and scored once per experiment. Its KL to itself is
   computed like any other point's and is exactly 0 (both forwards are the same model on the same tokens).
-- :func:`evaluate_checkpoints`: every checkpoint a trial saved (``eval_mode="checkpoints"``), loaded from the
-  run storage and sampled by ``backend``: ``hf`` (the in-training path's generator: identical points) or
-  ``vllm`` (fast generation for the full IMDB test prompts; KL is still measured by the HF forward).
+- :class:`CheckpointEvaluations` (``eval_mode="checkpoints"``): a Tune callback that submits one evaluation task
+  per checkpoint as soon as a trial has persisted it, so evaluation runs beside training wherever the cluster
+  has room (its own GPUs; on a CPU machine the tasks wait for the cores the trials hold), then
+  :func:`evaluate_checkpoints` covers whatever the callback did not see (checkpoints of a resumed sweep's earlier
+  session). Checkpoints are loaded from the run storage and sampled by ``backend``: ``hf`` (the in-training
+  path's generator: identical points) or ``vllm`` (fast generation for the full IMDB test prompts; KL is still
+  measured by the HF forward).
 """
 
 from __future__ import annotations
@@ -109,3 +113,50 @@ def evaluate_checkpoints(
             refs.append(task.remote(path, evaluator_args, backend))
     rows = [{**key, **metrics} for key, metrics in zip(keys, ray.get(refs), strict=True)]
     return pd.DataFrame(rows, columns=["trial_id", "step", *EVAL_COLUMNS])
+
+
+def _tune_callback_base() -> type:
+    from ray.tune import Callback
+
+    return Callback
+
+
+class CheckpointEvaluations(_tune_callback_base()):
+    """Evaluates every checkpoint while the sweep runs: one Ray task per checkpoint, submitted from the driver
+    when the trial's result announces it (Ray Train adds ``checkpoint_path`` once the checkpoint is persisted)."""
+
+    def __init__(self, evaluator_args: dict[str, Any], *, backend: str = "hf", use_gpu: bool = False) -> None:
+        self._args, self._backend = evaluator_args, backend
+        self._use_gpu = use_gpu
+        self._task = _task(_evaluate_checkpoint, use_gpu)
+        self._keys: list[dict[str, Any]] = []
+        self._refs: list[Any] = []
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
+        from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+        path = result.get(CHECKPOINT_PATH_KEY)
+        if path and "step" in result:
+            self._keys.append({"trial_id": trial.trial_id, "step": int(result["step"]), "path": path})
+            self._refs.append(self._task.remote(path, self._args, self._backend))
+
+    @property
+    def submitted(self) -> int:
+        return len(self._refs)
+
+    def results(self, trial_paths: dict[str, str]) -> pd.DataFrame:
+        """Every checkpoint's row (as :func:`evaluate_checkpoints`): the tasks submitted during the sweep, then
+        tasks for the checkpoints of ``trial_paths`` they did not cover."""
+        import ray
+
+        done = pd.DataFrame([{**k, **m} for k, m in zip(self._keys, ray.get(self._refs), strict=True)],
+                            columns=["trial_id", "step", "path", *EVAL_COLUMNS]).drop(columns="path")
+        seen = {k["path"].rstrip("/") for k in self._keys}
+        rest = {t: p for t, p in trial_paths.items()
+                if any(c.rstrip("/") not in seen for _, c in trial_checkpoints(f"{p}/train"))}
+        if not rest:
+            return done
+        more = evaluate_checkpoints(rest, self._args, backend=self._backend, use_gpu=self._use_gpu)
+        more = more.merge(done[["trial_id", "step"]], how="left", indicator=True)
+        more = more[more["_merge"] == "left_only"].drop(columns="_merge")
+        return pd.concat([done, more], ignore_index=True)

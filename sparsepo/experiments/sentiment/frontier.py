@@ -1,7 +1,8 @@
 """The sentiment-control reward-KL frontier (paper 3.2, Figures 2 and 3) as one reproducible experiment.
 
 1. prompts: 5-8-token prefixes of movie reviews (offline: Pang & Lee; IMDB by hub name), train and held-out test;
-2. pairs: two reference samples per train prompt ranked by the sentiment reward (cached; ``sparsepo.experiments.sentiment.pairs``);
+2. pairs: the best- and worst-scored of ``pair_samples`` reference samples per train prompt (the paper: two;
+   cached; ``sparsepo.experiments.sentiment.pairs``);
 3. the reference point (step 0: the reference policy, KL 0) evaluated once on the same test prompts and seed;
 4. a Ray Tune grid over methods x beta, each trial a Ray Train run that every ``eval_every`` steps samples one
    completion per test prompt and reports reward and response-level KL per prompt (``SentimentEvaluator``), either
@@ -56,11 +57,11 @@ class FrontierConfig:
     methods: tuple[str, ...] = ("dpo", "sparsepo", "mapo")  # preference losses of the grid
     betas: tuple[float, ...] = (0.1, 0.5)  # beta grid of every method but SimPO
     simpo_betas: tuple[float, ...] = (2.0,)  # SimPO's beta grid (another scale)
-    steps: int = 32  # optimizer steps per trial
-    eval_every: int = 16  # steps between evaluations (and, with eval_mode=checkpoints, checkpoints)
+    steps: int = 48  # optimizer steps per trial
+    eval_every: int = 24  # steps between evaluations (and, with eval_mode=checkpoints, checkpoints)
     n_train_prompts: int = 128  # train prompts; each gives at most one pair
     n_test_prompts: int = 160  # held-out test prompts, one completion each per evaluation
-    pair_samples: int = 2  # reference samples per train prompt; the pair is the best- and worst-scored (paper: 2)
+    pair_samples: int = 8  # reference samples per train prompt; the pair is the best- and worst-scored (paper: 2)
     pair_tokens: int = 16  # completion length of the pairs (tokens)
     eval_tokens: int = 16  # completion length in evaluation (tokens)
     temperature: float = 1.0  # sampling temperature of pairs and evaluation (1.0: multinomial, as the paper)
@@ -206,13 +207,11 @@ def reference_metrics(cfg: FrontierConfig, test_prompts: list[str], out: Path, l
     return metrics
 
 
-def checkpoint_results(results: pd.DataFrame, cfg: FrontierConfig, test_prompts: list[str]) -> pd.DataFrame:
-    """``results`` with the ``eval/*`` metrics of every saved checkpoint joined on (trial_id, step)."""
-    from sparsepo.experiments.sentiment.evaluation import evaluate_checkpoints
-
+def checkpoint_results(results: pd.DataFrame, evaluations: Any) -> pd.DataFrame:
+    """``results`` with the ``eval/*`` metrics of every saved checkpoint (``evaluations``: the sweep's
+    :class:`~sparsepo.experiments.sentiment.evaluation.CheckpointEvaluations`) joined on (trial_id, step)."""
     paths = results.groupby("trial_id")["trial_path"].first().to_dict()
-    evals = evaluate_checkpoints(paths, evaluator_args(cfg, test_prompts), backend=cfg.eval_backend,
-                                 use_gpu=cfg.use_gpu)
+    evals = evaluations.results(paths)
     base = results.drop(columns=[c for c in evals.columns if c not in ("trial_id", "step") and c in results])
     if "step" not in base:  # no trial reported a step
         return base
@@ -234,6 +233,12 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
     points = grid_points(cfg)
     base = base_config(cfg, data_path, test_prompts)
     log(f"[frontier] sweep of {len(points)} trials: {', '.join(points)}")
+    evaluations = None
+    if cfg.eval_mode == "checkpoints":  # evaluation tasks start as checkpoints appear, beside the training
+        from sparsepo.experiments.sentiment.evaluation import CheckpointEvaluations
+
+        evaluations = CheckpointEvaluations(evaluator_args(cfg, test_prompts), backend=cfg.eval_backend,
+                                            use_gpu=cfg.use_gpu)
     grid = run_sweep(
         base,
         {POINT_AXIS: {"variants": points}},
@@ -245,15 +250,17 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
         storage_path=storage_root(cfg),
         name=f"{cfg.name}-sweep",
         resume=cfg.resume,
+        callbacks=[evaluations] if evaluations else (),
     )
     results = results_frame(grid)
     failed = results[results["error"].notna()]["trial_id"].unique() if "error" in results else []
     if len(failed):
         log(f"[frontier] warning: {len(failed)} trial(s) failed; their finished points are kept: {list(failed)}")
-    if cfg.eval_mode == "checkpoints" and not results.empty:
+    if evaluations is not None and not results.empty:
         t = time.perf_counter()
-        results = checkpoint_results(results, cfg, test_prompts)
-        log(f"[frontier] checkpoints evaluated by Ray tasks ({cfg.eval_backend}) in {time.perf_counter() - t:.0f}s")
+        results = checkpoint_results(results, evaluations)
+        log(f"[frontier] {evaluations.submitted} checkpoints evaluated by Ray tasks ({cfg.eval_backend}) during the "
+            f"sweep; waited {time.perf_counter() - t:.0f}s after it for the rest")
     table, per_prompt = points_table(results, points, reference, n_resamples=cfg.n_resamples, seed=cfg.seed)
     files = write_outputs(table, per_prompt, train_table(results, points), out, cfg, time.perf_counter() - t0)
     log(f"[frontier] done in {time.perf_counter() - t0:.0f}s; report: {files['report']}")

@@ -74,7 +74,8 @@ def build_sentiment_pairs(
     scores = iter(scorer.score(texts))
     rows = []
     for prompt, group in zip(prompts, samples, strict=True):
-        scored = [(c.text, r) for c, r in zip(group, scores) if c.text.strip()]
+        # strict=False: `scores` is one iterator over every group, consumed a group at a time
+        scored = [(c.text, r) for c, r in zip(group, scores, strict=False) if c.text.strip()]
         if len(scored) < 2:
             continue
         (cw, rw), (cl, rl) = max(scored, key=lambda s: s[1]), min(scored, key=lambda s: s[1])

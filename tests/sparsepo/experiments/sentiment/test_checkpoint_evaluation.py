@@ -37,3 +37,13 @@ def test_an_unknown_backend_is_a_clear_error(tiny_llama_path):
     args = {"prompts": PROMPTS[:1], "reward": "vader", "ref": str(tiny_llama_path), "max_new_tokens": 2}
     with pytest.raises(ValueError, match="unknown generation backend 'no-such-backend'"):
         _evaluate(str(tiny_llama_path), args, "no-such-backend", is_reference=False)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_sampled_by_vllm_is_scored_and_its_kl_measured_by_hf(tiny_llama_path):
+    """The cluster path: vLLM samples, the HF forward measures KL; the reference's own samples give KL 0."""
+    args = {"prompts": PROMPTS, "reward": "vader", "ref": str(tiny_llama_path), "max_new_tokens": 6, "seed": 2}
+    got = _evaluate(str(tiny_llama_path), args, "vllm", is_reference=True)
+    values = json.loads(got[PER_PROMPT_KEY])
+    assert len(values["reward"]) == 4 and all(0 <= r <= 1 for r in values["reward"])
+    assert values["kl"] == [0.0] * 4  # policy == reference: exact zero through the HF forward

@@ -76,5 +76,10 @@ def test_gain_areas_budgets_and_plain_words():
     assert "is shown at the +0.15 level" in text and "non-overlapping" in text
     assert "KL <= 2.5 nats, sparsepo's best reward 0.69" in text and "sparsepo is clearly better" in text
     assert "sparsepo is significantly worse" in text  # at KL <= 6.5 DPO's 0.8 point wins
-    assert verdict(0.5, 0.1).startswith("not distinguishable") and verdict(0.03, 0.2).startswith("significantly better")
-    assert verdict(1.0, 0.0).startswith("not distinguishable")  # identical points: p = 1, yet not worse
+    assert verdict(0.5, -0.1, 0.1).startswith("not distinguishable")
+    assert verdict(0.02, 0.01, 0.2).startswith("significantly better")
+    # one-sided p < 0.05 but the two-sided 95% CI contains 0: the words must not call it better
+    assert verdict(0.036, -0.002, 0.071).startswith("not distinguishable")
+    assert verdict(0.001, 0.05, 0.2).startswith("clearly better")
+    assert verdict(0.99, -0.2, -0.01).startswith("significantly worse")
+    assert verdict(1.0, 0.0, 0.0).startswith("not distinguishable")  # identical points: p = 1, yet not worse

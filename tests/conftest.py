@@ -121,3 +121,14 @@ def pytest_collection_modifyitems(config, items) -> None:
         module = Path(str(item.fspath)).resolve().relative_to(REPO_ROOT).as_posix()
         if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance of 2 CPUs for one test module. ``address="local"``: a fresh instance even when another
+    (a ``ray start`` head) runs on this machine."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    yield
+    ray.shutdown()

@@ -126,4 +126,48 @@ def last_evaluations(results: Any, axis: str, variants: list[str], metric: str, 
         last = done.iloc[-1]
         rows[variant] = {k.removeprefix("eval/"): float(v) for k, v in last.items()
                          if k.startswith("eval/") and v == v}  # v == v: not NaN
+    log(f"[{tag}] sweep: {len(rows)} of {len(variants)} trials evaluated")
     return rows
+
+
+AXIS = "method_point"  # a method sweep's one axis: a variant per method
+DRIVER_CPUS = 0.01  # a trial's driver only waits on its Train workers: on a CPU machine the workers get the rest
+
+
+def method_sweep_values(cfg: Any, model: str, data_path: str, *, evaluator: str | None = None,
+                        evaluator_args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """TrainConfig values every trial of a method sweep shares, from an experiment config's common fields
+    (``methods``, ``lr``, ``steps``, ``batch_size``, ``grad_accum``, ``max_length``, ``max_prompt_length``,
+    ``name``, ``storage_path``, ``num_workers``, ``use_gpu``, ``seed``): each trial saves (and runs
+    ``evaluator``) once, at its last step, and keeps that checkpoint only."""
+    last = cfg.steps or 10**9  # None: one epoch; the end of training saves
+    return {
+        "method": cfg.methods[0],
+        "model": {"name": model},
+        "data": {"path": data_path, "max_length": cfg.max_length, "max_prompt_length": cfg.max_prompt_length,
+                 "truncate_prompt": True},
+        "optim": {"lr": cfg.lr, "max_steps": cfg.steps, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
+                  "warmup_ratio": 0.1},
+        "run": {"name": cfg.name, "storage_path": resolve_storage(cfg.storage_path), "num_workers": cfg.num_workers,
+                "use_gpu": cfg.use_gpu, "cpus_per_worker": 1.0 if cfg.use_gpu else 1.0 - DRIVER_CPUS,
+                "seed": cfg.seed, "log_every": 1, "save_every": last, "keep_checkpoints": 1,
+                "eval_every": last if evaluator else 0, "evaluator": evaluator, "evaluator_args": evaluator_args or {}},
+    }
+
+
+def run_method_sweep(cfg: Any, base: Any, metric: str, mode: str, tag: str, log: Log = print) -> Any:
+    """One Ray Tune trial per method of ``cfg.methods`` (beta ``cfg.beta``; SimPO's ``cfg.simpo_beta`` where the
+    config has one) from the TrainConfig ``base``, under ``<storage>/<name>-sweep`` (``cfg.resume`` continues
+    it); returns the results frame (:func:`sparsepo.tuning.results_frame`, variant names in :data:`AXIS`)."""
+    from sparsepo.tuning import results_frame, run_sweep
+
+    simpo_beta = getattr(cfg, "simpo_beta", cfg.beta)
+    points = {m: {"method": m, "loss.beta": simpo_beta if m == "simpo" else cfg.beta} for m in cfg.methods}
+    log(f"[{tag}] sweep: {len(points)} trials: {', '.join(points)}")
+    t = time.perf_counter()
+    grid = run_sweep(base, {AXIS: {"variants": points}}, search="grid", metric=metric, mode=mode,
+                     max_concurrent_trials=cfg.max_concurrent_trials, driver_cpus=DRIVER_CPUS,
+                     storage_path=resolve_storage(cfg.storage_path), name=f"{cfg.name}-sweep", resume=cfg.resume,
+                     tensorboard=False)
+    log(f"[{tag}] sweep: done ({time.perf_counter() - t:.0f}s)")
+    return results_frame(grid)

@@ -11,7 +11,6 @@ import json
 
 import pandas as pd
 import pytest
-import ray
 
 from sparsepo.eval.code import load_humaneval
 from sparsepo.experiments.code.experiment import CodeConfig, run_code
@@ -33,13 +32,6 @@ class Canned:
         CALLS.append(len(prompts))
         return [[Completion(self.solutions[p] if j % 2 == 0 else "    return None\n", finish_reason="stop")
                  for j in range(sampling.n)] for p in prompts]
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow

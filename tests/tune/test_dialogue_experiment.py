@@ -13,18 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import ray
 
 from sparsepo.experiments.dialogue.experiment import DialogueConfig, run_dialogue
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow

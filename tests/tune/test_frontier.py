@@ -10,7 +10,6 @@ import os
 
 import pandas as pd
 import pytest
-import ray
 
 from sparsepo.eval.stats import bootstrap_ci
 from sparsepo.experiments.sentiment.frontier import (
@@ -23,14 +22,6 @@ from sparsepo.experiments.sentiment.frontier import (
 from sparsepo.pareto import pareto_front
 
 QUIET = {"log": lambda *_: None}
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    # address="local": a fresh instance even when another (a `ray start` head) runs on this machine.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
 
 
 def small(tmp_path, **kw) -> FrontierConfig:

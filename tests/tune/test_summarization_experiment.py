@@ -8,16 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import ray
 
 from sparsepo.experiments.summarization.experiment import SummarizationConfig, run_summarization
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow

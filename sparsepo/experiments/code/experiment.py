@@ -25,15 +25,17 @@ from typing import Any
 from sparsepo.eval.report import settings_markdown, to_markdown
 from sparsepo.experiments.code.evaluation import PAPER_PLAN, load_suite, table2
 from sparsepo.experiments.stages import (
+    AXIS,
     cache_key,
     last_evaluations,
     local_cache,
+    method_sweep_values,
     model_fingerprint,
     output_dir,
     publish,
+    run_method_sweep,
     train_sft,
 )
-from sparsepo.io import resolve_storage
 
 PAPER_METHODS = ("dpo", "simpo", "dpop", "tdpo1", "tdpo2", "mapo", "sparsepo")
 # Miniature problem sets (HumanEval task ids). Training: short, easy problems; after the miniature's SFT stage
@@ -44,8 +46,6 @@ MINI_EVAL = tuple(f"HumanEval/{i}" for i in (52, 55, 13, 29, 7, 16))
 # SFT data of the miniature: other HumanEval problems' reference solutions. SmolLM2-135M-Instruct answers a bare
 # function prompt like a chat ("```" and prose, 0 of 8 samples pass); SFT on prompt -> body teaches the format.
 MINI_SFT = tuple(f"HumanEval/{i}" for i in range(60, 164) if f"HumanEval/{i}" not in MINI_TRAIN + MINI_EVAL)
-AXIS = "method_point"  # the sweep's one axis: a variant per method
-DRIVER_CPUS = 0.01  # as in the frontier: a trial's driver only waits on its Train workers
 
 
 @dataclass
@@ -180,33 +180,16 @@ def stage_baseline(cfg: CodeConfig, model: str, log: Any = print) -> dict[str, f
 def sweep_config(cfg: CodeConfig, model: str, data_path: str):  # noqa: ANN201 - TrainConfig
     from sparsepo.config import apply_overrides, from_dict
 
-    last = cfg.steps or 10**9  # evaluate once, at the last step
-    values = {
-        "method": cfg.methods[0],
-        "model": {"name": model},
-        "data": {"path": data_path, "max_length": cfg.max_length, "max_prompt_length": cfg.max_prompt_length,
-                 "truncate_prompt": True},
-        "optim": {"lr": cfg.lr, "max_steps": cfg.steps, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
-                  "warmup_ratio": 0.1},
-        "run": {"name": cfg.name, "storage_path": resolve_storage(cfg.storage_path), "num_workers": cfg.num_workers,
-                "use_gpu": cfg.use_gpu, "cpus_per_worker": 1.0 if cfg.use_gpu else 1.0 - DRIVER_CPUS,
-                "seed": cfg.seed, "log_every": 1, "save_every": last, "eval_every": last, "keep_checkpoints": 1,
-                "evaluator": "sparsepo.experiments.code.evaluation:CodeEvaluator", "evaluator_args": eval_args(cfg)},
-    }
+    values = method_sweep_values(cfg, model, data_path, evaluator="sparsepo.experiments.code.evaluation:CodeEvaluator",
+                                 evaluator_args=eval_args(cfg))
     return from_dict(apply_overrides(values, list(cfg.overrides)), where="code")
 
 
 def stage_sweep(cfg: CodeConfig, model: str, data_path: str, log: Any = print) -> dict[str, dict[str, float]]:
     """One trial per method; ``{method: pass@k metrics of its last evaluation}`` (failed trials are left out)."""
-    from sparsepo.tuning import results_frame, run_sweep
-
-    points = {m: {"method": m, "loss.beta": cfg.simpo_beta if m == "simpo" else cfg.beta} for m in cfg.methods}
     first = f"eval/{next(iter(cfg.eval_suites))}/pass@1"
-    log(f"[code] sweep: {len(points)} trials: {', '.join(points)}")
-    grid = run_sweep(sweep_config(cfg, model, data_path), {AXIS: {"variants": points}}, search="grid",
-                     metric=first, mode="max", max_concurrent_trials=cfg.max_concurrent_trials, driver_cpus=DRIVER_CPUS,
-                     storage_path=resolve_storage(cfg.storage_path), name=f"{cfg.name}-sweep", resume=cfg.resume, tensorboard=False)
-    return last_evaluations(results_frame(grid), AXIS, list(cfg.methods), first, "code", log)
+    results = run_method_sweep(cfg, sweep_config(cfg, model, data_path), first, "max", "code", log)
+    return last_evaluations(results, AXIS, list(cfg.methods), first, "code", log)
 
 
 def write_report(cfg: CodeConfig, rows: dict[str, dict[str, float]], pairs: dict[str, Any], model: str,

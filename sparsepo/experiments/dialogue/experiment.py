@@ -26,13 +26,20 @@ from typing import Any
 
 from sparsepo.eval.report import settings_markdown
 from sparsepo.experiments.dialogue.leaderboard import LeaderboardSpec, evaluate_models, table
-from sparsepo.experiments.stages import cache_key, local_cache, output_dir, publish, train_sft, write_rows
-from sparsepo.io import resolve_storage
+from sparsepo.experiments.stages import (
+    AXIS,
+    cache_key,
+    local_cache,
+    method_sweep_values,
+    output_dir,
+    publish,
+    run_method_sweep,
+    train_sft,
+    write_rows,
+)
 
 PAPER_METHODS = ("dpo", "tdpo1", "tdpo2", "simpo", "dpop", "mapo", "sparsepo")
 LOCAL_TASKS = ("sparsepo_toy_mc", "sparsepo_toy_gen", "sparsepo_toy_ifeval")
-AXIS = "method_point"  # the sweep's one axis: a variant per method
-DRIVER_CPUS = 0.01  # as in the frontier: a trial's driver only waits on its Train workers
 
 
 @dataclass
@@ -148,37 +155,19 @@ def stage_sft(cfg: DialogueConfig, pairs: list[dict[str, Any]], log: Any = print
 def sweep_config(cfg: DialogueConfig, model: str, data_path: str):  # noqa: ANN201 - TrainConfig
     from sparsepo.config import apply_overrides, from_dict
 
-    sections = _train_sections(cfg)
-    last = cfg.steps or 10**9  # save once, at the last step (and at the end of training)
-    values = {
-        "method": cfg.methods[0],
-        "model": {"name": model},
-        "data": {**sections["data"], "path": data_path},
-        "optim": {**sections["optim"], "lr": cfg.lr, "max_steps": cfg.steps, "warmup_ratio": 0.1},
-        "run": {**sections["run"], "name": cfg.name, "storage_path": resolve_storage(cfg.storage_path),
-                "cpus_per_worker": 1.0 if cfg.use_gpu else 1.0 - DRIVER_CPUS, "log_every": 1, "save_every": last,
-                "eval_every": 0, "keep_checkpoints": 1},
-    }
-    return from_dict(apply_overrides(values, list(cfg.overrides)), where="dialogue")
+    return from_dict(apply_overrides(method_sweep_values(cfg, model, data_path), list(cfg.overrides)), where="dialogue")
 
 
 def stage_sweep(cfg: DialogueConfig, model: str, pairs: list[dict[str, Any]], log: Any = print) -> dict[str, str]:
     """One trial per method on the first ``train_pairs`` pairs; ``{method: its final checkpoint}`` (failed
     trials are left out with a warning)."""
     from sparsepo.experiments.sentiment.evaluation import trial_checkpoints
-    from sparsepo.tuning import results_frame, run_sweep
 
-    data = write_rows(local_cache(cfg.storage_path, "pairs") / f"dialogue-pairs-{cache_key(p=pairs[: cfg.train_pairs])}.jsonl",
-                      pairs[: cfg.train_pairs])
-    points = {m: {"method": m, "loss.beta": cfg.simpo_beta if m == "simpo" else cfg.beta} for m in cfg.methods}
-    log(f"[dialogue] sweep: {len(points)} trials on {min(len(pairs), cfg.train_pairs or len(pairs))} pairs: "
-        f"{', '.join(points)}")
-    t = time.perf_counter()
-    grid = run_sweep(sweep_config(cfg, model, publish(cfg.storage_path, cfg.name, data)), {AXIS: {"variants": points}},
-                     search="grid", metric="loss", mode="min", max_concurrent_trials=cfg.max_concurrent_trials,
-                     driver_cpus=DRIVER_CPUS, storage_path=resolve_storage(cfg.storage_path), name=f"{cfg.name}-sweep",
-                     resume=cfg.resume, tensorboard=False)
-    frame = results_frame(grid)
+    rows = pairs[: cfg.train_pairs]
+    data = write_rows(local_cache(cfg.storage_path, "pairs") / f"dialogue-pairs-{cache_key(p=rows)}.jsonl", rows)
+    log(f"[dialogue] sweep on {len(rows)} pairs")
+    frame = run_method_sweep(cfg, sweep_config(cfg, model, publish(cfg.storage_path, cfg.name, data)), "loss", "min",
+                             "dialogue", log)
     final: dict[str, str] = {}
     for method in cfg.methods:
         paths = frame.loc[frame[AXIS] == method, "trial_path"].unique()
@@ -187,7 +176,6 @@ def stage_sweep(cfg: DialogueConfig, model: str, pairs: list[dict[str, Any]], lo
             log(f"[dialogue] warning: trial {method} has no checkpoint (failed?); left out of the table")
             continue
         final[method] = found[-1][1]
-    log(f"[dialogue] sweep: {len(final)} of {len(points)} trials done ({time.perf_counter() - t:.0f}s)")
     return final
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 from sparsepo.config import from_dict
 from sparsepo.experiments.sentiment.points import POINT_AXIS, points_table, train_table
 from sparsepo.experiments.sentiment.report import write_outputs
-from sparsepo.experiments.stages import local_cache, output_dir, publish
+from sparsepo.experiments.stages import DRIVER_CPUS, local_cache, output_dir, publish
 from sparsepo.io import resolve_storage
 
 # Paper grids (section 3.2) for clusters; SimPO's beta lives on another scale.
@@ -38,9 +38,6 @@ EVAL_MODES = ("inline", "checkpoints")
 EVAL_BACKENDS = ("hf", "vllm")  # out-of-loop evaluation loads one model per task: no Ray-of-Ray backend
 # A public IMDB SFT GPT-2 (the paper fine-tunes GPT-2-large on IMDB; name yours with `model`).
 PAPER_SFT_MODEL = "lvwerra/gpt2-imdb"
-# A trial's driver only waits on its Train workers: give it a sliver of a CPU so that, on a CPU machine,
-# trials x (driver + worker) fill the cores exactly (2 concurrent trials of 0.99 CPU on 2 cores by default).
-DRIVER_CPUS = 0.01
 
 
 @dataclass

@@ -26,24 +26,24 @@ from pathlib import Path
 from typing import Any
 
 from sparsepo.experiments.stages import (
+    AXIS,
     cache_key,
     last_evaluations,
     local_cache,
+    method_sweep_values,
     model_fingerprint,
     output_dir,
     publish,
+    run_method_sweep,
     train_sft,
     write_rows,
 )
 from sparsepo.experiments.summarization.evaluation import figure5_table, metric_key
-from sparsepo.io import resolve_storage
 
 TAG = "summarization"
 PAPER_METHODS = ("dpo", "tdpo1", "tdpo2", "mapo", "sparsepo")  # paper 3.4: representative baselines, MaPO, SparsePO
 PAPER_SFT_MODEL = "CarperAI/openai_summarize_tldr_sft"  # GPT-J 6B fine-tuned on the TL;DR SFT split
 PAPER_BERTSCORE = {"model": "roberta-large", "num_layers": 17, "idf": True}
-AXIS = "method_point"  # the sweep's one axis: a variant per method
-DRIVER_CPUS = 0.01  # as in the frontier: a trial's driver only waits on its Train workers
 TEMPLATE = "{document}\nTL;DR:"  # the suite's prompt layout, also the TL;DR SFT models' own
 
 
@@ -207,20 +207,8 @@ def stage_baseline(cfg: SummarizationConfig, model: str, args: dict[str, Any], l
 def sweep_config(cfg: SummarizationConfig, model: str, data_path: str, args: dict[str, Any]):  # noqa: ANN201
     from sparsepo.config import apply_overrides, from_dict
 
-    last = cfg.steps or 10**9  # evaluate once, at the last step
-    values = {
-        "method": cfg.methods[0],
-        "model": {"name": model},
-        "data": {"path": data_path, "max_length": cfg.max_length, "max_prompt_length": cfg.max_prompt_length,
-                 "truncate_prompt": True},
-        "optim": {"lr": cfg.lr, "max_steps": cfg.steps, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
-                  "warmup_ratio": 0.1},
-        "run": {"name": cfg.name, "storage_path": resolve_storage(cfg.storage_path), "num_workers": cfg.num_workers,
-                "use_gpu": cfg.use_gpu, "cpus_per_worker": 1.0 if cfg.use_gpu else 1.0 - DRIVER_CPUS,
-                "seed": cfg.seed, "log_every": 1, "save_every": last, "eval_every": last, "keep_checkpoints": 1,
-                "evaluator": "sparsepo.experiments.summarization.evaluation:SummarizationEvaluator",
-                "evaluator_args": args},
-    }
+    values = method_sweep_values(cfg, model, data_path, evaluator_args=args,
+                                 evaluator="sparsepo.experiments.summarization.evaluation:SummarizationEvaluator")
     if cfg.lora_r > 0:
         values["lora"] = {"r": cfg.lora_r, "alpha": cfg.lora_alpha}
     return from_dict(apply_overrides(values, list(cfg.overrides)), where=TAG)
@@ -229,19 +217,9 @@ def sweep_config(cfg: SummarizationConfig, model: str, data_path: str, args: dic
 def stage_sweep(cfg: SummarizationConfig, model: str, data_path: str, args: dict[str, Any],
                 log: Any = print) -> dict[str, dict[str, float]]:
     """One trial per method; ``{method: its last evaluation}`` (failed trials are left out with a warning)."""
-    from sparsepo.tuning import results_frame, run_sweep
-
-    points = {m: {"method": m, "loss.beta": cfg.beta} for m in cfg.methods}
     first = f"eval/{metric_key('rougeL_f1', cfg.temperatures[0])}"
-    log(f"[{TAG}] sweep: {len(points)} trials: {', '.join(points)}")
-    t = time.perf_counter()
-    grid = run_sweep(sweep_config(cfg, model, data_path, args), {AXIS: {"variants": points}}, search="grid",
-                     metric=first, mode="max", max_concurrent_trials=cfg.max_concurrent_trials, driver_cpus=DRIVER_CPUS,
-                     storage_path=resolve_storage(cfg.storage_path), name=f"{cfg.name}-sweep", resume=cfg.resume,
-                     tensorboard=False)
-    rows = last_evaluations(results_frame(grid), AXIS, list(cfg.methods), first, TAG, log)
-    log(f"[{TAG}] sweep: {len(rows)} of {len(points)} trials evaluated ({time.perf_counter() - t:.0f}s)")
-    return rows
+    results = run_method_sweep(cfg, sweep_config(cfg, model, data_path, args), first, "max", TAG, log)
+    return last_evaluations(results, AXIS, list(cfg.methods), first, TAG, log)
 
 
 def run_summarization(cfg: SummarizationConfig, log: Any = print) -> dict[str, Path]:

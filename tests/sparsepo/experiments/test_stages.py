@@ -51,4 +51,5 @@ def test_last_evaluations_takes_each_variants_last_evaluated_row_and_skips_faile
     lines = []
     got = last_evaluations(results, "v", ["dpo", "sparsepo"], "eval/score", "exp", lines.append)
     assert got == {"dpo": {"score": 0.3}}
-    assert lines == ["[exp] warning: trial sparsepo has no evaluation (failed?); left out of the table"]
+    assert lines == ["[exp] warning: trial sparsepo has no evaluation (failed?); left out of the table",
+                     "[exp] sweep: 1 of 2 trials evaluated"]

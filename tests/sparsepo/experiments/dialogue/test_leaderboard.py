@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import ray
 
 from sparsepo.eval.lm_eval_tasks import TASKS_DIR
 from sparsepo.experiments.dialogue.experiment import LOCAL_TASKS
 from sparsepo.experiments.dialogue.leaderboard import LeaderboardSpec, evaluate_models, table
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow

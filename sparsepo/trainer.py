@@ -152,7 +152,7 @@ def _setup_models(cfg: TrainConfig) -> Worker:
         seq = sft.is_sequence_objective(cfg.method)  # SFT stage: single sequences, no reference
         model = (sft.SFTModel(policy, cfg.run.chunk_size) if seq else PreferenceModel(
             policy, cfg.method, cfg.loss_hparams(), cfg.mask, dims, cfg.run.chunk_size, cfg.run.log_kl,
-            shared_prompt=cfg.run.shared_prompt,
+            shared_prompt=cfg.run.shared_prompt, fused_head=cfg.run.fused_head,
         )).to(device)
         w = Worker(cfg, rank, world, device, tokenizer, model, reference, history=[])
         if resume_dir is not None:

@@ -175,14 +175,17 @@ def fused_token_stats(
     return pieces
 
 
-def use_fused(setting: bool | str, device: torch.device) -> bool:
-    """The ``run.fused_head`` switch: True / False, or ``"auto"``: on where it measured faster (see ``AUTO_ON``)."""
+def use_fused(setting: bool | str, device: torch.device, head_size: int) -> bool:
+    """The ``run.fused_head`` switch: True / False, or ``"auto"``: on where it measured faster (``AUTO_ON``
+    device kinds) for a head of ``head_size`` = vocab x hidden >= ``AUTO_MIN_HEAD`` (below, compiling costs more
+    than it saves: tiny test models)."""
     if setting == "auto":
-        return device.type in AUTO_ON
+        return device.type in AUTO_ON and head_size >= AUTO_MIN_HEAD
     if not isinstance(setting, bool):
         raise ValueError(f"run.fused_head must be true, false or 'auto', got {setting!r}")
     return setting
 
 
-# Device kinds on which the fused head measured faster than the eager reference (bench step, SmolLM2-135M).
+# Device kinds on which the fused head measured faster than the autograd one (bench step, SmolLM2-135M: README).
 AUTO_ON: frozenset[str] = frozenset()
+AUTO_MIN_HEAD = 1 << 22  # SmolLM2-135M's head is 49152 x 576 = 28M; the tiny test models' ~1000 x 64

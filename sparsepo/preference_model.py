@@ -12,7 +12,14 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from sparsepo.forward import AdaptersOff, ReferenceOutputs, reference_forward, split_pairs, token_stats
+from sparsepo.forward import (
+    AdaptersOff,
+    ReferenceOutputs,
+    reference_forward,
+    split_pairs,
+    token_stats,
+    unwrap_model,
+)
 from sparsepo.fused_head import use_fused
 from sparsepo.losses import LossOutput, TokenStats, get_loss, preference_loss
 from sparsepo.masks import ActivationMask, MaskConfig, build_mask_networks, model_dims, select_layers
@@ -95,7 +102,7 @@ class PreferenceModel(nn.Module):
             packed = ref_out.packed if ref_out is not None and ref_out.packed is not None else pack_pairs(batch)
         stats = token_stats(
             self.policy, batch, ref_out if self.spec.needs_reference else None, need_kl=self.need_kl,
-            chunk_size=self.chunk_size, packed=packed, fused=use_fused(self.fused_head, batch["input_ids"].device),
+            chunk_size=self.chunk_size, packed=packed, fused=self.fused(batch["input_ids"].device),
         )
         if self.masks is not None:
             hs = select_layers(ref_out.layers, self.mask_cfg.layers)
@@ -107,6 +114,10 @@ class PreferenceModel(nn.Module):
         chosen, rejected = split_pairs(stats)
         result = preference_loss(self.spec.name, chosen, rejected, **self.hparams)
         return StepOutput(result.loss, result, chosen, rejected)
+
+    def fused(self, device: torch.device) -> bool:
+        """Whether the LM head runs fused (``sparsepo.fused_head``) on ``device``."""
+        return use_fused(self.fused_head, device, unwrap_model(self.policy).get_output_embeddings().weight.numel())
 
 
 def tokens_in(batch: dict[str, Tensor]) -> int:

@@ -70,7 +70,7 @@ def profile_ours(args: argparse.Namespace, data: Path, device: Any) -> tuple[str
     step()
     line = (f"ours {args.method}: one step {time.perf_counter() - t:.3f} s, batch {tuple(batch['input_ids'].shape)}, "
             f"{int(batch['loss_mask'].sum())} response tokens, threads {torch.get_num_threads()}, "
-            f"autocast {autocast is not None}, fused head {model.fused_head}")
+            f"autocast {autocast is not None}, fused head {model.fused(device)}")
     return line, _profile(step, device)
 
 

@@ -112,11 +112,16 @@ def test_single_chunk_keeps_logits_and_several_chunks_recompute_them(monkeypatch
     assert len(saved) == 5 and max(saved) == V * D  # the head weight; no (chunk, V) tensor
 
 
-def test_the_switch():
-    assert use_fused(True, torch.device("cpu")) and not use_fused(False, torch.device("cuda"))
-    assert isinstance(use_fused("auto", torch.device("cpu")), bool)
+def test_the_switch(monkeypatch):
+    import sparsepo.fused_head as fh
+
+    cpu, big = torch.device("cpu"), fh.AUTO_MIN_HEAD
+    assert use_fused(True, cpu, 1) and not use_fused(False, torch.device("cuda"), big)
+    monkeypatch.setattr(fh, "AUTO_ON", frozenset({"cpu"}))
+    assert use_fused("auto", cpu, big) and not use_fused("auto", cpu, big - 1)
+    assert not use_fused("auto", torch.device("meta"), big)
     with pytest.raises(ValueError, match="run.fused_head must be true, false or 'auto'"):
-        use_fused("yes", torch.device("cpu"))
+        use_fused("yes", cpu, big)
 
 
 def training_step(fused, compiled, method="tdpo2"):

@@ -178,3 +178,24 @@ def test_compiled_training_step_equals_eager_and_does_not_recompile_for_a_new_le
     )
     assert counters["stats"]["unique_graphs"] == frames
     assert stats_compiled["kl"].shape == (23,)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (Triton kernels of the compiled fused head)")
+@pytest.mark.parametrize("kl", ["ref||pi", "pi||ref"])
+def test_compiled_fused_head_on_cuda_equals_the_reference(kl):
+    dev = torch.device("cuda")
+    head, rhead = (m.to(dev) for m in heads("transformed", torch.float32))
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(300, D, generator=g).to(dev, torch.bfloat16).requires_grad_()
+    hr = torch.randn(300, D, generator=g).to(dev, torch.bfloat16)
+    y = torch.randint(0, V, (300,), generator=g).to(dev)
+    outs = []
+    for fused in (False, True):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            r = chunked_token_stats(h, y, head, hr, rhead, kl, 128, fused=fused)
+        grads = torch.autograd.grad(r["kl"].sum() + r["logps"].sum(), [h, head.proj.weight])
+        outs.append((r, grads))
+    for k in outs[0][0]:
+        torch.testing.assert_close(outs[1][0][k], outs[0][0][k], rtol=1e-4, atol=1e-4)
+    for a, b in zip(outs[1][1], outs[0][1], strict=True):
+        torch.testing.assert_close(a.float(), b.float(), rtol=1e-2, atol=1e-3)

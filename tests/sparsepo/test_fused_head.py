@@ -124,6 +124,26 @@ def test_the_switch(monkeypatch):
         use_fused("yes", cpu, big)
 
 
+def test_a_failing_compile_falls_back_to_the_uncompiled_fused_head(monkeypatch, caplog):
+    import sparsepo.fused_head as fh
+
+    def no_compiler(name):
+        def fail(*a):
+            raise RuntimeError("no C++ compiler")
+
+        return fail
+
+    monkeypatch.setattr(fh, "_compiled", no_compiler)
+    monkeypatch.setattr(fh, "_COMPILE_FAILED", set())
+    head, rhead = heads("plain", torch.float64)
+    h, y = torch.randn(9, D, dtype=torch.float64), torch.randint(0, V, (9,))
+    got = chunked_token_stats(h, y, head, h, rhead, "ref||pi", 4, fused=True)
+    want = chunked_token_stats(h, y, head, h, rhead, "ref||pi", 4)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k])
+    assert fh._COMPILE_FAILED == {"chunk_forward_math"} and "running it uncompiled" in caplog.text
+
+
 def training_step(fused, compiled, method="tdpo2"):
     from sparsepo.preference_model import PreferenceModel, Reference
 

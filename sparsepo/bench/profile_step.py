@@ -10,13 +10,15 @@ the step is reference pass, policy pass, loss, backward and AdamW under the trai
 (``mixed_precision``). TRL: ``DPOTrainer.train()`` with its own defaults (as in ``bench vs_trl``: bf16 autocast,
 gradient checkpointing), profiled from the start to the end of its third optimizer step. Each system is timed
 and profiled after two warm-up steps; the table is the profiler's operators by self CPU time (on CUDA: by CUDA
-time). With ``--system both`` the two top-``--rows`` lists are printed side by side.
+time). Each system runs in a fresh process; with ``--system both`` their top-``--rows`` lists are printed side by side.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import json
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -115,8 +117,6 @@ def profile_trl(args: argparse.Namespace, data: Path, device: Any) -> tuple[str,
                          train_dataset=datasets.load_dataset("json", data_files=str(data))["train"],
                          callbacks=[ProfileOneStep()])
     trainer.train()
-    import shutil
-
     shutil.rmtree(out_dir, ignore_errors=True)
     line = (f"TRL DPOTrainer: one step {seen['step_s']:.3f} s, {args.batch_size} pairs, max_length {args.max_length}, "
             f"threads {torch.get_num_threads()}, bf16 {config.bf16}, gradient checkpointing {config.gradient_checkpointing}")
@@ -146,6 +146,25 @@ def side_by_side(left: list[tuple[str, float, int]], right: list[tuple[str, floa
     return "\n".join(lines)
 
 
+def run_one(args: argparse.Namespace, system: str, data: Path, device: Any) -> dict:
+    """Profile ``system`` in this process: its summary line, top operators and (single system) full table."""
+    line, prof = (profile_ours if system == "ours" else profile_trl)(args, data, device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return {"line": line, "top": top_ops(prof, device, args.rows),
+            "table": prof.key_averages().table(sort_by=key, row_limit=args.rows)}
+
+
+def run_child(system: str, argv: list[str], data: Path) -> dict | None:
+    """``run_one`` in a fresh process, so that neither system inherits the other's models, threads or allocator."""
+    cmd = [sys.executable, "-m", "sparsepo.bench.profile_step", *argv, "--one", system, "--data", str(data)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        print(f"{system}: failed (exit {proc.returncode})\n{proc.stderr[-3000:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1][len("RESULT "):])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--system", choices=["ours", "trl", "both"], default="ours")
@@ -158,26 +177,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-kl", action="store_true")
     ap.add_argument("--fused-head", choices=["auto", "true", "false"], default="auto", help="run.fused_head (ours)")
     ap.add_argument("--rows", type=int, default=25)
+    ap.add_argument("--one", choices=["ours", "trl"], help=argparse.SUPPRESS)  # child mode
+    ap.add_argument("--data", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
-    import torch
+    if args.one:
+        import torch
 
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        print("RESULT " + json.dumps(run_one(args, args.one, Path(args.data), device)), flush=True)
+        return 0
     from sparsepo.bench.vs_trl import write_pairs
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    own = list(sys.argv[1:] if argv is None else argv)
     results = {}
     with tempfile.TemporaryDirectory(prefix="sparsepo-pairs-") as d:
         data = Path(d) / "pairs.jsonl"
         write_pairs(data, args.batch_size)
         for system in (["ours", "trl"] if args.system == "both" else [args.system]):
-            line, prof = (profile_ours if system == "ours" else profile_trl)(args, data, device)
-            print(line, flush=True)
-            results[system] = top_ops(prof, device, args.rows)
+            result = run_child(system, own, data)
+            if result is None:
+                return 1
+            print(result["line"], flush=True)
             if args.system != "both":
-                key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-                print(prof.key_averages().table(sort_by=key, row_limit=args.rows))
-            del prof
-            gc.collect()
+                print(result["table"])
+            results[system] = [tuple(op) for op in result["top"]]
     if args.system == "both":
         print(side_by_side(results["ours"], results["trl"], (f"ours ({args.method})", "TRL DPOTrainer")))
     return 0

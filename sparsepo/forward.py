@@ -9,7 +9,8 @@ Memory: the LM head is applied here, only on response positions and ``chunk_size
 fp32, under activation checkpointing when there is more than one chunk, followed by the model's own logit
 scaling or soft-capping (:func:`logit_transform`: Gemma-2, Cohere, Granite...). Neither model's
 ``(batch, tokens, vocab)`` logits or log-softmax are ever materialised whole, so peak memory grows with
-``chunk_size * vocab``, not with the sequence length.
+``chunk_size * vocab``, not with the sequence length. With ``fused`` (``run.fused_head``) each chunk is computed by
+:mod:`sparsepo.fused_head` instead: the same values and gradients from a compiled kernel with a hand-written backward.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def test_top_ops_rank_by_self_time_and_the_table_pads_the_shorter_list():
 @pytest.mark.slow
 def test_profiles_ours_and_trl_on_the_same_pairs(capsys):
     """Both systems, one profiled step each, on a tiny model (minutes on a loaded 2-core machine)."""
-    assert main(["--system", "both", "--model", "tiny-llama", "--batch-size", "2", "--max-length", "48", "--rows", "5",
+    assert main(["--system", "both", "--model", "tiny-llama", "--batch-size", "2", "--max-length", "96", "--rows", "5",
                  "--fused-head", "false"]) == 0
     out = capsys.readouterr().out
     assert "ours dpo: one step" in out and "TRL DPOTrainer: one step" in out and "gradient checkpointing True" in out

@@ -70,6 +70,7 @@ class RunConfig:
     chunk_size: int = spec(1024, ge=1)  # positions per chunk of the fp32 LM-head / token-KL computation
     log_kl: bool = False  # also compute token KL (full vocabulary) for objectives that only log it (dpo, dpop)
     shared_prompt: bool = True  # run each pair's prompt once for chosen and rejected (sparsepo.packing)
+    fused_head: bool | Literal["auto"] = "auto"  # fused LM head / token KL (sparsepo.fused_head); auto: where faster
     resume: bool = False  # continue the run `name` from its latest checkpoint (never implicit)
     resume_from: str | None = None  # a checkpoint directory to start a new run from
     eval_every: int = spec(0, ge=0)  # steps between evaluator calls (0 = never)

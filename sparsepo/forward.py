@@ -9,7 +9,8 @@ Memory: the LM head is applied here, only on response positions and ``chunk_size
 fp32, under activation checkpointing when there is more than one chunk, followed by the model's own logit
 scaling or soft-capping (:func:`logit_transform`: Gemma-2, Cohere, Granite...). Neither model's
 ``(batch, tokens, vocab)`` logits or log-softmax are ever materialised whole, so peak memory grows with
-``chunk_size * vocab``, not with the sequence length.
+``chunk_size * vocab``, not with the sequence length. With ``fused`` (``run.fused_head``) each chunk is computed by
+:mod:`sparsepo.fused_head` instead: the same values and gradients from a compiled kernel with a hand-written backward.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from sparsepo.fused_head import fused_token_stats, head_transform
 from sparsepo.losses import TokenStats
 from sparsepo.packing import PackedPairs
 
@@ -219,6 +221,8 @@ def chunked_token_stats(
     ref_head: nn.Module | None = None,
     kl_direction: str | None = "ref||pi",
     chunk_size: int = 1024,
+    fused: bool = False,
+    compile_fused: bool = True,
 ) -> dict[str, Tensor]:
     """Log-probs of ``labels`` under both models and their token KL, ``chunk_size`` positions at a time.
 
@@ -227,6 +231,8 @@ def chunked_token_stats(
         labels: the token each position predicts, ``(N,)`` int64.
         h_ref / ref_head: the same for the reference (omit both for reference-free objectives).
         kl_direction: ``"ref||pi"`` (training, METHODS.md k_t), ``"pi||ref"`` (evaluation on policy samples) or None.
+        fused: compute each chunk with :mod:`sparsepo.fused_head` (same values and gradients, hand-written
+            backward; ``torch.compile``-d unless ``compile_fused`` is False) instead of autograd.
 
     Returns:
         ``logps`` (N,), and with a reference ``ref_logps`` (N,) and ``kl`` (N,) in nats, all fp32.
@@ -243,6 +249,15 @@ def chunked_token_stats(
     if with_ref:
         with torch.no_grad():
             wr, br = _fp32_head(ref_head, h_ref)
+
+    n = labels.shape[0]
+    grad = torch.is_grad_enabled() and (h_policy.requires_grad or any(p.requires_grad for p in policy_head.parameters()))
+    names = ["logps"] + (["ref_logps"] + (["kl"] if kl_direction else []) if with_ref else [])
+    if fused:
+        ref = (h_ref.to(wr.dtype), wr, br, head_transform(ref_head)) if with_ref else None
+        pieces = fused_token_stats(h_policy.to(w.dtype), labels, w, b, head_transform(policy_head), ref, kl,
+                                   chunk_size, recompute=grad and n > chunk_size, compiled=compile_fused)
+        return _concat(pieces, names, h_policy)
 
     def ref_only(hr: Tensor, y: Tensor) -> Tensor:
         with torch.no_grad():
@@ -263,8 +278,6 @@ def chunked_token_stats(
             out.append((lp.exp() * (lp - lr)).sum(-1))
         return tuple(out)
 
-    n = labels.shape[0]
-    grad = torch.is_grad_enabled() and (h_policy.requires_grad or any(p.requires_grad for p in policy_head.parameters()))
     # Recompute each chunk in backward instead of keeping every chunk's (chunk, vocab) buffers alive.
     use_ckpt = grad and n > chunk_size
     pieces: list[tuple[Tensor, ...]] = []
@@ -278,10 +291,16 @@ def chunked_token_stats(
             pieces.append((lp, ref_only(hr, y)))
         else:
             pieces.append(checkpoint(chunk_fn, hp, hr, y, use_reentrant=False))
-    names = ["logps"] + (["ref_logps"] + (["kl"] if kl_direction else []) if with_ref else [])
+    return _concat(pieces, names, h_policy)
+
+
+def _concat(pieces: list[tuple[Tensor, ...]], names: list[str], like: Tensor) -> dict[str, Tensor]:
+    """Per-chunk ``(values per name)`` joined into one ``(N,)`` tensor per name (fp32 empties for N = 0)."""
     if not pieces:
-        empty = h_policy.new_zeros(0, dtype=torch.float32)
+        empty = like.new_zeros(0, dtype=torch.float32)
         return {n: empty for n in names}
+    if len(pieces) == 1:
+        return dict(zip(names, pieces[0], strict=True))
     return {n: torch.cat([p[i] for p in pieces]) for i, n in enumerate(names)}
 
 
@@ -337,11 +356,13 @@ def token_stats(
     need_kl: bool,
     chunk_size: int = 1024,
     packed: PackedPairs | None = None,
+    fused: bool = False,
 ) -> TokenStats:
     """Per-token statistics of the policy on a concatenated batch, each ``(2B, L-1)``; masks are not set.
 
     ``ref_out`` None means reference-free (SimPO): only ``logps`` is computed and the reference never runs.
     ``packed``: run the policy with shared prompts (``sparsepo.packing``); the values are those of the padded pass.
+    ``fused``: the fused LM head (``sparsepo.fused_head``) instead of the autograd one; same values.
     """
     h, _ = pair_decoder_forward(policy, batch, packed)
     where, labels = response_positions(batch)
@@ -354,6 +375,7 @@ def token_stats(
         ref_out.head if ref_out is not None else None,
         kl_direction="ref||pi" if need_kl else None,
         chunk_size=chunk_size,
+        fused=fused,
     )
     full = {k: scatter_tokens(v, where) for k, v in stats.items()}
     return TokenStats(mask=where.to(full["logps"].dtype), **full)

@@ -12,7 +12,15 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from sparsepo.forward import AdaptersOff, ReferenceOutputs, reference_forward, split_pairs, token_stats
+from sparsepo.forward import (
+    AdaptersOff,
+    ReferenceOutputs,
+    reference_forward,
+    split_pairs,
+    token_stats,
+    unwrap_model,
+)
+from sparsepo.fused_head import use_fused
 from sparsepo.losses import LossOutput, TokenStats, get_loss, preference_loss
 from sparsepo.masks import ActivationMask, MaskConfig, build_mask_networks, model_dims, select_layers
 from sparsepo.packing import pack_pairs
@@ -70,6 +78,7 @@ class PreferenceModel(nn.Module):
         chunk_size: int = 1024,
         log_kl: bool = False,
         shared_prompt: bool = True,
+        fused_head: bool | str = False,
     ):
         super().__init__()
         self.policy = policy
@@ -78,6 +87,7 @@ class PreferenceModel(nn.Module):
         self.mask_cfg = mask or MaskConfig()
         self.chunk_size = chunk_size
         self.shared_prompt = shared_prompt  # each pair's prompt runs once (sparsepo.packing)
+        self.fused_head = fused_head  # run.fused_head: True / False / "auto" (sparsepo.fused_head.use_fused)
         self.need_kl = self.spec.needs_kl or (log_kl and self.spec.needs_reference)
         self.masks: nn.ModuleDict | None = None
         if self.spec.mask == "learned":
@@ -92,7 +102,7 @@ class PreferenceModel(nn.Module):
             packed = ref_out.packed if ref_out is not None and ref_out.packed is not None else pack_pairs(batch)
         stats = token_stats(
             self.policy, batch, ref_out if self.spec.needs_reference else None, need_kl=self.need_kl,
-            chunk_size=self.chunk_size, packed=packed,
+            chunk_size=self.chunk_size, packed=packed, fused=self.fused(batch["input_ids"].device),
         )
         if self.masks is not None:
             hs = select_layers(ref_out.layers, self.mask_cfg.layers)
@@ -104,6 +114,10 @@ class PreferenceModel(nn.Module):
         chosen, rejected = split_pairs(stats)
         result = preference_loss(self.spec.name, chosen, rejected, **self.hparams)
         return StepOutput(result.loss, result, chosen, rejected)
+
+    def fused(self, device: torch.device) -> bool:
+        """Whether the LM head runs fused (``sparsepo.fused_head``) on ``device``."""
+        return use_fused(self.fused_head, device, unwrap_model(self.policy).get_output_embeddings().weight.numel())
 
 
 def tokens_in(batch: dict[str, Tensor]) -> int:

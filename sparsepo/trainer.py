@@ -49,7 +49,7 @@ from sparsepo.logs import quiet_worker
 from sparsepo.losses import get_loss
 from sparsepo.masks import decay_groups, model_dims
 from sparsepo.models import build_policy, load_causal_lm, load_tokenizer
-from sparsepo.preference_model import PreferenceModel, Reference, tokens_in
+from sparsepo.preference_model import PreferenceModel, Reference
 
 # Ray Train V2 patches print() in workers to log *and* echo, so a printed line reaches the driver twice;
 # a logger line reaches it once (and Train's per-worker log file).
@@ -152,7 +152,7 @@ def _setup_models(cfg: TrainConfig) -> Worker:
         seq = sft.is_sequence_objective(cfg.method)  # SFT stage: single sequences, no reference
         model = (sft.SFTModel(policy, cfg.run.chunk_size) if seq else PreferenceModel(
             policy, cfg.method, cfg.loss_hparams(), cfg.mask, dims, cfg.run.chunk_size, cfg.run.log_kl,
-            shared_prompt=cfg.run.shared_prompt,
+            shared_prompt=cfg.run.shared_prompt, fused_head=cfg.run.fused_head,
         )).to(device)
         w = Worker(cfg, rank, world, device, tokenizer, model, reference, history=[])
         if resume_dir is not None:
@@ -227,12 +227,15 @@ def _batches(w: Worker) -> Iterator[dict[str, torch.Tensor]]:
         epoch, skip = epoch + 1, 0
 
 
-def _train_step(w: Worker, stream: Iterator[dict[str, torch.Tensor]], autocast: Any) -> tuple[dict[str, float], float, int]:
-    """One optimizer step over ``grad_accum`` micro-batches: (mean metrics, grad norm, tokens processed)."""
+def _train_step(
+    w: Worker, stream: Iterator[dict[str, torch.Tensor]], autocast: Any
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """One optimizer step over ``grad_accum`` micro-batches: (mean metrics, grad norm, tokens processed), as
+    device scalars: no host sync per micro-batch (:func:`_to_host` makes one per logged step)."""
     accum = w.cfg.optim.grad_accum
     w.optimizer.zero_grad(set_to_none=True)
-    sums: dict[str, float] = {}
-    tokens = 0
+    sums: dict[str, torch.Tensor] = {}
+    tokens = torch.zeros((), dtype=torch.int64, device=w.device)
     for micro in range(accum):
         batch = next(stream)
         sync = micro == accum - 1 or w.world == 1
@@ -241,14 +244,23 @@ def _train_step(w: Worker, stream: Iterator[dict[str, torch.Tensor]], autocast: 
             ref_out = w.reference(batch) if w.reference is not None else None
             out = w.ddp_model(batch, ref_out)
             (out.loss / accum).backward()
-        tokens += tokens_in(batch)
+        tokens += batch["attention_mask"].sum()
         for k, v in out.result.metrics.items():
-            sums[k] = sums.get(k, 0.0) + float(v) / accum
+            # fp64, in the order Python floats were summed before: the logged values are unchanged
+            v = v.detach().double() / accum
+            sums[k] = sums[k] + v if k in sums else v
     grad_norm = torch.nn.utils.clip_grad_norm_(w.model.parameters(), w.cfg.optim.max_grad_norm)
     w.optimizer.step()
     w.scheduler.step()
     w.step += 1
-    return sums, float(grad_norm), tokens
+    return sums, grad_norm.detach(), tokens
+
+
+def _to_host(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar device tensors as Python floats, in one device-to-host copy (one sync, not one per value)."""
+    keys = list(values)
+    flat = torch.stack([values[k].reshape(()).to(torch.float64) for k in keys]).tolist() if keys else []
+    return dict(zip(keys, flat, strict=True))
 
 
 def _train(w: Worker) -> None:
@@ -256,11 +268,11 @@ def _train(w: Worker) -> None:
     cfg = w.cfg
     autocast = mixed_precision(w.device, cfg.optim.bf16)
     stream = _batches(w)
-    t0, tokens, since, window = time.perf_counter(), 0, 0, []
+    t0, tokens, since, window = time.perf_counter(), torch.zeros((), dtype=torch.int64, device=w.device), 0, []
     w.model.train()
     while w.step < w.total:
         sums, grad_norm, n = _train_step(w, stream, autocast)
-        tokens += n
+        tokens = tokens + n
         since += 1
         if cfg.run.chaos_kill_at_step and w.step == cfg.run.chaos_kill_at_step:
             _chaos_kill(cfg, w.rank)
@@ -269,11 +281,13 @@ def _train(w: Worker) -> None:
         save = last or (cfg.run.save_every and step % cfg.run.save_every == 0)
         if not (step % cfg.run.log_every == 0 or save or evaluate):
             continue
-        metrics = _mean_over_workers({**sums, "grad_norm": grad_norm}, w.world)
+        host = _to_host({**sums, "grad_norm": grad_norm, "tokens": tokens})
+        n_tokens = host.pop("tokens")
+        metrics = _mean_over_workers(host, w.world)
         elapsed = time.perf_counter() - t0
-        metrics.update(step=step, lr=w.scheduler.get_last_lr()[0], tokens_per_s=_sum_over_workers(tokens, w.world) / max(elapsed, 1e-9))
+        metrics.update(step=step, lr=w.scheduler.get_last_lr()[0], tokens_per_s=_sum_over_workers(n_tokens, w.world) / max(elapsed, 1e-9))
         window.append(elapsed / since)
-        t0, tokens, since = time.perf_counter(), 0, 0
+        t0, tokens, since = time.perf_counter(), torch.zeros_like(tokens), 0
         if evaluate:
             ref_model = w.reference.model if w.reference is not None else None
             metrics.update(w.evaluator(unwrap_model(w.model.policy), ref_model, w.tokenizer, step))

@@ -2,8 +2,10 @@
 
     sparsepo bench step [--model smollm2] [--batch-size 4] [--max-length 128] [--steps 5] [--methods dpo,sparsepo,...]
     sparsepo bench step --lora 16 [--lora-ref copy]   # LoRA; the reference is the policy with adapters off
+    sparsepo bench step --fused-head both              # each method with the autograd and the fused LM head
 
 Each method runs in a fresh subprocess so peak memory (CUDA: max allocated; CPU: peak RSS) is its own.
+"first s" is the untimed warm-up step: with the fused head (``run.fused_head``) it includes ``torch.compile``.
 On CUDA the table adds model FLOP utilisation: (6 N per policy token + 2 N per reference token) / step time
 over the card's dense bf16 peak (``--peak-tflops``, default from the device name).
 """
@@ -43,8 +45,9 @@ def measure(args: argparse.Namespace) -> dict:
         shared = args.lora > 0 and args.lora_ref == "shared"
         ref_model = AdaptersOff(policy) if shared else load_causal_lm(args.model, dtype="float32").to(device)
         ref = Reference(ref_model, args.method, MaskConfig(), shared_prompt=not args.padded)
+    fused = {"true": True, "false": False}.get(args.fused_head, args.fused_head)
     model = PreferenceModel(
-        policy, args.method, chunk_size=args.chunk, log_kl=args.log_kl, shared_prompt=not args.padded
+        policy, args.method, chunk_size=args.chunk, log_kl=args.log_kl, shared_prompt=not args.padded, fused_head=fused
     ).to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
     vocab = policy.config.vocab_size
@@ -58,7 +61,9 @@ def measure(args: argparse.Namespace) -> dict:
 
     step = make_step(model, ref, opt, batch, autocast)
 
-    step()  # warm-up (allocator, kernels)
+    t = time.perf_counter()
+    step()  # warm-up (allocator, kernels; torch.compile of the fused head)
+    first = time.perf_counter() - t
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -73,7 +78,8 @@ def measure(args: argparse.Namespace) -> dict:
     tokens = ids.numel()
     n_params = sum(p.numel() for p in policy.parameters())
     flops = (6 + (2 if ref is not None else 0)) * n_params * tokens
-    row = {"method": args.method, "step_s": sec, "tokens_per_s": tokens / sec, "device": str(device)}
+    label = args.method + ("+fused" if args.fused_head == "true" else "")
+    row = {"method": label, "step_s": sec, "first_s": first, "tokens_per_s": tokens / sec, "device": str(device)}
     if device.type == "cuda":
         row["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
         name = torch.cuda.get_device_name()
@@ -83,6 +89,17 @@ def measure(args: argparse.Namespace) -> dict:
     else:
         row["peak_mem_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return row
+
+
+def print_fused_ratios(rows: list[dict]) -> None:
+    """Per method measured both ways: fused / autograd head step time, first-step time and peak memory."""
+    by = {r["method"]: r for r in rows}
+    pairs = [(by[m[: -len("+fused")]], r) for m, r in by.items() if m.endswith("+fused") and m[: -len("+fused")] in by]
+    if pairs:
+        print(f"\n{'fused/eager':15s} {'step':>8s} {'first':>8s} {'peak':>8s}")
+    for eager, fused in pairs:
+        print(f"{eager['method']:15s} {fused['step_s'] / eager['step_s']:8.2f} {fused['first_s'] / eager['first_s']:8.2f} "
+              f"{fused['peak_mem_gib'] / eager['peak_mem_gib']:8.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,17 +117,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lora", type=int, default=0, help="LoRA rank on all linear layers (0: full fine-tuning)")
     ap.add_argument("--lora-ref", choices=["shared", "copy"], default="shared",
                     help="LoRA reference: the policy with adapters off (shared) or a second loaded copy")
+    ap.add_argument("--fused-head", choices=["auto", "true", "false", "both"], default="auto",
+                    help="run.fused_head; both: each method with false, then true")
     ap.add_argument("--method", help=argparse.SUPPRESS)  # child mode
     args = ap.parse_args(argv)
     if args.method:
         print(json.dumps(measure(args)))
         return
     rows = []
-    for m in args.methods.split(","):
-        cmd = [sys.executable, "-m", "sparsepo.bench.step", "--method", m] + [
+    variants = ["false", "true"] if args.fused_head == "both" else [args.fused_head]
+    for m, fused in ((m, f) for m in args.methods.split(",") for f in variants):
+        cmd = [sys.executable, "-m", "sparsepo.bench.step", "--method", m, f"--fused-head={fused}"] + [
             f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
             for k, v in vars(args).items()
-            if k not in ("method", "methods") and v is not None and v is not False
+            if k not in ("method", "methods", "fused_head") and v is not None and v is not False
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         if out.returncode != 0:
@@ -123,16 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("no method could be measured")
     lora = f"  LoRA r={args.lora} (reference: {args.lora_ref})" if args.lora else ""
     print(f"device: {rows[0]['device']}  model: {args.model}  pairs/step: {args.batch_size}  tokens/seq: {args.max_length}{lora}")
-    head = f"{'method':10s} {'step s':>8s} {'tok/s':>9s} {'peak GiB':>9s} {'time/DPO':>9s} {'tok/s/DPO':>10s} {'mem/DPO':>8s}"
+    head = (f"{'method':15s} {'step s':>8s} {'first s':>8s} {'tok/s':>9s} {'peak GiB':>9s} {'time/DPO':>9s} "
+            f"{'tok/s/DPO':>10s} {'mem/DPO':>8s}")
     has_mfu = "mfu" in rows[0]
     print(head + (f" {'MFU':>6s}" if has_mfu else ""))
     for r in rows:
         line = (
-            f"{r['method']:10s} {r['step_s']:8.3f} {r['tokens_per_s']:9.0f} {r['peak_mem_gib']:9.2f} "
+            f"{r['method']:15s} {r['step_s']:8.3f} {r['first_s']:8.2f} {r['tokens_per_s']:9.0f} {r['peak_mem_gib']:9.2f} "
             f"{r['step_s'] / base['step_s']:9.2f} {r['tokens_per_s'] / base['tokens_per_s']:10.2f} "
             f"{r['peak_mem_gib'] / base['peak_mem_gib']:8.2f}"
         )
         print(line + (f" {r['mfu']:6.1%}" if has_mfu else ""))
+    print_fused_ratios(rows)
 
     return 0
 

@@ -106,3 +106,31 @@ def test_lora_run_saves_merged_policy_and_trains_masks(local_ray, tmp_path):
     # Under DDP too: the reference pass toggles the adapters of the DDP-wrapped policy off and on again.
     ddp = make_trainer(tiny_cfg(tmp_path, "lora-ddp", **{**lora, "optim.batch_size": 1, "run.num_workers": 2})).fit()
     assert losses(result) == pytest.approx(losses(ddp), rel=2e-4, abs=2e-5)
+
+
+def test_train_step_logs_the_per_micro_batch_float_means_without_a_host_sync_per_micro_batch(monkeypatch):
+    """Metrics stay device tensors through the micro-batches; converted once they equal the old float sums exactly."""
+    import torch
+    from transformers import get_constant_schedule
+
+    from sparsepo.preference_model import PreferenceModel, Reference
+    from sparsepo.trainer import Worker, _to_host, _train_step, build_optimizer
+    from tests.sparsepo.test_forward import make_batch, tiny
+
+    cfg = load_config(None, ["method=tdpo2", "optim.grad_accum=3", "optim.bf16=false"])
+    model, reference = PreferenceModel(tiny("llama", 0).float(), "tdpo2"), Reference(tiny("llama", 1).float(), "tdpo2")
+    batches = [make_batch(seed) for seed in range(3)]
+    want: dict[str, float] = {}
+    for b in batches:  # the weights change only after the last micro-batch: same values as inside the step
+        for k, v in model(b, reference(b)).result.metrics.items():
+            want[k] = want.get(k, 0.0) + float(v) / 3
+    opt = build_optimizer(cfg, model)
+    w = Worker(cfg, 0, 1, torch.device("cpu"), None, model, reference, [], ddp_model=model, optimizer=opt,
+               scheduler=get_constant_schedule(opt))
+    synced = []
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda t: synced.append(t) or t.item())
+    sums, grad_norm, tokens = _train_step(w, iter(batches), None)
+    assert not synced and w.step == 1
+    got = _to_host(sums)
+    assert got == want and len(got) > 5
+    assert int(tokens) == sum(int(b["attention_mask"].sum()) for b in batches) and float(grad_norm) > 0

@@ -110,11 +110,12 @@ def remote_listing(uri: str) -> dict[str, list[int]]:
 
 
 def local_copy(uri: str) -> Path:
-    """A local copy of the remote folder ``uri`` (any pyarrow filesystem URI), downloaded once per node.
+    """A local copy of the remote folder or file ``uri`` (any pyarrow filesystem URI), downloaded once per node.
 
-    The copy lives in ``<asset cache>/remote/<hash of uri and its listing>`` so that a folder rewritten in place
-    is fetched again. It is downloaded into a temporary folder and renamed into place under a file lock, so
-    concurrent callers on one node (Train workers, Ray tasks) see one complete copy or wait for it.
+    The copy lives in ``<asset cache>/remote/<name>-<hash of uri and its listing>`` (a file: inside that folder)
+    so that a folder rewritten in place is fetched again. It is downloaded into a temporary folder and renamed
+    into place under a file lock, so concurrent callers on one node (Train workers, Ray tasks) see one complete
+    copy or wait for it. A missing ``uri`` is a FileNotFoundError naming it.
     """
     import hashlib
 
@@ -122,12 +123,17 @@ def local_copy(uri: str) -> Path:
 
     from sparsepo.assets import _atomic_dir, cache_dir
 
-    listing = remote_listing(uri)
-    digest = hashlib.sha1(json.dumps([uri.rstrip("/"), listing]).encode()).hexdigest()[:16]
-    name = uri.rstrip("/").rsplit("/", 1)[-1]
-    final = cache_dir() / "remote" / f"{name}-{digest}"
+    uri = uri.rstrip("/")
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
+    info = fs.get_file_info(root)
+    is_file = info.type == pyarrow.fs.FileType.File
+    listing = [info.size, info.mtime_ns] if is_file else remote_listing(uri)
+    digest = hashlib.sha1(json.dumps([uri, listing]).encode()).hexdigest()[:16]
+    name = uri.rsplit("/", 1)[-1]
 
     def download(tmp: Path) -> None:
-        pyarrow.fs.copy_files(uri.rstrip("/"), str(tmp), destination_filesystem=pyarrow.fs.LocalFileSystem())
+        target = tmp / name if is_file else tmp
+        pyarrow.fs.copy_files(uri, str(target), destination_filesystem=pyarrow.fs.LocalFileSystem())
 
-    return _atomic_dir(final, download)
+    folder = _atomic_dir(cache_dir() / "remote" / f"{name}-{digest}", download)
+    return folder / name if is_file else folder

@@ -85,8 +85,8 @@ def test_code_pipeline_on_file_uri_storage_standing_in_for_s3(local_ray, tmp_pat
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the driver-side caches of a remote storage
     monkeypatch.chdir(tmp_path)  # the report goes to ./<name>
     storage = f"file://{tmp_path}/bucket/runs"
-    copies = cache_dir() / "remote"  # this node's downloads (the Ray workers share the session's cache)
-    before = set(copies.iterdir()) if copies.exists() else set()
+    copies, locks = cache_dir() / "remote", cache_dir() / ".locks"  # this node's downloads (shared with Ray workers)
+    before = set(copies.glob("*")) | set(locks.glob("*"))
     cfg = CodeConfig(
         model="tiny-llama", sft_steps=1, sft_data={"suite": "humaneval", "task_ids": ["HumanEval/60", "HumanEval/61"]},
         backend="canned", train={"suite": "humaneval", "task_ids": TRAIN},
@@ -104,7 +104,7 @@ def test_code_pipeline_on_file_uri_storage_standing_in_for_s3(local_ray, tmp_pat
         table = pd.read_csv(files["table"])
         assert table["Method"].tolist() == ["SFT", "dpo"] and table["HumanEval pass@1"].between(0, 100).all()
         assert (tmp_path / "bucket" / "runs" / "code-remote").is_dir()  # pairs published for the workers
-        assert any(p.name.startswith("policy-") for p in set(copies.iterdir()) - before)  # workers loaded the URI
+        assert any(p.name.startswith("policy-") for p in set(copies.glob("*")) - before)  # workers loaded the URI
     finally:
-        for p in set(copies.iterdir()) - before if copies.exists() else ():
-            shutil.rmtree(p, ignore_errors=True)
+        for p in (set(copies.glob("*")) | set(locks.glob("*"))) - before:  # leave the shared cache as it was
+            shutil.rmtree(p) if p.is_dir() else p.unlink()

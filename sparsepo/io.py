@@ -89,3 +89,51 @@ def read_jsonl(
             raise ValueError(f"{p}: line {lineno} is not a JSON object")
         values.append(value)
     return values
+
+
+def remote_listing(uri: str) -> dict[str, list[int]]:
+    """``{relative path: [size in bytes, modification time in ns]}`` of every file under the folder ``uri``.
+
+    A missing folder (or a URI naming a file) is a FileNotFoundError naming ``uri``.
+    """
+    import pyarrow.fs
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
+    if fs.get_file_info(root).type != pyarrow.fs.FileType.Directory:
+        raise FileNotFoundError(f"{uri} does not exist (or is not a folder)")
+    listing = {}
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=True)):
+        if info.type == pyarrow.fs.FileType.File:
+            mtime = info.mtime_ns if info.mtime_ns is not None else 0  # some object stores give none
+            listing[info.path[len(root):].lstrip("/")] = [info.size, mtime]
+    return dict(sorted(listing.items()))
+
+
+def local_copy(uri: str) -> Path:
+    """A local copy of the remote folder or file ``uri`` (any pyarrow filesystem URI), downloaded once per node.
+
+    The copy lives in ``<asset cache>/remote/<name>-<hash of uri and its listing>`` (a file: inside that folder)
+    so that a folder rewritten in place is fetched again. It is downloaded into a temporary folder and renamed
+    into place under a file lock, so concurrent callers on one node (Train workers, Ray tasks) see one complete
+    copy or wait for it. A missing ``uri`` is a FileNotFoundError naming it.
+    """
+    import hashlib
+
+    import pyarrow.fs
+
+    from sparsepo.assets import _atomic_dir, cache_dir
+
+    uri = uri.rstrip("/")
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
+    info = fs.get_file_info(root)
+    is_file = info.type == pyarrow.fs.FileType.File
+    listing = [info.size, info.mtime_ns] if is_file else remote_listing(uri)
+    digest = hashlib.sha1(json.dumps([uri, listing]).encode()).hexdigest()[:16]
+    name = uri.rsplit("/", 1)[-1]
+
+    def download(tmp: Path) -> None:
+        target = tmp / name if is_file else tmp
+        pyarrow.fs.copy_files(uri, str(target), destination_filesystem=pyarrow.fs.LocalFileSystem())
+
+    folder = _atomic_dir(cache_dir() / "remote" / f"{name}-{digest}", download)
+    return folder / name if is_file else folder

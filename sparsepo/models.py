@@ -1,4 +1,5 @@
-"""Loading tokenizers and causal LMs from an alias, a local folder or a hub name, with clear errors offline."""
+"""Loading tokenizers and causal LMs from an alias, a local folder, a storage URI (``s3://``, ``file://``: a
+per-node local copy, see :func:`sparsepo.io.local_copy`) or a hub name, with clear errors offline."""
 
 from __future__ import annotations
 

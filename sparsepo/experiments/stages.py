@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sparsepo.io import is_remote, resolve_storage, write_text
+from sparsepo.io import is_remote, remote_listing, resolve_storage, write_text
 
 _HASHED_FILE_BYTES = 1 << 20  # files up to this size (config, tokenizer) are hashed; larger ones by size + mtime
 Log = Callable[[str], Any]
@@ -30,9 +30,12 @@ def cache_key(**spec: Any) -> str:
 def model_fingerprint(name: str) -> dict[str, Any]:
     """What identifies a model for caching: its resolved name or folder and, for a local folder, every file's
     relative path with a content hash (small files) or size and modification time (weights), so a checkpoint
-    retrained at the same path gets a new key."""
+    retrained at the same path gets a new key. A storage URI: the URI and its listing (sizes and modification
+    times; nothing is downloaded)."""
     from sparsepo.assets import resolve_model
 
+    if is_remote(name):
+        return {"uri": name.rstrip("/"), "files": remote_listing(name)}
     resolved = resolve_model(name)
     folder = Path(resolved).expanduser()
     if not folder.is_dir():
@@ -90,27 +93,40 @@ def train_sft(
 ) -> str:
     """The SFT stage: ``steps`` optimizer steps of the ``sft`` objective on ``rows`` (``prompt``/``completion`` or
     ``messages``), cached by model, rows and settings. ``train`` holds the other TrainConfig values (``data``,
-    ``optim``, ``run``, ``lora`` sections; data path, steps and lr are set here). Returns the policy folder."""
+    ``optim``, ``run``, ``lora`` sections; data path, steps and lr are set here). Returns the policy folder: a
+    local path, or with a remote ``storage_path`` a URI under ``<storage>/sft/`` that every node can load."""
     from sparsepo.config import from_dict
     from sparsepo.train import make_trainer
 
     key = cache_key(model=model_fingerprint(model), rows=rows, steps=steps, lr=lr, train=train)
-    out = local_cache(storage_path, "sft") / f"{tag}-sft-{key}"
-    done = sorted(out.glob("train/checkpoint_*/policy"))
+    name = f"{tag}-sft-{key}"
+    run_root = f"{resolve_storage(storage_path)}/sft/{name}"  # where the Train run writes (maybe remote)
+    done = _sft_policy(run_root)
     if done:
-        log(f"[{tag}] sft: cached {done[-1]}")
-        return str(done[-1])
-    data = write_rows(out / "sft.jsonl", rows)
+        log(f"[{tag}] sft: cached {done}")
+        return done
+    data = publish(storage_path, f"sft/{name}", write_rows(local_cache(storage_path, "sft") / name / "sft.jsonl", rows))
     values = {**train, "method": "sft", "model": {"name": model}}
-    values["data"] = {**train.get("data", {}), "path": str(data)}
+    values["data"] = {**train.get("data", {}), "path": data}
     values["optim"] = {"warmup_ratio": 0.1, **train.get("optim", {}), "lr": lr, "max_steps": steps}
-    values["run"] = {**train.get("run", {}), "name": "train", "storage_path": str(out), "keep_checkpoints": 1,
+    values["run"] = {**train.get("run", {}), "name": "train", "storage_path": run_root, "keep_checkpoints": 1,
                      "eval_every": 0, "evaluator": None}
     t = time.perf_counter()
-    result = make_trainer(from_dict(values, where=f"{tag} sft")).fit()
-    policy = f"{result.checkpoint.path}/policy"
+    make_trainer(from_dict(values, where=f"{tag} sft")).fit()
+    policy = _sft_policy(run_root)
+    if policy is None:
+        raise RuntimeError(f"[{tag}] sft: the run in {run_root}/train finished without a checkpoint")
     log(f"[{tag}] sft: {steps} steps on {len(rows)} examples ({time.perf_counter() - t:.0f}s): {policy}")
     return policy
+
+
+def _sft_policy(run_root: str) -> str | None:
+    """The ``policy`` folder of the last complete checkpoint of the SFT run in ``run_root`` (path or URI)."""
+    from sparsepo.checkpoint import POLICY_DIR
+    from sparsepo.experiments.sentiment.evaluation import trial_checkpoints
+
+    found = trial_checkpoints(f"{run_root}/train")
+    return f"{found[-1][1]}/{POLICY_DIR}" if found else None
 
 
 def last_evaluations(results: Any, axis: str, variants: list[str], metric: str, tag: str,

@@ -117,7 +117,7 @@ def available_backends() -> list[str]:
 
 def make_generator(backend: str, model: str, **kw) -> Generator:
     """Build the generator named ``backend`` for ``model`` (a local folder, an asset alias such as
-    ``smollm2`` / ``tiny-llama``, or a hub name). ``kw`` goes to the backend's constructor.
+    ``smollm2`` / ``tiny-llama``, a storage URI such as ``s3://.../policy``, or a hub name). ``kw`` goes to the backend's constructor.
 
     Construction is cheap: every backend loads its model on the first ``generate`` call.
     """
@@ -128,5 +128,7 @@ def make_generator(backend: str, model: str, **kw) -> Generator:
         module, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module), attr)
     from sparsepo.assets import resolve_model
+    from sparsepo.io import is_remote
 
-    return factory(resolve_model(model), **kw)
+    # A storage URI is passed on as is: the backend downloads it where it loads the model (a Ray actor's node).
+    return factory(model if is_remote(model) else resolve_model(model), **kw)

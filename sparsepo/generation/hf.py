@@ -108,11 +108,14 @@ class HFGenerator:
                 raise RuntimeError("this HFGenerator wrapped an in-memory model and has been closed")
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            tok = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=self.trust_remote_code)
+            from sparsepo.assets import resolve_model
+
+            source = resolve_model(self.model_path)  # a storage URI: downloaded on the node that generates
+            tok = AutoTokenizer.from_pretrained(source, trust_remote_code=self.trust_remote_code)
             tok = _with_pad_token(tok, self.model_path)
             dtype = self.dtype if self.dtype == "auto" else getattr(torch, self.dtype)
             model = AutoModelForCausalLM.from_pretrained(
-                self.model_path, dtype=dtype, trust_remote_code=self.trust_remote_code
+                source, dtype=dtype, trust_remote_code=self.trust_remote_code
             )
             self._model = model.to(self.device).eval()
             self._tokenizer = tok

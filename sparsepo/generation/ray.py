@@ -63,7 +63,8 @@ class RayGenerator:
     """vLLM engines in Ray actors; ``generate`` splits the prompts evenly over them and waits for all.
 
     Args:
-        model: local folder (visible on every node) or hub name.
+        model: local folder (visible on every node), storage URI (each actor downloads it on its node) or
+            hub name.
         num_replicas: engines to start; default every GPU of the cluster, or 1 without GPUs.
         num_gpus_per_replica: default ``tensor_parallel_size`` (1) when the cluster has GPUs, else 0.
         num_cpus_per_replica: CPUs each actor reserves (on CPU-only clusters, the cores its engine uses).

@@ -40,7 +40,7 @@ class VLLMGenerator:
     """One vLLM engine (``vllm.LLM``) for one model.
 
     Args:
-        model: local folder or hub name.
+        model: local folder, storage URI (downloaded on first use) or hub name.
         dtype: default float32 on CPU, the checkpoint's dtype ("auto") on GPU.
         max_model_len: prompt + completion tokens per request; default the model's context length.
         enforce_eager: default True on CPU, False on GPU (see module notes).
@@ -78,6 +78,8 @@ class VLLMGenerator:
         if self._llm is None:
             from vllm import LLM
 
+            from sparsepo.assets import resolve_model
+
             cpu = on_cpu()
             kw = dict(self.engine_kw)
             kw.setdefault("dtype", self.dtype or ("float32" if cpu else "auto"))
@@ -88,7 +90,8 @@ class VLLMGenerator:
                 kw.setdefault("kv_cache_memory_bytes", int(self.kv_cache_gib * _GIB))
             env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"} if self.in_process else {}
             with temporary_env(**env):
-                self._llm = LLM(model=self.model_path, **kw)
+                # a storage URI is downloaded here, on the node that runs the engine
+                self._llm = LLM(model=resolve_model(self.model_path), **kw)
         return self._llm
 
     def generate(self, prompts: list[str], sampling: SamplingConfig) -> list[list[Completion]]:

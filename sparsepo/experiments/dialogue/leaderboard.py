@@ -41,8 +41,6 @@ class LeaderboardSpec:
 
 def _evaluate(model: str, spec: dict[str, Any]) -> dict[str, Any]:
     """lm-eval results (with samples) of ``model`` (a local folder or URI of a checkpoint, or a model name)."""
-    from ray.train import Checkpoint
-
     from sparsepo.eval.openllm import load_results, run_openllm
 
     s = LeaderboardSpec(**spec)
@@ -51,11 +49,7 @@ def _evaluate(model: str, spec: dict[str, Any]) -> dict[str, Any]:
                   "batch_size": s.batch_size, "limit": s.limit, "include_path": s.include_path, "output_dir": out,
                   "suite": s.suite, "max_length": s.max_length, "extra_model_args": s.extra_model_args or None,
                   "seed": s.seed, "overwrite": True}
-        if "://" in model:  # a checkpoint on remote storage: download it first
-            with Checkpoint(model).as_directory() as local:
-                run_openllm(local, **kwargs)
-        else:
-            run_openllm(model, **kwargs)
+        run_openllm(model, **kwargs)  # a URI: downloaded to this node's copy (sparsepo.io.local_copy)
         return load_results(out)
 
 
@@ -70,8 +64,7 @@ def evaluate_models(models: dict[str, str], spec: LeaderboardSpec, cache: Path, 
 
     todo, results = {}, {}
     for label, model in models.items():
-        fingerprint = model_fingerprint(model) if "://" not in model else {"uri": model}
-        folder = cache / f"openllm-{cache_key(model=fingerprint, spec=asdict(spec))}"
+        folder = cache / f"openllm-{cache_key(model=model_fingerprint(model), spec=asdict(spec))}"
         if (folder / "results.json").exists():
             log(f"[dialogue] leaderboard: {label}: cached {folder}")
             results[label] = load_results(folder)

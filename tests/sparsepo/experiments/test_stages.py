@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from sparsepo.experiments.stages import (
     cache_key,
@@ -12,6 +13,7 @@ from sparsepo.experiments.stages import (
     local_cache,
     output_dir,
     publish,
+    train_sft,
     write_rows,
 )
 
@@ -53,3 +55,34 @@ def test_last_evaluations_takes_each_variants_last_evaluated_row_and_skips_faile
     assert got == {"dpo": {"score": 0.3}}
     assert lines == ["[exp] warning: trial sparsepo has no evaluation (failed?); left out of the table",
                      "[exp] sweep: 1 of 2 trials evaluated"]
+
+
+@pytest.mark.slow
+def test_train_sft_on_file_uri_storage_standing_in_for_s3_returns_a_uri_that_a_second_call_finds(
+        tmp_path, monkeypatch, tiny_llama_path):
+    import ray
+
+    from sparsepo.models import load_causal_lm
+
+    monkeypatch.setenv("SPARSEPO_CACHE", str(tmp_path / "node"))  # the node's copies (Ray workers inherit it)
+    storage = f"file://{tmp_path}/bucket/runs"
+    rows = [{"prompt": f"{i} plus one is", "completion": f" {i + 1}"} for i in range(4)]
+    kw = dict(model=str(tiny_llama_path), storage_path=storage, steps=1, lr=1e-3, tag="t",
+              train={"data": {"max_length": 32, "max_prompt_length": 16}, "optim": {"batch_size": 2},
+                     "run": {"num_workers": 1, "use_gpu": False, "seed": 0}})
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    # After ray.init: Ray keeps its auth token under the HOME it started with.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the driver-side cache of a remote storage
+    try:
+        logged: list[str] = []
+        policy = train_sft(rows, **kw, log=logged.append)
+        assert policy.startswith(f"{storage}/sft/t-sft-") and policy.endswith("/policy")
+        assert "/train/checkpoint_" in policy
+        assert (tmp_path / "bucket" / "runs" / "sft" / policy.split("/sft/")[1] / "config.json").is_file()
+        assert (tmp_path / "home" / ".cache" / "sparsepo" / "sft").is_dir()  # the rows file, written on the driver
+        assert train_sft(rows, **kw, log=logged.append) == policy
+        assert logged[-1] == f"[t] sft: cached {policy}"
+    finally:
+        ray.shutdown()
+    assert load_causal_lm(policy).config.model_type == "llama"  # through a node-local copy
+    assert [p.name.split("-")[0] for p in sorted((tmp_path / "node" / "remote").iterdir())] == ["policy", "sft.jsonl"]

@@ -46,19 +46,28 @@ def _evaluate(policy_path: str, evaluator_args: dict[str, Any], backend: str, is
     return eval_metrics(samples)
 
 
-def _task(fn: Any, use_gpu: bool):  # noqa: ANN202 - a Ray remote function
-    """``fn`` as a Ray task of one CPU, or one GPU (the evaluation's model, generator and scorer share it)."""
+def _task(fn: Any, use_gpu: bool, num_cpus: float = 1):  # noqa: ANN202 - a Ray remote function
+    """``fn`` as a Ray task of ``num_cpus`` CPUs, or one GPU (the evaluation's model, generator and scorer share
+    it); on a CPU the task computes with as many torch threads as CPUs granted."""
     import ray
 
-    return ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_retries=1)(fn)
+    def granted(*args: Any) -> Any:
+        from sparsepo.hardware import use_granted_cpus
+
+        use_granted_cpus()
+        return fn(*args)
+
+    return ray.remote(num_cpus=num_cpus, num_gpus=1 if use_gpu else 0, max_retries=1)(granted)
 
 
 def evaluate_reference(ref: str, evaluator_args: dict[str, Any], *, backend: str = "hf",
                        use_gpu: bool = False) -> dict[str, Any]:
-    """The reference policy's ``eval/*`` metrics and per-prompt values (:data:`PER_PROMPT_KEY`)."""
+    """The reference policy's ``eval/*`` metrics and per-prompt values (:data:`PER_PROMPT_KEY`). It runs before
+    the sweep, alone: on a CPU cluster it takes every CPU of the largest node."""
     import ray
 
-    return ray.get(_task(_evaluate, use_gpu).remote(ref, evaluator_args, backend, True))
+    cpus = 1 if use_gpu else max(1, *(int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]))
+    return ray.get(_task(_evaluate, use_gpu, cpus).remote(ref, evaluator_args, backend, True))
 
 
 def trial_checkpoints(train_run: str) -> list[tuple[int, str]]:

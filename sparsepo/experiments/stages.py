@@ -187,3 +187,26 @@ def run_method_sweep(cfg: Any, base: Any, metric: str, mode: str, tag: str, log:
                      tensorboard=False)
     log(f"[{tag}] sweep: done ({time.perf_counter() - t:.0f}s)")
     return results_frame(grid)
+
+
+def cached_baseline(cfg: Any, model: str, args: dict[str, Any], tag: str,
+                    evaluate: Callable[[Any], dict[str, float]], log: Log = print) -> tuple[dict[str, float], bool]:
+    """The baseline stage: ``evaluate(generator)`` on the SFT ``model`` (a ``cfg.backend`` generator, closed
+    after), cached as JSON in ``<cache>/evals`` by the model's files, backend and evaluation ``args``.
+    Returns ``(metrics, cached)``."""
+    from sparsepo.generation import make_generator
+
+    key = cache_key(model=model_fingerprint(model), backend=cfg.backend, **args)
+    path = local_cache(cfg.storage_path, "evals") / f"{tag}-eval-{key}.json"
+    if path.exists():
+        log(f"[{tag}] baseline: cached {path}")
+        return json.loads(path.read_text()), True
+    generator = make_generator(cfg.backend, model)
+    try:
+        metrics = evaluate(generator)
+    finally:
+        if hasattr(generator, "close"):
+            generator.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics))
+    return metrics, False

@@ -16,7 +16,6 @@ Stages, each printing its progress and caching what it makes under ``<storage>/`
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +25,10 @@ from sparsepo.eval.report import settings_markdown, to_markdown
 from sparsepo.experiments.code.evaluation import PAPER_PLAN, load_suite, table2
 from sparsepo.experiments.stages import (
     AXIS,
-    cache_key,
+    cached_baseline,
     last_evaluations,
     local_cache,
     method_sweep_values,
-    model_fingerprint,
     output_dir,
     publish,
     run_method_sweep,
@@ -153,27 +151,19 @@ def eval_args(cfg: CodeConfig) -> dict[str, Any]:
 def stage_baseline(cfg: CodeConfig, model: str, log: Any = print) -> dict[str, float]:
     """pass@k of the SFT model (no PO), cached by model and evaluation settings."""
     from sparsepo.experiments.code.evaluation import pass_at_k
-    from sparsepo.generation import make_generator
 
     args = eval_args(cfg)
-    key = cache_key(model=model_fingerprint(model), backend=cfg.backend, **args)
-    path = local_cache(cfg.storage_path, "evals") / f"code-eval-{key}.json"
-    if path.exists():
-        log(f"[code] baseline: cached {path}")
-        return json.loads(path.read_text())
-    t = time.perf_counter()
-    generator = make_generator(cfg.backend, model)
-    try:
+
+    def evaluate(generator: Any) -> dict[str, float]:
         suites = {name: load_suite(spec) for name, spec in cfg.eval_suites.items()}
         plan = [(t_, tuple(ks)) for t_, ks in args["plan"]]
-        metrics = pass_at_k(generator, suites, plan, n=cfg.eval_n, top_p=cfg.top_p, max_new_tokens=cfg.eval_tokens,
-                            seed=cfg.seed)
-    finally:
-        if hasattr(generator, "close"):
-            generator.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics))
-    log(f"[code] baseline: {metrics} ({time.perf_counter() - t:.0f}s)")
+        return pass_at_k(generator, suites, plan, n=cfg.eval_n, top_p=cfg.top_p, max_new_tokens=cfg.eval_tokens,
+                         seed=cfg.seed)
+
+    t = time.perf_counter()
+    metrics, cached = cached_baseline(cfg, model, args, "code", evaluate, log)
+    if not cached:
+        log(f"[code] baseline: {metrics} ({time.perf_counter() - t:.0f}s)")
     return metrics
 
 

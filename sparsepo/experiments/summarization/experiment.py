@@ -19,7 +19,6 @@ Stages, each printing its progress and caching what it makes under ``<storage>/`
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +27,10 @@ from typing import Any
 from sparsepo.experiments.stages import (
     AXIS,
     cache_key,
+    cached_baseline,
     last_evaluations,
     local_cache,
     method_sweep_values,
-    model_fingerprint,
     output_dir,
     publish,
     run_method_sweep,
@@ -182,25 +181,13 @@ def eval_args(cfg: SummarizationConfig, docs: list[dict[str, str]]) -> dict[str,
 def stage_baseline(cfg: SummarizationConfig, model: str, args: dict[str, Any], log: Any = print) -> dict[str, float]:
     """The suite on the SFT model (no PO), cached by model and evaluation settings."""
     from sparsepo.experiments.summarization.evaluation import SummarizationEvaluator
-    from sparsepo.generation import make_generator
 
-    key = cache_key(model=model_fingerprint(model), backend=cfg.backend, **args)
-    path = local_cache(cfg.storage_path, "evals") / f"{TAG}-eval-{key}.json"
-    if path.exists():
-        log(f"[{TAG}] baseline: cached {path}")
-        return json.loads(path.read_text())
     t = time.perf_counter()
-    generator = make_generator(cfg.backend, model)
-    try:
-        metrics = SummarizationEvaluator(**args).evaluate(generator)
-    finally:
-        if hasattr(generator, "close"):
-            generator.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics))
-    first = metric_key("rougeL_f1", cfg.temperatures[0])
-    log(f"[{TAG}] baseline: ROUGE-L F1 {metrics.get(first, float('nan')):.3f} at T={cfg.temperatures[0]:g} "
-        f"({time.perf_counter() - t:.0f}s)")
+    metrics, cached = cached_baseline(cfg, model, args, TAG, lambda g: SummarizationEvaluator(**args).evaluate(g), log)
+    if not cached:
+        first = metric_key("rougeL_f1", cfg.temperatures[0])
+        log(f"[{TAG}] baseline: ROUGE-L F1 {metrics.get(first, float('nan')):.3f} at T={cfg.temperatures[0]:g} "
+            f"({time.perf_counter() - t:.0f}s)")
     return metrics
 
 

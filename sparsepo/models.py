@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sparsepo.assets import MODEL_ALIASES, resolve_model
 from sparsepo.checkpoint import ADAPTER_DIR, POLICY_DIR
+from sparsepo.hardware import mixed_precision
 from sparsepo.preference_model import disable_dropout
 
 if TYPE_CHECKING:
@@ -76,38 +77,61 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def quantization_config(kind: str, compute_dtype: torch.dtype) -> Any:
+    """bitsandbytes 4-bit storage of QLoRA (Dettmers et al., 2023): ``kind`` ``nf4`` (NormalFloat, the paper's)
+    or ``fp4``, blocks of 64 weights with double-quantised scales, matmuls in ``compute_dtype``."""
+    import logging
+
+    from transformers import BitsAndBytesConfig
+
+    # Its CPU backend tries a hub kernel first and logs a warning when (offline, always) it falls back to its own.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=kind, bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype)
+
+
 def load_causal_lm(
     name_or_path: str | os.PathLike,
     dtype: str = "float32",
     gguf_file: str | None = None,
     device: str | torch.device | None = None,
+    quantization: Any = None,
 ) -> PreTrainedModel:
     """Causal LM for an alias / local folder / hub name in `dtype` (float32, bfloat16, float16 or auto).
 
     `gguf_file` names a GGUF file inside the folder (de-quantised on load). `device` moves the model there.
+    `quantization`: a transformers quantization config (:func:`quantization_config`): its layers load quantized,
+    straight onto `device`.
     """
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     source = model_source(name_or_path, (gguf_file,) if gguf_file else ("config.json",))
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+    if quantization is not None:
+        kwargs.update(quantization_config=quantization, device_map={"": str(device or "cpu")})
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **kwargs)
     except OSError as err:
         if _looks_local(source):
             raise
         raise _hub_error(source, err) from err
-    if device is not None:
+    if device is not None and quantization is None:
         model = model.to(device)
     return model
 
 
 def build_policy(cfg: TrainConfig, device: torch.device, resume_dir: Path | None = None) -> torch.nn.Module:
     """The trainable policy on ``device``: the config's model (resuming a full fine-tune: the checkpoint's
-    ``policy/``), wrapped in LoRA adapters when ``lora.r > 0`` (resuming: the checkpoint's), with every dropout
-    off, LoRA's own included (see ``disable_dropout``)."""
+    ``policy/``), wrapped in LoRA adapters when ``lora.r > 0`` (resuming: the checkpoint's) over a 4-bit base
+    when ``lora.quantize`` says so (QLoRA), with every dropout off, LoRA's own included (see ``disable_dropout``)."""
     lora = cfg.lora.r > 0
     source = str(resume_dir / POLICY_DIR) if resume_dir is not None and not lora else cfg.model.name
-    policy = load_causal_lm(source, dtype=cfg.model.dtype, gguf_file=None if source != cfg.model.name else cfg.model.gguf_file)
+    quantization = None
+    if cfg.lora.quantize != "none":
+        compute = torch.bfloat16 if mixed_precision(device, cfg.optim.bf16) is not None else torch.float32
+        quantization = quantization_config(cfg.lora.quantize, compute)
+    policy = load_causal_lm(source, dtype=cfg.model.dtype, device=device, quantization=quantization,
+                            gguf_file=None if source != cfg.model.name else cfg.model.gguf_file)
     if lora:
         from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
         from peft.utils import load_peft_weights

@@ -76,6 +76,12 @@ def check_models(cfg: TrainConfig):  # noqa: ANN201 - a tokenizer
     return tokenizer
 
 
+def check_quantization(cfg: TrainConfig) -> None:
+    """``lora.quantize`` needs bitsandbytes on this machine (its CPU backend included)."""
+    if cfg.lora.quantize != "none" and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(f"lora.quantize: {cfg.lora.quantize!r} needs bitsandbytes: pip install 'sparsepo[qlora]'")
+
+
 def check_evaluator(cfg: TrainConfig) -> None:
     """``run.evaluator`` names an importable ``module:factory``."""
     spec = cfg.run.evaluator
@@ -93,6 +99,7 @@ def preflight(cfg: TrainConfig) -> Preflight:
 
     path = check_run_name(cfg)
     check_evaluator(cfg)
+    check_quantization(cfg)
     tokenizer = check_models(cfg)
     if not cfg.data.path:
         raise ConfigError("data.path: no preference data given (a .jsonl/.json/.parquet/.csv file, hub name or offline:<name>)")

@@ -207,11 +207,11 @@ def column_scores(
             scores[spec.column] = normalise_score(_raw(results, spec.task, spec), float(baselines[0]))
         else:
             scores[spec.column] = float(rows["normalised"].mean())
-    scores[AVERAGE_COLUMN] = _average(scores, specs, average)
+    scores[AVERAGE_COLUMN] = suite_average(scores, specs, average)
     return scores
 
 
-def _average(scores: Mapping[str, float], specs: Sequence[TaskSpec], average: Average) -> float:
+def suite_average(scores: Mapping[str, float], specs: Sequence[TaskSpec], average: Average) -> float:
     if average == "paper":
         return sum(scores[s.column] for s in specs) / len(specs)
     if average == "leaderboard":

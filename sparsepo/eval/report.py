@@ -253,6 +253,31 @@ def to_markdown(df: pd.DataFrame, *, float_format: str = ".4g", index: bool = Fa
     return "\n".join(lines)
 
 
+CI_LOW, CI_HIGH = " CI low", " CI high"  # suffixes of a column's interval columns in the experiments' tables
+
+
+def interval_cells(df: pd.DataFrame, float_format: str = ".4g") -> pd.DataFrame:
+    """``df`` for reading: each column that has ``<column> CI low`` / ``CI high`` companions becomes text
+    ``value [low, high]`` (the value alone where its interval is missing; empty where the value is) and the
+    companions are dropped; other columns are kept as they are."""
+    def text(v: Any) -> str:
+        return _cell(float(v), float_format) if v is not None else ""
+
+    out = {}
+    for col in df.columns:
+        if str(col).endswith((CI_LOW, CI_HIGH)):
+            continue
+        if f"{col}{CI_LOW}" not in df.columns:
+            out[col] = df[col]
+            continue
+        cells = []
+        for v, lo, hi in zip(df[col], df[f"{col}{CI_LOW}"], df[f"{col}{CI_HIGH}"], strict=True):
+            v, lo, hi = text(v), text(lo), text(hi)
+            cells.append(f"{v} [{lo}, {hi}]" if v and lo and hi else v)
+        out[col] = cells
+    return pd.DataFrame(out, index=df.index)
+
+
 # --------------------------------------------------------------------------- comparison
 
 

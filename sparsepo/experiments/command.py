@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import sys
 import time
 from typing import Any
 
@@ -56,6 +57,9 @@ def run(name: str, args: argparse.Namespace) -> int:
     from sparsepo.logs import quiet_driver
 
     cfg = config_from_args(name, args)
+    # Progress lines must reach `ray job logs` / a piped terminal as each stage ends, not when a buffer fills.
+    if hasattr(sys.stdout, "reconfigure"):  # not on a test's StringIO
+        sys.stdout.reconfigure(line_buffering=True)
     quiet_driver()
     load(EXPERIMENTS[name].run)(cfg)
     return 0

@@ -116,3 +116,50 @@ def test_lora_policy_has_no_active_dropout(arch, tmp_path, tiny_gpt2_path, tiny_
     with torch.no_grad():
         first, second = (policy(input_ids=ids).logits.log_softmax(-1) for _ in range(2))
     torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def _linear_weights(model) -> dict[str, torch.Tensor]:
+    return {n: m.weight for n, m in model.named_modules() if type(m).__name__.endswith("Linear4bit")}
+
+
+def test_qlora_policy_is_the_dequantized_base_plus_zero_adapters(tiny_llama_path):
+    """lora.quantize=nf4: every linear layer of the base is bitsandbytes 4-bit, LoRA trains over it, and its
+    logits equal a float model whose linear weights are the dequantized 4-bit ones (computed here by bnb's own
+    dequantize, independently of the layers' forward)."""
+    import bitsandbytes.functional as bnbf
+
+    from sparsepo.config import from_dict
+    from sparsepo.models import build_policy
+
+    cfg = from_dict({"method": "dpo", "model": {"name": "tiny-llama"}, "optim": {"bf16": False},
+                     "lora": {"r": 4, "quantize": "nf4"}})
+    policy = build_policy(cfg, torch.device("cpu")).eval()
+    quantized = {n.removeprefix("base_model.model.").removesuffix(".base_layer"): w
+                 for n, w in _linear_weights(policy).items()}
+    assert quantized and all(w.quant_state.quant_type == "nf4" for w in quantized.values())
+    assert {n for n, p in policy.named_parameters() if p.requires_grad} == {
+        n for n, _ in policy.named_parameters() if "lora_" in n}
+    reference = load_causal_lm("tiny-llama").eval()
+    with torch.no_grad():
+        for name, w in quantized.items():
+            reference.get_submodule(name).weight.copy_(bnbf.dequantize_4bit(w.data, w.quant_state))
+        ids = torch.randint(0, reference.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+        expected = reference(input_ids=ids).logits
+        got = policy(input_ids=ids).logits
+        unquantized = load_causal_lm("tiny-llama")(input_ids=ids).logits
+    # bnb's CPU kernel multiplies in bf16 whatever the compute dtype: agreement to bf16 rounding, and far
+    # closer to the dequantized weights than to the unquantized model (the 4-bit storage is really used).
+    err = (got - expected).abs().max().item()
+    print(f"max |logit - dequantized| {err:.2e}, vs unquantized {(got - unquantized).abs().max().item():.2e}")
+    assert err < 2e-2 and err < 0.2 * (got - unquantized).abs().max().item()
+
+
+def test_qlora_config_errors_before_any_model_loads():
+    from sparsepo.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="set lora.r > 0"):
+        load_config(None, ["method=dpo", "lora.quantize=nf4"])
+    with pytest.raises(ConfigError, match="lora.quantize"):
+        load_config(None, ["method=dpo", "lora.r=4", "lora.quantize=int3"])
+    with pytest.raises(ConfigError, match="GGUF"):
+        load_config(None, ["method=dpo", "model.gguf_file=m.gguf", "lora.r=4", "lora.quantize=nf4"])

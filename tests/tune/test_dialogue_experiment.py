@@ -31,8 +31,11 @@ def test_dialogue_pipeline_writes_table1_with_every_method(local_ray, tmp_path):
     assert f"SFT model `{sft_policy}` (first row)" in report
     table = pd.read_csv(files["table"])
     assert table["Method"].tolist() == ["SFT", "dpo", "sparsepo"]
-    assert table.columns.tolist() == ["Method", "MC", "Gen", "IFEval Inst.", "IFEval Prompt", "Average"]
+    columns = ["MC", "Gen", "IFEval Inst.", "IFEval Prompt", "Average"]
+    assert table.columns.tolist() == ["Method", *columns, *(f"{c} CI {end}" for c in columns for end in ("low", "high"))]
     assert table.drop(columns="Method").apply(lambda c: c.between(0, 100)).all().all()  # every cell measured
+    for c in columns:  # the bootstrap interval over documents holds each score
+        assert (table[f"{c} CI low"] <= table[c] + 1e-9).all() and (table[c] <= table[f"{c} CI high"] + 1e-9).all()
     evals = sorted((tmp_path / "evals").glob("openllm-*/results.json"))
     assert len(evals) == 3  # one leaderboard evaluation per model: SFT and each method's final checkpoint
     assert "| SFT |" in report and "| sparsepo |" in report and "## Settings" in report

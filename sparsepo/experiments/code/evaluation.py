@@ -15,7 +15,9 @@ import pandas as pd
 from torch import nn
 
 from sparsepo.eval.code import CodeProblem, evaluate_code, load_humaneval, load_mbpp
+from sparsepo.eval.report import CI_HIGH, CI_LOW
 from sparsepo.eval.sandbox import SandboxConfig
+from sparsepo.eval.stats import bootstrap_ci
 from sparsepo.generation import Generator, SamplingConfig
 
 SUITES = ("humaneval", "mbpp")
@@ -53,14 +55,19 @@ def pass_at_k(
     max_new_tokens: int = 512,
     seed: int = 0,
     sandbox: SandboxConfig | None = None,
+    n_resamples: int = 1000,
 ) -> dict[str, float]:
-    """``{"<suite>/pass@<k>": mean over problems}`` for every suite and every k of the plan (k <= n)."""
+    """``{"<suite>/pass@<k>": mean over problems}`` for every suite and every k of the plan (k <= n), with its
+    95% percentile-bootstrap CI over problems as ``.../ci_low`` and ``.../ci_high``."""
     out: dict[str, float] = {}
     for temperature, ks in plan:
         sampling = SamplingConfig(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
         for name, problems in suites.items():
             result = evaluate_code(generator, problems, sampling, ks=ks, sandbox=sandbox, progress=False)
-            out.update({f"{name}/pass@{k}": result.summary[f"pass@{k}"] for k in result.summary["ks"]})
+            for k in result.summary["ks"]:
+                ci = bootstrap_ci(result.table[f"pass@{k}"].to_numpy(dtype=float), n_resamples=n_resamples, seed=seed)
+                key = f"{name}/pass@{k}"
+                out.update({key: result.summary[f"pass@{k}"], f"{key}/ci_low": ci.low, f"{key}/ci_high": ci.high})
     return out
 
 
@@ -69,11 +76,12 @@ class CodeEvaluator:
     the in-memory policy (HF ``generate``) on every suite, reported as ``eval/<suite>/pass@<k>``."""
 
     def __init__(self, suites: dict[str, dict[str, Any]], plan: Sequence[Sequence[Any]], n: int, top_p: float = 0.95,
-                 max_new_tokens: int = 512, seed: int = 0, batch_size: int = 16, timeout_s: float = 3.0):
+                 max_new_tokens: int = 512, seed: int = 0, batch_size: int = 16, timeout_s: float = 3.0,
+                 n_resamples: int = 1000):
         self.suites = {name: load_suite(spec) for name, spec in suites.items()}
         self.plan = [(float(t), tuple(int(k) for k in ks)) for t, ks in plan]
         self.kw = {"n": n, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed,
-                   "sandbox": SandboxConfig(timeout_s=timeout_s)}
+                   "sandbox": SandboxConfig(timeout_s=timeout_s), "n_resamples": n_resamples}
         self.batch_size = batch_size
 
     def __call__(self, policy: nn.Module, ref: Any, tokenizer: Any, step: int) -> dict[str, float]:
@@ -90,15 +98,23 @@ class CodeEvaluator:
 
 
 def table2(rows: dict[str, dict[str, float]], suites: Sequence[str] = SUITES, ks: Sequence[int] = TABLE_KS) -> pd.DataFrame:
-    """Paper Table 2: one row per method, columns ``HumanEval pass@1 ... MBPP pass@100`` in percent; a metric
-    that was not measured (suite not run, or k above the samples drawn) is empty."""
+    """Paper Table 2: one row per method, columns ``HumanEval pass@1 ... MBPP pass@100`` in percent, then each
+    one's 95% bootstrap CI over problems (``<column> CI low`` / ``CI high``); a metric that was not measured
+    (suite not run, or k above the samples drawn) is empty."""
     label = {"humaneval": "HumanEval", "mbpp": "MBPP"}
     records = []
     for method, metrics in rows.items():
         rec: dict[str, Any] = {"Method": method}
+        bounds: dict[str, Any] = {}
         for s in suites:
             for k in ks:
-                v = metrics.get(f"{s}/pass@{k}")
-                rec[f"{label.get(s, s)} pass@{k}"] = None if v is None else round(100 * v, 2)
-        records.append(rec)
+                key, col = f"{s}/pass@{k}", f"{label.get(s, s)} pass@{k}"
+                rec[col] = _percent(metrics.get(key))
+                bounds[col + CI_LOW] = _percent(metrics.get(f"{key}/ci_low"))
+                bounds[col + CI_HIGH] = _percent(metrics.get(f"{key}/ci_high"))
+        records.append(rec | bounds)
     return pd.DataFrame(records)
+
+
+def _percent(v: float | None) -> float | None:
+    return None if v is None else round(100 * v, 2)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparsepo.eval.report import settings_markdown, to_markdown
+from sparsepo.eval.report import interval_cells, settings_markdown, to_markdown
 from sparsepo.experiments.code.evaluation import PAPER_PLAN, load_suite, table2
 from sparsepo.experiments.stages import (
     AXIS,
@@ -145,7 +145,7 @@ def stage_pairs(cfg: CodeConfig, model: str, log: Any = print) -> tuple[str, dic
 
 def eval_args(cfg: CodeConfig) -> dict[str, Any]:
     return {"suites": cfg.eval_suites, "plan": [list(p) for p in cfg.eval_plan], "n": cfg.eval_n, "top_p": cfg.top_p,
-            "max_new_tokens": cfg.eval_tokens, "seed": cfg.seed}
+            "max_new_tokens": cfg.eval_tokens, "seed": cfg.seed, "n_resamples": 1000}  # bootstrap CIs over problems
 
 
 def stage_baseline(cfg: CodeConfig, model: str, log: Any = print) -> dict[str, float]:
@@ -158,12 +158,13 @@ def stage_baseline(cfg: CodeConfig, model: str, log: Any = print) -> dict[str, f
         suites = {name: load_suite(spec) for name, spec in cfg.eval_suites.items()}
         plan = [(t_, tuple(ks)) for t_, ks in args["plan"]]
         return pass_at_k(generator, suites, plan, n=cfg.eval_n, top_p=cfg.top_p, max_new_tokens=cfg.eval_tokens,
-                         seed=cfg.seed)
+                         seed=cfg.seed, n_resamples=args["n_resamples"])
 
     t = time.perf_counter()
     metrics, cached = cached_baseline(cfg, model, args, "code", evaluate, log)
     if not cached:
-        log(f"[code] baseline: {metrics} ({time.perf_counter() - t:.0f}s)")
+        shown = ", ".join(f"{k} {100 * v:.1f}%" for k, v in metrics.items() if not k.endswith(("/ci_low", "/ci_high")))
+        log(f"[code] baseline: {shown} ({time.perf_counter() - t:.0f}s)")
     return metrics
 
 
@@ -188,13 +189,13 @@ def write_report(cfg: CodeConfig, rows: dict[str, dict[str, float]], pairs: dict
     table = table2(rows)
     files = {"table": out / "table2.csv", "report": out / "report.md"}
     table.to_csv(files["table"], index=False)
-    shown = table.astype(object).where(table.notna(), "")  # unmeasured cells stay empty, not "None"
+    shown = interval_cells(table, float_format="g")
     settings = {k: v for k, v in dataclasses.asdict(cfg).items()}
     files["report"].write_text("\n".join([
         f"# Text-to-code (paper Table 2): {cfg.name}",
         "",
-        f"SFT model `{model}`; pass@k in percent on held-out problems; wall time {elapsed_s:.0f} s. "
-        "Empty cells: not measured (suite not run, or k above the samples drawn).",
+        f"SFT model `{model}`; pass@k in percent on held-out problems [95% bootstrap CI over problems]; wall time "
+        f"{elapsed_s:.0f} s. Empty cells: not measured (suite not run, or k above the samples drawn).",
         "",
         to_markdown(shown),
         "",

@@ -193,9 +193,10 @@ def leaderboard_spec(cfg: DialogueConfig) -> LeaderboardSpec:
 def write_report(cfg: DialogueConfig, results: dict[str, dict[str, Any]], sft_model: str, n_pairs: int,
                  out: Path, elapsed_s: float) -> dict[str, Path]:
     from sparsepo.eval.openllm_scores import to_markdown
+    from sparsepo.eval.report import interval_cells
 
     out.mkdir(parents=True, exist_ok=True)
-    df = table(results, cfg.eval_suite)
+    df = table(results, cfg.eval_suite, seed=cfg.seed)
     files = {"table": out / "table1.csv", "report": out / "report.md"}
     df.to_csv(files["table"])
     files["report"].write_text("\n".join([
@@ -204,9 +205,9 @@ def write_report(cfg: DialogueConfig, results: dict[str, dict[str, Any]], sft_mo
         f"SFT model `{sft_model}` (first row); PO on {n_pairs} pairs of `{cfg.data}` ({cfg.split}); normalised "
         f"Open LLM Leaderboard scores (0-100, suite `{cfg.eval_suite}`"
         + (f", at most {cfg.eval_limit} documents per subtask" if cfg.eval_limit else "")
-        + f"); wall time {elapsed_s:.0f} s.",
+        + f"); [95% bootstrap interval over documents]; wall time {elapsed_s:.0f} s.",
         "",
-        to_markdown(df),
+        to_markdown(interval_cells(df, float_format=".2f")),
         *settings_markdown(dataclasses.asdict(cfg)),
     ]))
     return files

@@ -87,11 +87,19 @@ def evaluate_models(models: dict[str, str], spec: LeaderboardSpec, cache: Path, 
     return {label: results[label] for label in models if label in results}
 
 
-def table(results: dict[str, dict[str, Any]], suite: str) -> pd.DataFrame:
+def table(results: dict[str, dict[str, Any]], suite: str, seed: int = 0) -> pd.DataFrame:
     """Paper Table 1: one row per system in ``results`` order (the SFT model first), normalised scores (0-100),
-    the suite's columns and ``Average``; index name ``Method``."""
+    the suite's columns and ``Average``, then each one's 95% bootstrap interval over documents
+    (``<column> CI low`` / ``CI high``, :func:`sparsepo.eval.openllm_intervals.column_intervals`); index name
+    ``Method``."""
+    from sparsepo.eval.openllm_intervals import column_intervals
     from sparsepo.eval.openllm_scores import table1
+    from sparsepo.eval.report import CI_HIGH, CI_LOW
 
     df = table1(results, suite)
+    intervals = {name: column_intervals(res, suite, seed=seed) for name, res in results.items()}
+    for col in list(df.columns):
+        df[col + CI_LOW] = [intervals[name][col][0] for name in df.index]
+        df[col + CI_HIGH] = [intervals[name][col][1] for name in df.index]
     df.index.name = "Method"
     return df

@@ -10,9 +10,9 @@ Stages, each printing its progress and caching what it makes under ``<storage>/`
 2. ``sft`` (``sft_steps > 0``): SFT of ``model`` on the SFT split; with ``sft_steps=0`` ``model`` is the SFT
    model (the paper: ``CarperAI/openai_summarize_tldr_sft``);
 3. ``baseline``: the summarisation suite on the SFT model itself (the figure's "SFT" line);
-4. ``sweep``: one Ray Tune trial per PO method (LoRA adapters when ``lora_r > 0``, as the paper's QLoRA), each a
-   Ray Train run from the SFT model whose evaluator runs the suite at every temperature at the last step
-   (``SummarizationEvaluator``);
+4. ``sweep``: one Ray Tune trial per PO method (LoRA adapters when ``lora_r > 0``, over a 4-bit base with
+   ``lora_quantize="nf4"``: the paper's QLoRA), each a Ray Train run from the SFT model whose evaluator runs the
+   suite at every temperature at the last step (``SummarizationEvaluator``);
 5. ``report``: ``figure5.csv``, ``figure5.png`` and ``report.md`` in ``<storage>/<name>/``.
 """
 
@@ -22,7 +22,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sparsepo.experiments.stages import (
     AXIS,
@@ -69,6 +69,7 @@ class SummarizationConfig:
     lr: float = 5e-4  # LoRA adapters on a miniature: a few steps must move the policy
     lora_r: int = 8  # 0: full fine-tuning
     lora_alpha: int = 16
+    lora_quantize: Literal["none", "nf4", "fp4"] = "none"  # nf4: QLoRA (the paper's), the frozen base in 4 bits
     max_length: int = 160
     max_prompt_length: int = 112
     temperatures: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
@@ -101,7 +102,8 @@ def paper_config(cfg: SummarizationConfig) -> SummarizationConfig:
     return dataclasses.replace(
         cfg, model=model, sft_steps=0, feedback_train=PAPER_TRAIN, feedback_test=PAPER_TEST,
         pairs_per_source=20000, eval_docs=120, methods=PAPER_METHODS, steps=None, batch_size=4, grad_accum=8,
-        lr=5e-5, lora_r=16, lora_alpha=32, max_length=640, max_prompt_length=512, eval_n=5, eval_tokens=64,
+        lr=5e-5, lora_r=16, lora_alpha=32, lora_quantize="nf4", max_length=640, max_prompt_length=512, eval_n=5,
+        eval_tokens=64,
         nli_model=DEFAULT_NLI_MODEL, bertscore=dict(PAPER_BERTSCORE), use_gpu=True,
         backend="ray",  # vLLM engines on the cluster's GPUs: the head that runs the driver has none
     )
@@ -198,6 +200,8 @@ def sweep_config(cfg: SummarizationConfig, model: str, data_path: str, args: dic
                                  evaluator="sparsepo.experiments.summarization.evaluation:SummarizationEvaluator")
     if cfg.lora_r > 0:
         values["lora"] = {"r": cfg.lora_r, "alpha": cfg.lora_alpha}
+        if cfg.lora_quantize != "none":
+            values["lora"]["quantize"] = cfg.lora_quantize
     return from_dict(apply_overrides(values, list(cfg.overrides)), where=TAG)
 
 

@@ -240,3 +240,21 @@ def test_vllm_backend_agrees_with_hf(hf_run, tiny_model, tmp_path):
     assert row.loc[Path(tiny_model).name, "MC"] == pytest.approx(
         lb.column_scores(vllm, lb.LOCAL_TOY[:2])["MC"]
     )
+
+
+def test_document_values_of_the_logged_samples_reproduce_lm_evals_scores(hf_run):
+    """The per-document values the Table 1 intervals resample give back lm-eval's own task scores (IFEval's
+    instruction level included: a list per document, pooled), and every interval holds its point estimate."""
+    from sparsepo.eval.openllm_intervals import column_intervals, document_values
+    from sparsepo.eval.openllm_scores import LOCAL_TOY, column_scores, leaf_tasks
+
+    _, out = hf_run
+    saved = load_results(out)
+    for spec in LOCAL_TOY:
+        for leaf in leaf_tasks(saved, spec.task):
+            num, den = document_values(saved, leaf, spec)
+            assert num.sum() / den.sum() == pytest.approx(saved["results"][leaf][spec.key])
+    intervals = column_intervals(saved, "local_toy", n_resamples=200)
+    for column, score in column_scores(saved, "local_toy").items():
+        low, high = intervals[column]
+        assert 0.0 <= low <= score + 1e-9 and score - 1e-9 <= high <= 100.0

@@ -49,11 +49,20 @@ def test_paper_preset_is_hh_on_pythia_with_the_leaderboard_and_every_method():
 
 
 def toy_results(mc: float, gen: float, inst: float, prompt: float) -> dict:
-    """lm-eval-shaped results of the local toy suite: MC subtasks with 2 and 4 choices at raw accuracy ``mc``."""
-    def samples(k: int) -> list[dict]:
-        return [{"doc_id": d, "arguments": [None] * k} for d in range(4)]
+    """lm-eval-shaped results of the local toy suite, 4 documents per task with logged per-document metrics
+    that give the raw scores: MC subtasks with 2 and 4 choices at raw accuracy ``mc``; IFEval's instruction level
+    over 5 instructions (``inst`` in fifths)."""
+    def flags(raw: float, n: int = 4) -> list[float]:
+        return [1.0] * round(raw * n) + [0.0] * (n - round(raw * n))
 
+    def samples(k: int, metric: str, values: list) -> list[dict]:
+        return [{"doc_id": d, "filter": "none", "arguments": [None] * k, metric: v} for d, v in enumerate(values)]
+
+    inst_flags = flags(inst, 5)
+    inst_docs = [inst_flags[0:1], inst_flags[1:2], inst_flags[2:4], inst_flags[4:5]]
     mc_cfg, gen_cfg = {"output_type": "multiple_choice"}, {"output_type": "generate_until"}
+    ifeval = [{"doc_id": d, "filter": "none", "inst_level_strict_acc": i, "prompt_level_strict_acc": p}
+              for d, (i, p) in enumerate(zip(inst_docs, flags(prompt), strict=True))]
     return {
         "group_subtasks": {"sparsepo_toy_mc": ["sparsepo_toy_mc_binary", "sparsepo_toy_mc_four"]},
         "results": {"sparsepo_toy_mc": {"acc_norm,none": mc}, "sparsepo_toy_mc_binary": {"acc_norm,none": mc},
@@ -61,7 +70,9 @@ def toy_results(mc: float, gen: float, inst: float, prompt: float) -> dict:
                     "sparsepo_toy_ifeval": {"inst_level_strict_acc,none": inst, "prompt_level_strict_acc,none": prompt}},
         "configs": {"sparsepo_toy_mc_binary": mc_cfg, "sparsepo_toy_mc_four": mc_cfg, "sparsepo_toy_gen": gen_cfg,
                     "sparsepo_toy_ifeval": gen_cfg},
-        "samples": {"sparsepo_toy_mc_binary": samples(2), "sparsepo_toy_mc_four": samples(4)},
+        "samples": {"sparsepo_toy_mc_binary": samples(2, "acc_norm", flags(mc)),
+                    "sparsepo_toy_mc_four": samples(4, "acc_norm", flags(mc)),
+                    "sparsepo_toy_gen": samples(0, "exact_match", flags(gen)), "sparsepo_toy_ifeval": ifeval},
     }
 
 
@@ -71,13 +82,20 @@ def test_report_is_table1_with_the_sft_row_first(tmp_path):
     files = write_report(DialogueConfig(), results, "/sft/policy", 32, tmp_path, 12.0)
     table = pd.read_csv(files["table"], index_col="Method")
     assert table.index.tolist() == ["SFT", "dpo", "sparsepo"]
-    assert table.columns.tolist() == ["MC", "Gen", "IFEval Inst.", "IFEval Prompt", "Average"]
+    columns = ["MC", "Gen", "IFEval Inst.", "IFEval Prompt", "Average"]
+    assert table.columns.tolist() == columns + [f"{c} CI {end}" for c in columns for end in ("low", "high")]
     # MC: per-subtask normalisation, (0.75 - 1/2) / (1/2) = 50 and (0.75 - 1/4) / (3/4) = 66.7, averaged
     assert table.loc["SFT", "MC"] == pytest.approx((50 + 200 / 3) / 2)
     assert table.loc["SFT"].tolist()[1:4] == pytest.approx([50.0, 40.0, 25.0])
     assert table.loc["dpo", "MC"] == pytest.approx((0 + 100 / 3) / 2)  # binary at chance, four-way above it
     assert table.loc["sparsepo", "Average"] == pytest.approx(100.0)
+    # every document right: nothing to resample, a zero-width interval; otherwise it holds the score
+    assert (table.loc["sparsepo", "Gen CI low"], table.loc["sparsepo", "Gen CI high"]) == (100.0, 100.0)
+    for c in columns:
+        assert (table[f"{c} CI low"] <= table[c] + 1e-9).all() and (table[c] <= table[f"{c} CI high"] + 1e-9).all()
     report = files["report"].read_text()
     assert "| Method | MC | Gen | IFEval Inst. | IFEval Prompt | Average |" in report
-    assert "| SFT | 58.33 | 50.00 | 40.00 | 25.00 | 43.33 |" in report
+    sft = next(line for line in report.splitlines() if line.startswith("| SFT |"))
+    assert [cell.split(" [")[0] for cell in sft.strip("| ").split(" | ")][1:] == ["58.33", "50.00", "40.00", "25.00", "43.33"]
+    assert "| sparsepo | 100.00 [100.00, 100.00] |" in report
     assert "SFT model `/sft/policy` (first row); PO on 32 pairs of `offline`" in report

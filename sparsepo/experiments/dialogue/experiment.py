@@ -205,7 +205,7 @@ def write_report(cfg: DialogueConfig, results: dict[str, dict[str, Any]], sft_mo
         f"SFT model `{sft_model}` (first row); PO on {n_pairs} pairs of `{cfg.data}` ({cfg.split}); normalised "
         f"Open LLM Leaderboard scores (0-100, suite `{cfg.eval_suite}`"
         + (f", at most {cfg.eval_limit} documents per subtask" if cfg.eval_limit else "")
-        + f"); [95% bootstrap interval over documents]; wall time {elapsed_s:.0f} s.",
+        + f") [95% bootstrap interval over documents]; wall time {elapsed_s:.0f} s.",
         "",
         to_markdown(interval_cells(df, float_format=".2f")),
         *settings_markdown(dataclasses.asdict(cfg)),

@@ -99,3 +99,25 @@ def test_report_is_table1_with_the_sft_row_first(tmp_path):
     assert [cell.split(" [")[0] for cell in sft.strip("| ").split(" | ")][1:] == ["58.33", "50.00", "40.00", "25.00", "43.33"]
     assert "| sparsepo | 100.00 [100.00, 100.00] |" in report
     assert "SFT model `/sft/policy` (first row); PO on 32 pairs of `offline`" in report
+
+
+def test_paper_data_comes_from_the_hub_by_name_mocked_hub(monkeypatch, tmp_path):
+    """--paper reads Anthropic/hh-rlhf through datasets.load_dataset(name, split=...) (mocked: no hub here) and
+    parses its transcripts like a local file, a malformed one naming the hub row."""
+    import datasets
+
+    rows = review_dialogues(6)
+    calls = []
+
+    def fake_load_dataset(name, split):
+        calls.append((name, split))
+        return rows
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    cfg = paper_config(DialogueConfig(storage_path=str(tmp_path)))
+    pairs = stage_data(cfg, log=lambda _: None)
+    assert calls and all(c == ("Anthropic/hh-rlhf", "train") for c in calls)
+    assert pairs == [hh_text(hh_row_to_pair(r)) for r in rows]  # the preset's HH text prompts
+    rows[2] = {**rows[2], "chosen": rows[2]["chosen"].replace("\n\nAssistant:", "\n\nHuman:", 1)}
+    with pytest.raises(ValueError, match="Anthropic/hh-rlhf: row 3, field 'chosen'"):
+        stage_data(cfg, log=lambda _: None)

@@ -90,3 +90,29 @@ def test_sft_split_reads_prompt_and_label_and_names_bad_rows(tmp_path):
         sft_split(str(path))
     path.write_text(path.read_text().splitlines()[0] + "\n")
     assert sft_split(str(path)) == [{"prompt": "POST: hi\nTL;DR:", "completion": " greeting"}]
+
+
+def test_paper_sources_read_each_hub_subset_and_split_mocked_hub(monkeypatch):
+    """The --paper sources go to datasets.load_dataset(name, subset, split=...) (the hub is mocked: unreachable
+    here); comparison rows and rated rows of the axis subset both become pairs."""
+    import datasets
+
+    from sparsepo.experiments.summarization.tldr import PAPER_TEST, PAPER_TRAIN
+
+    calls = []
+
+    def fake_load_dataset(name, subset, split):
+        calls.append((name, subset, split))
+        if subset == "comparisons":
+            return [comparison(0), comparison(1, a="x y", b="the cat ate the homework")]
+        return [rated("t3_p", "best summary", 7), rated("t3_p", "worst one", 2)]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    pairs = sample_pairs(PAPER_TRAIN, per_source=None)
+    assert calls == [("openai/summarize_from_feedback", "comparisons", "train"),
+                     ("openai/summarize_from_feedback", "axis", "validation")]
+    assert [p["chosen"] for p in pairs] == ["cat ate homework", "the cat ate the homework", "best summary"]
+    assert [p["rejected"] for p in pairs] == ["dog days", "x y", "worst one"]
+    calls.clear()
+    sample_pairs(PAPER_TEST, per_source=None)
+    assert [c[1:] for c in calls] == [("comparisons", "validation"), ("axis", "test")]

@@ -120,11 +120,6 @@ class PreferenceModel(nn.Module):
         return use_fused(self.fused_head, device, unwrap_model(self.policy).get_output_embeddings().weight.numel())
 
 
-def tokens_in(batch: dict[str, Tensor]) -> int:
-    """Non-padding tokens the policy processes for this batch."""
-    return int(batch["attention_mask"].sum())
-
-
 _FLOAT_DROPOUTS = ("attention_dropout", "dropout", "dropout_p", "dropout_prob", "attn_dropout", "attn_drop")
 
 

@@ -190,7 +190,6 @@ def run_sweep(
     Ray instances on one host, where the cleaner cannot tell which to ask) those resources stay reserved until
     the sweep's Ray job ends.
     """
-    import ray
     from ray import tune
 
     metrics, modes = _check_sweep_args(search, metric, mode, scheduler, resume, name)
@@ -205,15 +204,38 @@ def run_sweep(
         env["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
 
     if resume:
-        if not tune.Tuner.can_restore(experiment):
-            raise FileNotFoundError(f"no Tune experiment to resume at {experiment}")
-        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
-        with temporary_env(**env):
-            return tuner.fit()
-    if tune.Tuner.can_restore(experiment):
-        raise FileExistsError(f"{experiment} already holds a Tune experiment: pass resume=True or another name")
+        tuner = _restored_tuner(experiment, trainable)
+    else:
+        if tune.Tuner.can_restore(experiment):
+            raise FileExistsError(f"{experiment} already holds a Tune experiment: pass resume=True or another name")
+        sweep = {"search": search, "metrics": metrics, "modes": modes, "multi": multi, "num_samples": num_samples,
+                 "scheduler": scheduler, "scheduler_args": scheduler_args, "driver_cpus": driver_cpus,
+                 "max_concurrent_trials": max_concurrent_trials}
+        loggers = [*_logger_callbacks(tensorboard, mlflow, wandb, name), *callbacks]
+        tuner = _fresh_tuner(base, base_values, load_space(space), trainable, experiment, name, storage, loggers,
+                             **sweep)
+    with temporary_env(**env):
+        return tuner.fit()
 
-    space = load_space(space)
+
+def _restored_tuner(experiment: str, trainable: Any):  # noqa: ANN202 - ray.tune.Tuner
+    """The interrupted experiment's Tuner: finished trials kept, unfinished and errored ones continued."""
+    from ray import tune
+
+    if not tune.Tuner.can_restore(experiment):
+        raise FileNotFoundError(f"no Tune experiment to resume at {experiment}")
+    return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+
+
+def _fresh_tuner(base: TrainConfig, base_values: dict[str, Any], space: dict[str, Any], trainable: Any,
+                 experiment: str, name: str, storage: str, callbacks: list[Any], *, search: str,
+                 metrics: list[str], modes: list[str], multi: bool, num_samples: int, scheduler: str | None,
+                 scheduler_args: dict[str, Any] | None, driver_cpus: float,
+                 max_concurrent_trials: int | None):  # noqa: ANN202 - ray.tune.Tuner
+    """A new Tuner over ``space``; CPUs per Train worker and concurrent trials default to what the cluster holds."""
+    import ray
+    from ray import tune
+
     param_space = _param_space(base_values, space, search, experiment)  # holds base_values itself
     if not ray.is_initialized():
         ray.init()
@@ -221,7 +243,7 @@ def run_sweep(
         base_values["run"]["cpus_per_worker"] = _split_trial_cpus(base_values, space, driver_cpus, max_concurrent_trials)
     if max_concurrent_trials is None:
         max_concurrent_trials = default_max_concurrent(_trial_demand(base_values, space, driver_cpus), ray.cluster_resources())
-    tuner = tune.Tuner(
+    return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
@@ -233,12 +255,8 @@ def run_sweep(
             max_concurrent_trials=max_concurrent_trials,
             trial_dirname_creator=trial_dirname,
         ),
-        run_config=tune.RunConfig(
-            name=name, storage_path=storage, callbacks=[*_logger_callbacks(tensorboard, mlflow, wandb, name), *callbacks]
-        ),
+        run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=callbacks),
     )
-    with temporary_env(**env):
-        return tuner.fit()
 
 
 def _check_sweep_args(

@@ -67,12 +67,11 @@ class StandinSettings:
 
 
 def standin_settings(values: dict[str, Any], where: str = "nli_standin") -> StandinSettings:
-    """:class:`StandinSettings` from a mapping (a config section); an unknown key is an error naming ``where``."""
-    known = {f.name for f in dataclasses.fields(StandinSettings)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {unknown}; choose from {sorted(known)}")
-    return StandinSettings(**values)
+    """:class:`StandinSettings` from a mapping (a config section), each value checked like a config file's (an
+    unknown key or a wrong type is a ``ConfigError`` naming ``where`` and the key; "1e-4" reads as a number)."""
+    from sparsepo.typed_config import build
+
+    return build(StandinSettings, dict(values), where)
 
 
 @dataclass(frozen=True)

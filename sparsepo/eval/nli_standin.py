@@ -59,7 +59,7 @@ class StandinSettings:
     test_per_label: int = 150
     steps: int = 150
     batch_size: int = 16
-    lr: float = 5e-5
+    lr: float = 1e-4
     max_length: int = 128
     test_reviews: float = 0.15  # fraction of reviews held out for the test split
     skip_sentences: int = 3  # a review's first sentences never used (the miniature's documents)

@@ -140,6 +140,29 @@ def test_small_build_writes_a_loadable_folder_and_a_second_call_reuses_it(tmp_pa
     assert scores.shape == (1,) and 0.0 <= scores[0] <= 1.0
 
 
+def test_concurrent_callers_build_once_and_see_a_complete_folder(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    calls: list[int] = []
+
+    def fake_build(out, settings, texts=None):  # slow enough for the callers to overlap
+        calls.append(1)
+        time.sleep(0.3)
+        (out / "standin.json").write_text(json.dumps({"test_accuracy": {"overall": 1.0}}))
+        return {}
+
+    monkeypatch.setattr(nli_standin, "build_standin", fake_build)
+    got: list = []
+    threads = [threading.Thread(target=lambda: got.append(standin_path(SMALL, root=tmp_path))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(set(got)) == 1 and (got[0] / "standin.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [got[0].name]  # no temporary folder left behind
+
+
 def test_build_location_is_keyed_by_settings(tmp_path):
     dirs = {nli_standin.standin_dir(s, tmp_path) for s in (SMALL, StandinSettings(), StandinSettings(seed=1))}
     assert len(dirs) == 3 and nli_standin.standin_dir(SMALL, tmp_path) == nli_standin.standin_dir(SMALL, tmp_path)

@@ -173,14 +173,15 @@ def test_default_standin_is_well_above_chance_and_prefers_copied_sentences():
     from sparsepo.eval.edna import EdnaScorer, split_text
     from sparsepo.experiments.summarization.miniature import miniature_splits
 
-    folder = standin_path()  # the shared cached build (about 2 minutes on an idle 2-core CPU the first time)
+    folder = standin_path()  # the shared cached build (about 3 minutes on a quiet 2-core CPU the first time)
     acc = json.loads((folder / "standin.json").read_text())["test_accuracy"]
-    assert acc["overall"] >= 0.55, acc  # measured 0.66 (chance: 1/3); see the README
-    assert acc["neutral"] >= 0.8, acc  # measured 0.97
+    assert acc["overall"] >= 0.75, acc  # measured 0.89 (chance: 1/3); see the README
+    assert min(acc[label] for label in LABELS) >= 0.65, acc  # measured 0.85-0.95
     docs = miniature_splits(48, 32, 8)["eval"]  # the miniature's evaluation documents (never seen in training)
     scorer = EdnaScorer(folder, device="cpu")
     lead = scorer.pair_scores([(d["document"], d["reference"]) for d in docs])
     last = scorer.pair_scores([(d["document"], split_text(d["document"])[-1]) for d in docs])
     foreign = scorer.pair_scores([(d["document"], docs[(k + 1) % len(docs)]["reference"]) for k, d in enumerate(docs)])
-    # measured: copied sentences 0.45-0.48, another review's lead sentence 0.01-0.13
-    assert min(lead.min(), last.min()) > foreign.max() + 0.1, (lead, last, foreign)
+    # measured: copied sentences 0.23-0.87 (mean 0.74-0.76), another review's lead sentence 0.01-0.59 (mean 0.09)
+    assert (lead > foreign).all() and (last > foreign).all(), (lead, last, foreign)
+    assert min(lead.mean(), last.mean()) > foreign.mean() + 0.4, (lead, last, foreign)

@@ -67,6 +67,7 @@ def run_sentiment(a: argparse.Namespace, out: Path) -> Any:
 
 def run_summarization(a: argparse.Namespace, out: Path) -> Any:
     from sparsepo.data import read_rows
+    from sparsepo.eval.nli_standin import nli_model_or_none
     from sparsepo.eval.summarization import evaluate_summarization
 
     if not a.data:
@@ -79,7 +80,7 @@ def run_summarization(a: argparse.Namespace, out: Path) -> Any:
     return evaluate_summarization(
         _generator(a), [r[a.document_field] for r in rows], [r[a.summary_field] for r in rows],
         temperatures=tuple(a.temperatures), n=a.n_samples, top_p=a.top_p, max_new_tokens=a.max_new_tokens,
-        seed=a.seed, system=a.system, edna=a.nli_model, out_dir=out,
+        seed=a.seed, system=a.system, edna=nli_model_or_none(a.nli_model), out_dir=out,
     )
 
 
@@ -149,7 +150,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     g.add_argument("--document-field", default="document")
     g.add_argument("--summary-field", default="summary")
     g.add_argument("--temperatures", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
-    g.add_argument("--nli-model", default=None, help="NLI model for EDNA (name or path); EDNA skipped if absent")
+    g.add_argument("--nli-model", default=None, help="NLI model for EDNA (name or path; 'standin': the offline "
+                   "stand-in of sparsepo/eval/nli_standin.py, not a real NLI model); EDNA skipped if absent or 'none'")
     g = ap.add_argument_group("code")
     g.add_argument("--dataset", default="humaneval", help="humaneval (offline), mbpp, or a local MBPP-format file")
     g.add_argument("--ks", type=int, nargs="+", default=[1, 10, 100])

@@ -120,7 +120,9 @@ def find_entailment_index(id2label: Mapping[int | str, str], model_name: str = "
 class NLIModel:
     """A sequence-pair classifier giving P(entailment | premise, hypothesis).
 
-    ``model`` is a hub name or a local folder (``AutoModelForSequenceClassification`` + tokenizer).
+    ``model`` is a hub name, a local folder (``AutoModelForSequenceClassification`` + tokenizer), a storage URI
+    (copied to this node once), or ``"standin"``: the offline NLI stand-in (:mod:`sparsepo.eval.nli_standin`,
+    built and cached on first use; a MiniLM trained on synthetic pairs, not a real NLI model).
     """
 
     def __init__(
@@ -132,12 +134,15 @@ class NLIModel:
         batch_size: int = 32,
         max_length: int = 512,
     ) -> None:
+        from sparsepo.eval.nli_standin import resolve_nli_model
+
         self.name = str(model)
+        self.path = resolve_nli_model(self.name)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = batch_size
         self.max_length = max_length
-        self.tokenizer = AutoTokenizer.from_pretrained(self.name)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.name).to(self.device).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.path).to(self.device).eval()
         id2label = self.model.config.id2label
         if entailment_index is None:
             entailment_index = find_entailment_index(id2label, self.name)
@@ -180,7 +185,8 @@ class EdnaResult:
 
 
 class EdnaScorer:
-    """Scores documents and their sampled summaries with an :class:`NLIModel` (see module docstring)."""
+    """Scores documents and their sampled summaries with an :class:`NLIModel` (see module docstring); ``nli``: a
+    model, or a name/folder/``"standin"`` as :class:`NLIModel` takes."""
 
     def __init__(
         self,

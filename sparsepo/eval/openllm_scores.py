@@ -212,6 +212,8 @@ def column_scores(
 
 
 def suite_average(scores: Mapping[str, float], specs: Sequence[TaskSpec], average: Average) -> float:
+    """The ``Average`` column from the column scores (see module doc); works elementwise on arrays of bootstrap
+    replicates too (:mod:`sparsepo.eval.openllm_intervals`)."""
     if average == "paper":
         return sum(scores[s.column] for s in specs) / len(specs)
     if average == "leaderboard":

@@ -278,6 +278,8 @@ def build_standin(out: Path, settings: StandinSettings, texts: Sequence[str] | N
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
 
+    from sparsepo.assets import _drop_loader_flags
+
     if texts is None:
         from sparsepo.assets import load_reviews
 
@@ -295,8 +297,7 @@ def build_standin(out: Path, settings: StandinSettings, texts: Sequence[str] | N
             "examples": {split: _label_counts(p) for split, p in pairs.items()},
             "test_accuracy": label_accuracy(model, tokenizer, pairs["test"], settings.max_length),
             "final_train_loss": last_loss, "build_seconds": round(time.perf_counter() - t0, 1)}
-    for kwarg in ("local_files_only", "is_local"):  # from_pretrained's loader flags: not settings of the model
-        tokenizer.init_kwargs.pop(kwarg, None)
+    _drop_loader_flags(tokenizer)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "standin.json").write_text(json.dumps(info, indent=2) + "\n")

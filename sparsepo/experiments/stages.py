@@ -63,23 +63,18 @@ def local_cache(storage_path: str, what: str) -> Path:
 
 
 def publish(storage_path: str, name: str, path: str | Path) -> str:
-    """The path the Train workers read ``path`` from: itself, or a copy under a remote storage (other nodes)."""
+    """The path the Train workers read ``path`` (a file, or a folder such as a model) from: itself, or a copy
+    uploaded to ``<storage>/<name>/<its name>`` under a remote storage (other nodes; folders are loaded through
+    ``sparsepo.io.local_copy``)."""
     if not is_remote(storage_path):
         return str(path)
-    remote = f"{resolve_storage(storage_path)}/{name}/{Path(path).name}"
-    write_text(remote, Path(path).read_text())
-    return remote
-
-
-def publish_dir(storage_path: str, name: str, folder: str | Path) -> str:
-    """:func:`publish` for a local folder (a model): itself, or a copy uploaded to ``<storage>/<name>/<folder
-    name>`` under a remote storage, which workers load through ``sparsepo.io.local_copy``."""
-    if not is_remote(storage_path):
-        return str(folder)
     import pyarrow.fs
 
-    remote = f"{resolve_storage(storage_path)}/{name}/{Path(folder).name}"
-    pyarrow.fs.copy_files(str(Path(folder).resolve()), remote, source_filesystem=pyarrow.fs.LocalFileSystem())
+    remote = f"{resolve_storage(storage_path)}/{name}/{Path(path).name}"
+    if Path(path).is_dir():
+        pyarrow.fs.copy_files(str(Path(path).resolve()), remote, source_filesystem=pyarrow.fs.LocalFileSystem())
+    else:  # write_text creates the remote parent folders, which copy_files does not for a single file
+        write_text(remote, Path(path).read_text())
     return remote
 
 

@@ -35,7 +35,6 @@ from sparsepo.experiments.stages import (
     method_sweep_values,
     output_dir,
     publish,
-    publish_dir,
     run_method_sweep,
     train_sft,
     write_rows,
@@ -201,7 +200,7 @@ def stage_nli(cfg: SummarizationConfig, log: Any = print) -> tuple[str | None, d
     info = standin_info(folder)
     log(f"[{TAG}] nli: stand-in {folder}, held-out accuracy {info['test_accuracy']['overall']:.3f} "
         f"({time.perf_counter() - t:.0f}s)")
-    return publish_dir(cfg.storage_path, cfg.name, folder), info
+    return publish(cfg.storage_path, cfg.name, folder), info
 
 
 def eval_args(cfg: SummarizationConfig, docs: list[dict[str, str]], nli_model: str | None) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from sparsepo.experiments.stages import (
     local_cache,
     output_dir,
     publish,
-    publish_dir,
     train_sft,
     write_rows,
 )
@@ -44,13 +43,13 @@ def test_remote_storage_gets_a_copy_for_the_workers_and_caches_stay_on_the_drive
     assert (tmp_path / "bucket" / "exp" / "local.jsonl").read_text() == path.read_text()
 
 
-def test_publish_dir_uploads_a_folder_under_remote_storage_and_keeps_a_local_one_in_place(tmp_path):
+def test_publish_uploads_a_folder_under_remote_storage_and_keeps_a_local_one_in_place(tmp_path):
     folder = tmp_path / "model"
     (folder / "sub").mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     (folder / "sub" / "w.bin").write_bytes(b"abc")
-    assert publish_dir(str(tmp_path / "runs"), "exp", folder) == str(folder)
-    uri = publish_dir(f"file://{tmp_path}/bucket", "exp", folder)
+    assert publish(str(tmp_path / "runs"), "exp", folder) == str(folder)
+    uri = publish(f"file://{tmp_path}/bucket", "exp", folder)
     assert uri == f"file://{tmp_path}/bucket/exp/model"
     assert (tmp_path / "bucket" / "exp" / "model" / "sub" / "w.bin").read_bytes() == b"abc"
     assert (tmp_path / "bucket" / "exp" / "model" / "config.json").read_text() == "{}"

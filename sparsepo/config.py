@@ -43,6 +43,9 @@ class OptimConfig:
     grad_accum: int = spec(1, ge=1)
     max_grad_norm: float = spec(1.0, gt=0)
     bf16: bool = True  # autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX); else the storage dtype
+    # AdamW kernel: fused (one kernel over all tensors; 3.6x faster than the loop on a 2-core CPU for 148M params),
+    # foreach, or the per-tensor loop. auto = fused, the same update up to float rounding (tests/sparsepo/test_trainer.py)
+    adamw: Literal["auto", "fused", "foreach", "loop"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -94,10 +94,23 @@ def renice_to_normal() -> None:
             return
 
 
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) under which its bf16 matmuls still run natively
+_BF16_ISAS = ("ALL", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10")
+
+
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX), i.e. faster than fp32."""
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX), i.e. faster than fp32.
+
+    The hardware must have the instructions and torch must be allowed to use them: a process capped to AVX2
+    (``ATEN_CPU_CAPABILITY=avx2`` or ``ONEDNN_MAX_CPU_ISA=AVX2``, as ``bench vs_trl --isa avx2`` does to stand
+    for an AVX2-only CPU) emulates bf16 at about 1 GFLOP/s, hundreds of times slower than fp32.
+    """
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
+    if not any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes):
+        return False
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AMX"):
+        return False
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper().startswith(_BF16_ISAS)
 
 
 def mixed_precision(device: torch.device, bf16: bool) -> AbstractContextManager | None:

@@ -73,7 +73,17 @@ def build_optimizer(cfg: TrainConfig, model: PreferenceModel) -> torch.optim.Ada
     ]
     if model.masks is not None:
         groups += decay_groups(model.masks, cfg.mask.weight_decay)
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), **adamw_kernel(cfg.optim.adamw))
+
+
+def adamw_name(setting: str) -> str:
+    """``optim.adamw`` -> the kernel it runs (auto: fused, for CPU and CUDA float parameters since torch 2.4)."""
+    return "fused" if setting == "auto" else setting
+
+
+def adamw_kernel(setting: str) -> dict[str, bool]:
+    """``optim.adamw`` -> AdamW's keyword argument selecting the kernel."""
+    return {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}[adamw_name(setting)]
 
 
 def load_evaluator(spec: str | None, args: dict[str, Any]) -> Any:

@@ -1,16 +1,17 @@
 """Profile one training step (torch.profiler) of ours and/or TRL's DPOTrainer on the same pairs: where the time goes.
 
     sparsepo bench profile_step [--system ours|trl|both] [--method dpo] [--model smollm2] [--batch-size 4]
-                                 [--max-length 128] [--no-bf16] [--log-kl] [--chunk 1024] [--fused-head auto]
-                                 [--rows 25]
+                                 [--max-length 128] [--workload short|realistic] [--trl-settings best|default]
+                                 [--no-bf16] [--log-kl] [--chunk 1024] [--fused-head auto] [--rows 25]
 
-Both systems read the same ``--batch-size`` conversational review pairs (``offline:review-pairs``, written as in
-``bench vs_trl``), so every step is one batch of the same pairs. Ours: the batch collated as the trainer does;
+Both systems read the same ``--batch-size`` conversational pairs of ``--workload`` (as in ``bench vs_trl``), so
+every step is one batch of the same pairs. Ours: the batch collated as the trainer does;
 the step is reference pass, policy pass, loss, backward and AdamW under the trainer's autocast
-(``mixed_precision``). TRL: ``DPOTrainer.train()`` with its own defaults (as in ``bench vs_trl``: bf16 autocast,
-gradient checkpointing), profiled from the start to the end of its third optimizer step. Each system is timed
-and profiled after two warm-up steps; the table is the profiler's operators by self CPU time (on CUDA: by CUDA
-time). Each system runs in a fresh process; with ``--system both`` their top-``--rows`` lists are printed side by side.
+(``mixed_precision``). TRL: ``DPOTrainer.train()`` at ``--trl-settings`` (``bench vs_trl``'s ``trl-best`` by
+default: no gradient checkpointing, bf16 only where native, fused AdamW; ``default``: as shipped), profiled from
+the start to the end of its third optimizer step. Each system is timed and profiled after two warm-up steps; the
+table is the profiler's operators by self CPU time (on CUDA: by CUDA time). Each system runs in a fresh process;
+with ``--system both`` their top-``--rows`` lists are printed side by side.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from sparsepo.bench.workloads import WORKLOADS, write_workload
 
 WARMUP = 2
 
@@ -49,6 +52,7 @@ def profile_ours(args: argparse.Namespace, data: Path, device: Any) -> tuple[str
     from sparsepo.masks import MaskConfig, model_dims
     from sparsepo.models import build_policy, load_causal_lm, load_tokenizer
     from sparsepo.preference_model import PreferenceModel, Reference
+    from sparsepo.trainer import adamw_kernel
 
     cfg = load_config(None, [f"model.name={args.model}", f"data.path={data}", f"data.limit={args.batch_size}",
                              f"data.max_length={args.max_length}", f"data.max_prompt_length={args.max_length // 2}"])
@@ -63,7 +67,7 @@ def profile_ours(args: argparse.Namespace, data: Path, device: Any) -> tuple[str
     fused = {"true": True, "false": False}.get(args.fused_head, args.fused_head)
     model = PreferenceModel(policy, args.method, mask=MaskConfig(), ref_dims=model_dims(policy),
                             chunk_size=args.chunk, log_kl=args.log_kl, fused_head=fused).to(device).train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, **adamw_kernel("auto"))
     autocast = mixed_precision(device, not args.no_bf16)
     step = make_step(model, ref, opt, batch, autocast)
     for _ in range(WARMUP):
@@ -82,8 +86,9 @@ def profile_trl(args: argparse.Namespace, data: Path, device: Any) -> tuple[str,
     import torch
     from torch.profiler import ProfilerActivity, profile
     from transformers import TrainerCallback
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
+    from sparsepo.bench.vs_trl import trl_config
     from sparsepo.models import load_causal_lm, load_tokenizer
 
     torch.manual_seed(0)
@@ -108,11 +113,8 @@ def profile_trl(args: argparse.Namespace, data: Path, device: Any) -> tuple[str,
                 prof.__exit__(None, None, None)
 
     out_dir = tempfile.mkdtemp(prefix="sparsepo-profile-trl-")
-    config = DPOConfig(
-        output_dir=out_dir, per_device_train_batch_size=args.batch_size, max_length=args.max_length,
-        max_steps=WARMUP + 2, logging_steps=1, save_strategy="no", report_to=[], seed=0, bf16=not args.no_bf16,
-        use_cpu=device.type != "cuda",  # TRL's bf16 default refuses a CPU unless told; it then autocasts
-    )
+    config = trl_config(args.trl_settings, [f"bf16={not args.no_bf16}"] if args.no_bf16 else [], output_dir=out_dir,
+                        per_device_train_batch_size=args.batch_size, max_length=args.max_length, max_steps=WARMUP + 2)
     trainer = DPOTrainer(load_causal_lm(args.model, dtype="float32"), args=config, processing_class=tokenizer,
                          train_dataset=datasets.load_dataset("json", data_files=str(data))["train"],
                          callbacks=[ProfileOneStep()])
@@ -171,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", default="dpo", help="our method (TRL: always its DPO)")
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--max-length", type=int, default=None, help="default: 128 (short), 640 (realistic)")
+    ap.add_argument("--workload", choices=WORKLOADS, default="short", help="the pairs (as in bench vs_trl)")
+    ap.add_argument("--trl-settings", choices=["default", "best"], default="best", help="TRL as shipped or tuned")
     ap.add_argument("--chunk", type=int, default=1024)
     ap.add_argument("--no-bf16", action="store_true")
     ap.add_argument("--log-kl", action="store_true")
@@ -180,20 +184,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--one", choices=["ours", "trl"], help=argparse.SUPPRESS)  # child mode
     ap.add_argument("--data", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-
+    args.max_length = args.max_length or (128 if args.workload == "short" else 640)
     if args.one:
         import torch
 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         print("RESULT " + json.dumps(run_one(args, args.one, Path(args.data), device)), flush=True)
         return 0
-    from sparsepo.bench.vs_trl import write_pairs
-
     own = list(sys.argv[1:] if argv is None else argv)
     results = {}
     with tempfile.TemporaryDirectory(prefix="sparsepo-pairs-") as d:
         data = Path(d) / "pairs.jsonl"
-        write_pairs(data, args.batch_size)
+        write_workload(data, args.workload, args.batch_size)
         for system in (["ours", "trl"] if args.system == "both" else [args.system]):
             result = run_child(system, own, data)
             if result is None:

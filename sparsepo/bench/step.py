@@ -34,6 +34,7 @@ def measure(args: argparse.Namespace) -> dict:
     from sparsepo.masks import MaskConfig
     from sparsepo.models import build_policy, load_causal_lm
     from sparsepo.preference_model import PreferenceModel, Reference
+    from sparsepo.trainer import adamw_kernel
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
@@ -49,7 +50,7 @@ def measure(args: argparse.Namespace) -> dict:
     model = PreferenceModel(
         policy, args.method, chunk_size=args.chunk, log_kl=args.log_kl, shared_prompt=not args.padded, fused_head=fused
     ).to(device).train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, **adamw_kernel("auto"))
     vocab = policy.config.vocab_size
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab, (2 * args.batch_size, args.max_length), generator=g).to(device)

@@ -98,3 +98,14 @@ def test_step_under_cpu_autocast_keeps_fp32_token_stats_close_to_fp32():
     assert got.chosen.logps.dtype == got.chosen.kl.dtype == torch.float32
     torch.testing.assert_close(got.chosen.logps, want.chosen.logps, rtol=0.05, atol=0.05)
     torch.testing.assert_close(got.loss, want.loss, rtol=0.05, atol=0.01)
+
+
+def test_a_process_capped_to_avx2_never_autocasts_to_bf16():
+    """Under the AVX2 cap bf16 matmuls are emulated (about 1 GFLOP/s): the cap must turn native bf16 off."""
+    import subprocess
+    import sys
+
+    code = "from sparsepo.hardware import cpu_has_native_bf16 as f; print(f())"
+    for env in ({"ATEN_CPU_CAPABILITY": "avx2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}):
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True)
+        assert out.stdout.strip() == "False", (env, out.stderr[-2000:])

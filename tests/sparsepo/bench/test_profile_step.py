@@ -34,5 +34,5 @@ def test_profiles_ours_and_trl_on_the_same_pairs(capsys):
     assert main(["--system", "both", "--model", "tiny-llama", "--batch-size", "2", "--max-length", "96", "--rows", "5",
                  "--fused-head", "false"]) == 0
     out = capsys.readouterr().out
-    assert "ours dpo: one step" in out and "TRL DPOTrainer: one step" in out and "gradient checkpointing True" in out
+    assert "ours dpo: one step" in out and "TRL DPOTrainer: one step" in out and "gradient checkpointing False" in out  # TRL at its best
     assert "aten::mm" in out and "TRL DPOTrainer: top 5 total" in out

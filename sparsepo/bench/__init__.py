@@ -3,7 +3,8 @@
 - ``step``: step time, tokens/s, peak memory per method as ratios to DPO (MFU on CUDA);
 - ``vs_trl``: TRL's ``DPOTrainer`` against our trainer on identical pairs, model and batch;
 - ``generate``: generation throughput of the HF, vLLM and Ray backends;
-- ``profile_step``: the torch profiler's operator table for one training step.
+- ``profile_step``: the torch profiler's operator table for one training step;
+- ``gpu_check``: the GPU figures (bf16 step, MFU, packing, fused head, generation) on a random ~1B Llama.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("step", "vs_trl", "generate", "profile_step")
+BENCHMARKS = ("step", "vs_trl", "generate", "profile_step", "gpu_check")
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

@@ -71,3 +71,14 @@ def test_one_round_of_trl_at_its_best_and_ours_on_the_realistic_workload(capsys)
     rows = {ln.split()[0]: ln.split() for ln in out[4:]}
     assert set(rows) == {"trl-best", "dpo"} and out[0].startswith("cpu: ") and "flags" in out[0]
     assert rows["trl-best"][4] == "off" and rows["trl-best"][10] == "1.00" and float(rows["dpo"][5]) > 0
+
+
+@pytest.mark.slow
+def test_the_gpu_check_dry_run_prints_every_part_on_the_cpu(capsys):
+    from sparsepo.bench.gpu_check import main as gpu_check
+
+    assert gpu_check(["--dry-run", "--backends", "hf"]) == 0
+    out = capsys.readouterr().out
+    for title in ("shared-prompt packing", "padded (no packing)", "fused LM head", "generation: hf", "FSDP with 1 GPU"):
+        assert title in out
+    assert out.count("sparsepo ") >= 3 and "sparsepo+fused" in out and "0 part(s) failed" in out

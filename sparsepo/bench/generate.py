@@ -24,13 +24,11 @@ OpenMP threads lose their time slices.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 FALLBACK_PROMPTS = ["the movie was", "i have to say that this film", "the acting in this picture is",
                     "as a fan of the director ,", "this is the kind of film that"]  # fmt: skip
@@ -109,18 +107,6 @@ def run_backend(backend: str, argv: list[str], omp: str | None = None) -> dict |
     return result
 
 
-@contextlib.contextmanager
-def busy_neighbours(count: int) -> Iterator[None]:
-    """``count`` busy-looping processes for the duration of the block (other jobs on a shared machine)."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-    try:
-        yield
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
-
-
 def table(results: list[dict], greedy: bool) -> str:
     hf = next((r for r in results if r["backend"].split("/")[0] == "hf"), None)
     head = f"{'backend':<12} {'start s':>8} {'gen s':>8} {'tokens':>7} {'tokens/s':>9} {'x hf':>6}"
@@ -168,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in policies if p and p not in OMP_SETTINGS]
     if unknown:
         parser.error(f"--omp: unknown setting(s) {unknown}; choose from {', '.join(OMP_SETTINGS)}")
+    from sparsepo.bench.common import busy_neighbours
+
     with busy_neighbours(args.busy):
         for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
             for policy in policies:

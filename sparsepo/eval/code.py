@@ -28,7 +28,7 @@ import pandas as pd
 
 from sparsepo.eval.passk import pass_at_k
 from sparsepo.eval.report import JsonlWriter, format_setting, item_frame, read_records
-from sparsepo.eval.sandbox import SandboxConfig, run_many
+from sparsepo.eval.sandbox import SandboxConfig, SandboxResult, run_many
 from sparsepo.generation import Generator, SamplingConfig, find_stop
 from sparsepo.io import read_jsonl
 
@@ -161,8 +161,8 @@ def load_mbpp(
 
 @dataclass
 class CodeEvalResult:
-    """``table``: one row per problem (task_id, n, c, n_timeout, n_error, pass@k for each kept k).
-    ``summary``: mean pass@k over problems (fractions), status counts and notes.
+    """``table``: one row per problem (task_id, n, c, n_timeout, n_error, n_rerun, pass@k for each kept k).
+    ``summary``: mean pass@k over problems (fractions), status counts, re-runs and notes.
     ``samples``: one record per sample (completion, status, ...), ready for JSONL."""
 
     table: pd.DataFrame
@@ -228,29 +228,38 @@ def evaluate_code(
         for text in completions[problem.task_id]:
             keys.append(programs.setdefault(problem.program(text), len(programs)))
     results = run_many(list(programs), sandbox or DEFAULT_SANDBOX, workers=workers, progress=progress)
-
-    rows, samples, i = [], [], 0
-    for problem in problems:
-        outcome = [results[keys[i + j]] for j in range(sampling.n)]
-        for j, (text, r) in enumerate(zip(completions[problem.task_id], outcome, strict=True)):
-            samples.append({"task_id": problem.task_id, "sample": j, "completion": text, "passed": r.passed,
-                            "status": r.status, "detail": r.detail, "duration_s": r.duration_s,
-                            "stderr": r.stderr[-2000:], "system": generator.name, "setting": setting})
-        i += sampling.n
-        c = sum(r.passed for r in outcome)
-        row = {"task_id": problem.task_id, "n": sampling.n, "c": c,
-               "n_timeout": sum(r.status == "timeout" for r in outcome),
-               "n_error": sum(r.status == "error" for r in outcome)}
-        rows.append(row | {f"pass@{k}": pass_at_k(sampling.n, c, k) for k in kept})
-    table = pd.DataFrame(rows)
+    table, samples = _score(problems, completions, [results[k] for k in keys], sampling.n, kept,
+                            {"system": generator.name, "setting": setting})
     statuses = pd.Series([s["status"] for s in samples]).value_counts().to_dict()
     if statuses.get("error"):
         notes.append(f"{statuses['error']} samples could not be executed (status 'error'); they count as failures")
         warnings.warn(notes[-1], stacklevel=2)
+    reruns = int(table["n_rerun"].sum())
+    if reruns:
+        notes.append(f"{reruns} samples hit the wall-clock backstop on a saturated machine and were run again")
     summary = {"n_problems": len(problems), "n": sampling.n, "ks": kept, "setting": setting,
-               "status_counts": statuses, "notes": notes,
+               "status_counts": statuses, "reruns": reruns, "notes": notes,
                **{f"pass@{k}": float(table[f"pass@{k}"].mean()) for k in kept}}
     return CodeEvalResult(table=table, summary=summary, samples=samples)
+
+
+def _score(problems: Sequence[CodeProblem], completions: dict[str, list[str]], outcomes: list[SandboxResult],
+           n: int, ks: list[int], tags: dict[str, str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Per-problem rows (c, timeouts, errors, re-runs, pass@k) and per-sample records from the sandbox outcomes
+    (``outcomes``: problem-major, ``n`` per problem)."""
+    rows, samples = [], []
+    for i, problem in enumerate(problems):
+        outcome = outcomes[i * n : (i + 1) * n]
+        for j, (text, r) in enumerate(zip(completions[problem.task_id], outcome, strict=True)):
+            samples.append({"task_id": problem.task_id, "sample": j, "completion": text, "passed": r.passed,
+                            "status": r.status, "detail": r.detail, "duration_s": r.duration_s, "cpu_s": r.cpu_s,
+                            "wait_s": r.wait_s, "load": r.load, "reruns": r.reruns, "stderr": r.stderr[-2000:],
+                            **tags})
+        c = sum(r.passed for r in outcome)
+        row = {"task_id": problem.task_id, "n": n, "c": c, "n_timeout": sum(r.status == "timeout" for r in outcome),
+               "n_error": sum(r.status == "error" for r in outcome), "n_rerun": sum(r.reruns for r in outcome)}
+        rows.append(row | {f"pass@{k}": pass_at_k(n, c, k) for k in ks})
+    return pd.DataFrame(rows), samples
 
 
 def _generate(

@@ -14,8 +14,16 @@ Each program runs in its own process tree, launched as ``unshare ... python sand
   /tmp stay writable) and the network is NOT isolated.
 * ``isolation="none"``: resource limits and a temp cwd only. No filesystem or network isolation.
 
-Resource limits (all modes): wall clock (parent kills the process group; the bootstrap has its own
-timer), RLIMIT_CPU, RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_NOFILE, no core files, no_new_privs.
+Resource limits (all modes): CPU time, a wall-clock backstop, RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE,
+RLIMIT_NOFILE, no core files, no_new_privs.
+
+Time is judged by CPU time, so that a score does not depend on how busy the machine is: a program fails for
+time when the CPU time of its whole process tree passes ``cpu_s`` (default ``timeout_s``; the bootstrap polls
+/proc, and RLIMIT_CPU backs it per process). For programs that sleep or block there is a wall-clock backstop,
+``wall_s`` (default ``max(3 timeout_s, timeout_s + 10)``), counted as wall time less the time the program
+waited for a CPU (/proc/PID/schedstat), i.e. in the time it could actually have run. A program stopped only by
+the backstop while the machine was saturated (1-minute load >= CPUs) is run once more before it is scored.
+Each result records its CPU time, wall time, run-queue wait, the machine's load and whether it was re-run.
 
 A program passes only if it exits 0 *and* writes a random per-run token that the harness appends as
 its last line to file descriptor 3, so ``sys.exit(0)`` / ``os._exit(0)`` before the asserts fail.
@@ -59,12 +67,14 @@ class SandboxConfig:
 
     ``max_file_mb`` bounds each file (RLIMIT_FSIZE); the tmpfs working directory holds 4x that.
 
-    ``cpu_s`` defaults to ``ceil(timeout_s)``; ``python`` defaults to the first interpreter among
-    this one and the system ``python3`` that the sandbox user can run.
+    ``timeout_s`` is the time limit in CPU seconds of the program's process tree (``cpu_s`` overrides it);
+    ``wall_s`` is the backstop for programs that do not compute (see the module doc). ``python`` defaults to
+    the first interpreter among this one and the system ``python3`` that the sandbox user can run.
     """
 
     timeout_s: float = 10.0
-    cpu_s: int | None = None
+    cpu_s: float | None = None
+    wall_s: float | None = None
     memory_mb: int = 2048
     max_procs: int = 16
     max_file_mb: int = 16
@@ -76,7 +86,7 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.isolation not in ISOLATIONS:
             raise ValueError(f"SandboxConfig.isolation must be one of {ISOLATIONS}, got {self.isolation!r}")
-        if self.timeout_s <= 0 or self.memory_mb <= 0 or self.max_procs < 1 or self.max_file_mb < 1:
+        if self.timeout_s <= 0 or (self.cpu_s or 1) <= 0 or (self.wall_s or 1) <= 0 or self.memory_mb <= 0 or self.max_procs < 1 or self.max_file_mb < 1:
             raise ValueError(f"SandboxConfig: limits must be positive, got {self}")
 
 
@@ -84,7 +94,9 @@ class SandboxConfig:
 class SandboxResult:
     """Outcome of one program. ``status`` is passed / failed / timeout / error (error = the sandbox
     itself could not run the program, not a fault of the program). Output fields keep the last
-    ``max_output_bytes`` of each stream; ``duration_s`` is wall-clock seconds."""
+    ``max_output_bytes`` of each stream; ``duration_s`` is wall-clock seconds (of the run scored), ``cpu_s``
+    the CPU seconds of the program's process tree, ``wait_s`` the seconds it waited for a CPU, ``load`` the
+    machine's 1-minute load average at the end, ``reruns`` 1 when a backstop timeout under load was re-run."""
 
     passed: bool
     status: str
@@ -94,6 +106,28 @@ class SandboxResult:
     exit_code: int | None
     detail: str = ""
     output_truncated: bool = False
+    cpu_s: float = 0.0
+    wait_s: float = 0.0
+    load: float = 0.0
+    reruns: int = 0
+
+
+def cpu_budget_s(config: SandboxConfig) -> float:
+    return config.cpu_s or config.timeout_s
+
+
+def backstop_s(config: SandboxConfig) -> float:
+    return config.wall_s or max(3 * config.timeout_s, config.timeout_s + 10)
+
+
+def hard_limit_s(config: SandboxConfig) -> float:
+    """The parent's last resort when the bootstrap itself hangs: far past any budget on a loaded machine."""
+    return 10 * backstop_s(config) + 30
+
+
+def saturated() -> bool:
+    """Whether the machine's 1-minute load average reaches its CPU count."""
+    return os.getloadavg()[0] >= (os.cpu_count() or 1)
 
 
 # ----------------------------------------------------------------------------------------- parent side
@@ -187,7 +221,10 @@ def _probe(config: SandboxConfig) -> _Plan:
 def run_program(source: str, config: SandboxConfig | None = None) -> SandboxResult:
     """Run ``source`` (a whole Python program) in a fresh sandbox and score it (see module doc)."""
     config = config or SandboxConfig()
-    return _run(_plan(config), source, config)
+    result = _run(_plan(config), source, config)
+    if result.status == "timeout" and result.detail.startswith("wall-clock backstop") and saturated():
+        result = replace(_run(_plan(config), source, config), reruns=1)  # once: the load may have starved it
+    return result
 
 
 def run_many(
@@ -246,7 +283,7 @@ def _run(plan: _Plan, source: str, config: SandboxConfig) -> SandboxResult:
         cfg = {
             "isolation": plan.isolation, "python": plan.python, "workdir": workdir, "uid": uid,
             "program": os.path.join(root, "program.py"), "token_fd": token_w, "status_fd": status_w,
-            "timeout_s": config.timeout_s, "cpu_s": config.cpu_s or max(1, int(-(-config.timeout_s // 1))),
+            "cpu_s": cpu_budget_s(config), "wall_s": backstop_s(config),
             "memory_mb": config.memory_mb, "max_procs": config.max_procs, "max_file_mb": config.max_file_mb,
             "max_open_files": config.max_open_files,
         }
@@ -280,7 +317,7 @@ def _collect(proc: subprocess.Popen, token_r: int, status_r: int, config: Sandbo
         token_r: ("token", _Tail(256)),
         status_r: ("status", _Tail(64 * 1024)),
     }
-    deadline = start + config.timeout_s + 1.0  # the bootstrap's own timer fires first
+    deadline = start + hard_limit_s(config)  # the bootstrap's own limits fire first
     timed_out = False
     with selectors.DefaultSelector() as sel:
         for fd in tails:
@@ -326,10 +363,12 @@ def _score(returncode: int, streams: dict, token: str, duration: float, config: 
         if "error" not in report:
             report.update(fields)
     exit_code = report.get("exit")
-    if streams["parent_timeout"] or report.get("timeout"):
-        status, detail = "timeout", f"wall-clock limit {config.timeout_s:g}s exceeded"
-    elif report.get("signal") == signal.SIGXCPU:
-        status, detail = "timeout", "CPU-time limit exceeded"
+    if streams["parent_timeout"]:
+        status, detail = "timeout", f"the sandbox did not finish within {hard_limit_s(config):g} s of wall clock"
+    elif report.get("timeout") == "wall":
+        status, detail = "timeout", f"wall-clock backstop {backstop_s(config):g}s exceeded (not computing)"
+    elif report.get("timeout") == "cpu" or report.get("signal") == signal.SIGXCPU:
+        status, detail = "timeout", f"CPU-time limit {cpu_budget_s(config):g}s exceeded"
     elif "error" in report or not report:
         status = "error"
         detail = report.get("error") or f"sandbox launcher exited with {returncode} without a report"
@@ -346,4 +385,5 @@ def _score(returncode: int, streams: dict, token: str, duration: float, config: 
     return SandboxResult(
         passed=status == "passed", status=status, stdout=stdout.text(), stderr=stderr.text(),
         duration_s=duration, exit_code=exit_code, detail=detail, output_truncated=truncated,
+        cpu_s=float(report.get("cpu_s", 0.0)), wait_s=float(report.get("wait_s", 0.0)), load=os.getloadavg()[0],
     )

@@ -101,7 +101,9 @@ def _exec_program(cfg: dict, libc) -> None:
             limits[resource.RLIMIT_NPROC] = cfg["max_procs"]
         for res, value in limits.items():
             resource.setrlimit(res, (value, value))
-        resource.setrlimit(resource.RLIMIT_CPU, (cfg["cpu_s"], cfg["cpu_s"] + 1))  # SIGXCPU, then SIGKILL
+        # per process, a backstop of the group's budget that the supervisor enforces: SIGXCPU, then SIGKILL
+        rlimit_cpu = int(cfg["cpu_s"]) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (rlimit_cpu, rlimit_cpu + 1))
         if cfg["uid"] is not None:
             os.setgroups([])
             os.setgid(cfg["uid"])
@@ -155,12 +157,70 @@ def _kill_leftovers(cfg: dict, child: int) -> None:
         time.sleep(0.01)
 
 
-class _Alarm(Exception):
-    pass
+def _stat_fields(pid: str) -> list[str]:
+    """Fields of /proc/PID/stat after the command name (index 0 = state, 2 = pgrp, 11-14 = CPU ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
 
 
-def _raise_alarm(signum: int, frame: object) -> None:
-    raise _Alarm
+def _in_sandbox(cfg: dict, pid: str, child: int) -> bool:
+    if cfg["isolation"] == "namespaces":  # /proc shows only the namespace's processes; 1 is this bootstrap
+        return pid != "1"
+    if cfg["isolation"] == "uid":
+        return os.stat(f"/proc/{pid}").st_uid == cfg["uid"]
+    return int(_stat_fields(pid)[2]) == child  # 'none': the program's process group
+
+
+def _group_cpu_s(cfg: dict, child: int) -> float:
+    """CPU seconds (user + system) used so far by the program and every process it started: the live ones
+    (with their reaped children) from /proc, the reaped ones from this process's own child rusage."""
+    import resource
+
+    ticks = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if _in_sandbox(cfg, pid, child):
+                ticks += sum(int(v) for v in _stat_fields(pid)[11:15])
+        except (OSError, ValueError, IndexError):  # exited meanwhile
+            continue
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ticks / os.sysconf("SC_CLK_TCK") + reaped.ru_utime + reaped.ru_stime
+
+
+def _runqueue_wait_s(pid: int) -> float:
+    """Seconds ``pid`` has spent runnable but waiting for a CPU (/proc/PID/schedstat), 0 where unknown."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _supervise(cfg: dict, child: int) -> tuple[int | None, dict]:
+    """Wait for the program, reaping orphans, and stop it when its process group's CPU time passes
+    ``cpu_s`` or its wall time, less the time it waited for a CPU, passes ``wall_s`` (the backstop for
+    programs that sleep or block). Returns (wait status or None, what to report besides how it ended)."""
+    start, pause, waited, used = time.monotonic(), 0.001, 0.0, 0.0
+    while True:
+        try:
+            while True:  # as PID 1 we also reap the program's orphans
+                pid, st = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                if pid == child:
+                    return st, {"cpu_s": _group_cpu_s(cfg, child), "wall_s": time.monotonic() - start, "wait_s": waited}
+        except ChildProcessError:
+            return None, {"error": "the program vanished"}
+        used = _group_cpu_s(cfg, child)
+        waited = max(waited, _runqueue_wait_s(child))
+        elapsed = time.monotonic() - start
+        over = "cpu" if used > cfg["cpu_s"] else "wall" if elapsed - waited > cfg["wall_s"] else None
+        if over:
+            return None, {"timeout": over, "cpu_s": used, "wall_s": elapsed, "wait_s": waited}
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def _bootstrap(cfg_path: str) -> None:
@@ -184,27 +244,16 @@ def _bootstrap(cfg_path: str) -> None:
         os._exit(INIT_ERROR_EXIT)
     if cfg["isolation"] != "namespaces":
         _check(libc, libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "child subreaper")
-    signal.signal(signal.SIGALRM, _raise_alarm)
-    signal.setitimer(signal.ITIMER_REAL, cfg["timeout_s"])
-    wait_status, child = None, 0
-    try:
-        child = os.fork()
-        if child == 0:
-            _exec_program(cfg, libc)
-        while True:  # as PID 1 we also reap the program's orphans
-            pid, st = os.wait()
-            if pid == child:
-                wait_status = st
-                break
-        signal.setitimer(signal.ITIMER_REAL, 0)
-    except _Alarm:  # also harmless if it fires just after the program exited: wait_status is kept
-        pass
+    child = os.fork()
+    if child == 0:
+        _exec_program(cfg, libc)
+    wait_status, usage = _supervise(cfg, child)
     if wait_status is None:
-        report(timeout=True)
+        report(**usage)
     elif os.WIFSIGNALED(wait_status):
-        report(signal=os.WTERMSIG(wait_status))
+        report(signal=os.WTERMSIG(wait_status), **usage)
     else:
-        report(exit=os.WEXITSTATUS(wait_status))
+        report(exit=os.WEXITSTATUS(wait_status), **usage)
     _kill_leftovers(cfg, child)
     os._exit(0)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from sparsepo.bench.generate import busy_neighbours, main
+from sparsepo.bench.common import busy_neighbours
+from sparsepo.bench.generate import main
 
 
 def test_each_omp_setting_gets_its_own_row_and_unknown_ones_are_refused(capsys):

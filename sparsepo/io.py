@@ -25,6 +25,13 @@ def resolve_storage(path: str | Path) -> str:
     return str(path).rstrip("/") if is_remote(path) else str(Path(path).expanduser().resolve())
 
 
+def fs_uri(filesystem: Any, path: str) -> str:
+    """A path inside a pyarrow filesystem (as Ray reports trial and checkpoint paths: ``bucket/runs/...``) as a
+    URI that ``pyarrow.fs.FileSystem.from_uri`` and Ray's ``Checkpoint`` open again; a local path stays a path."""
+    name = filesystem.type_name
+    return path if name == "local" or "://" in path else f"{name}://{path.lstrip('/')}"
+
+
 def write_text(uri_or_path: str | Path, text: str) -> None:
     """Write a small text file locally (parents created) or to remote storage."""
     if is_remote(uri_or_path):
@@ -37,6 +44,14 @@ def write_text(uri_or_path: str | Path, text: str) -> None:
     else:
         Path(uri_or_path).parent.mkdir(parents=True, exist_ok=True)
         Path(uri_or_path).write_text(text)
+
+
+def upload_dir(folder: str | Path, uri: str) -> str:
+    """Copy the local ``folder`` (recursively) to the remote ``uri``; returns ``uri``."""
+    import pyarrow.fs
+
+    pyarrow.fs.copy_files(str(Path(folder).resolve()), uri, source_filesystem=pyarrow.fs.LocalFileSystem())
+    return uri
 
 
 def iter_jsonl(

@@ -39,7 +39,7 @@ import pandas as pd
 
 from sparsepo.config import TrainConfig, from_dict
 from sparsepo.envvars import temporary_env
-from sparsepo.io import is_remote, iter_jsonl, resolve_storage
+from sparsepo.io import fs_uri, is_remote, iter_jsonl, resolve_storage
 from sparsepo.losses import get_loss
 from sparsepo.search_space import DISCRETE, check_key, check_space, load_space, to_tune
 
@@ -204,7 +204,7 @@ def run_sweep(
         env["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
 
     if resume:
-        tuner = _restored_tuner(experiment, trainable)
+        tuner = _restored_tuner(experiment, trainable, list(callbacks))
     else:
         if tune.Tuner.can_restore(experiment):
             raise FileExistsError(f"{experiment} already holds a Tune experiment: pass resume=True or another name")
@@ -218,13 +218,22 @@ def run_sweep(
         return tuner.fit()
 
 
-def _restored_tuner(experiment: str, trainable: Any):  # noqa: ANN202 - ray.tune.Tuner
-    """The interrupted experiment's Tuner: finished trials kept, unfinished and errored ones continued."""
+def _restored_tuner(experiment: str, trainable: Any, callbacks: list[Any]):  # noqa: ANN202 - ray.tune.Tuner
+    """The interrupted experiment's Tuner: finished trials kept, unfinished and errored ones continued.
+
+    Tune restores the callbacks it pickled with the experiment; each of them that has a counterpart of the same
+    class in ``callbacks`` (the driver's, e.g. the checkpoint evaluations whose results the caller collects)
+    is replaced by it, so the events of the resumed trials reach the caller's instance.
+    """
     from ray import tune
 
     if not tune.Tuner.can_restore(experiment):
         raise FileNotFoundError(f"no Tune experiment to resume at {experiment}")
-    return tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    run_config = tuner._local_tuner.get_run_config()  # Tuner.restore takes no RunConfig (Ray 2.60)
+    fresh = {type(c) for c in callbacks}
+    run_config.callbacks = [c for c in run_config.callbacks or [] if type(c) not in fresh] + callbacks
+    return tuner
 
 
 def _fresh_tuner(base: TrainConfig, base_values: dict[str, Any], space: dict[str, Any], trainable: Any,
@@ -418,7 +427,7 @@ def results_frame(result_grid: Any) -> pd.DataFrame:
         for i, (k, v) in enumerate(head.items()):
             df.insert(i, k, [v] * len(df))
         df["error"] = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
-        df["trial_path"] = result.path
+        df["trial_path"] = fs_uri(result.filesystem, result.path)  # Ray's path inside the filesystem has no scheme
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

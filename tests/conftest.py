@@ -113,6 +113,7 @@ SLOW_MODULES = {
     "tests/tune/test_frontier.py",
     "tests/tune/test_job_submit.py",
     "tests/tune/test_sweep.py",
+    "tests/sparsepo/experiments/sentiment/test_checkpoint_evaluation_s3.py",
 }
 
 
@@ -132,3 +133,42 @@ def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto's, on 127.0.0.1) for the session, reached through the standard AWS
+    variables that pyarrow, Ray storage and boto3 read (``AWS_ENDPOINT_URL``, keys, region); yields its URL.
+    Set before any Ray instance starts, so Ray's workers inherit them."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env["AWS_ENDPOINT_URL"]
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def s3_bucket(s3_server, request) -> str:
+    """A fresh, empty bucket on the S3 server: ``s3://<bucket>``."""
+    import re
+
+    import boto3
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{os.getpid() % 10000}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return f"s3://{name}"

@@ -171,25 +171,22 @@ def _in_sandbox(cfg: dict, pid: str, child: int) -> bool:
     return int(_stat_fields(pid)[2]) == child  # 'none': the program's process group
 
 
-def _group_cpu_s(cfg: dict, child: int) -> float:
+def _group_cpu_s(pids: list[str]) -> float:
     """CPU seconds (user + system) used so far by the program and every process it started: the live ones
     (with their reaped children) from /proc, the reaped ones from this process's own child rusage."""
     import resource
 
     ticks = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid in pids:
         try:
-            if _in_sandbox(cfg, pid, child):
-                ticks += sum(int(v) for v in _stat_fields(pid)[11:15])
+            ticks += sum(int(v) for v in _stat_fields(pid)[11:15])
         except (OSError, ValueError, IndexError):  # exited meanwhile
             continue
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ticks / os.sysconf("SC_CLK_TCK") + reaped.ru_utime + reaped.ru_stime
 
 
-def _runqueue_wait_s(pid: int) -> float:
+def _runqueue_wait_s(pid: str) -> float:
     """Seconds ``pid`` has spent runnable but waiting for a CPU (/proc/PID/schedstat), 0 where unknown."""
     try:
         with open(f"/proc/{pid}/schedstat") as f:
@@ -198,11 +195,24 @@ def _runqueue_wait_s(pid: int) -> float:
         return 0.0
 
 
+def _sandbox_pids(cfg: dict, child: int) -> list[str]:
+    out = []
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and _in_sandbox(cfg, pid, child):
+                out.append(pid)
+        except (OSError, ValueError, IndexError):  # exited meanwhile
+            continue
+    return out
+
+
 def _supervise(cfg: dict, child: int) -> tuple[int | None, dict]:
     """Wait for the program, reaping orphans, and stop it when its process group's CPU time passes
-    ``cpu_s`` or its wall time, less the time it waited for a CPU, passes ``wall_s`` (the backstop for
-    programs that sleep or block). Returns (wait status or None, what to report besides how it ended)."""
-    start, pause, waited, used = time.monotonic(), 0.001, 0.0, 0.0
+    ``cpu_s`` or its wall time, less the time its processes waited for a CPU, passes ``wall_s`` (the backstop
+    for programs that sleep or block; waits of parallel processes add up, which only makes it more generous).
+    Returns (wait status or None, what to report besides how it ended)."""
+    start, pause, used = time.monotonic(), 0.001, 0.0
+    waits: dict[str, float] = {}  # pid -> its run-queue wait so far (kept after it exits)
     while True:
         try:
             while True:  # as PID 1 we also reap the program's orphans
@@ -210,11 +220,14 @@ def _supervise(cfg: dict, child: int) -> tuple[int | None, dict]:
                 if pid == 0:
                     break
                 if pid == child:
-                    return st, {"cpu_s": _group_cpu_s(cfg, child), "wall_s": time.monotonic() - start, "wait_s": waited}
+                    return st, {"cpu_s": _group_cpu_s(_sandbox_pids(cfg, child)), "wall_s": time.monotonic() - start,
+                                "wait_s": sum(waits.values())}
         except ChildProcessError:
             return None, {"error": "the program vanished"}
-        used = _group_cpu_s(cfg, child)
-        waited = max(waited, _runqueue_wait_s(child))
+        pids = _sandbox_pids(cfg, child)
+        used = _group_cpu_s(pids)
+        waits.update({pid: _runqueue_wait_s(pid) for pid in pids})
+        waited = sum(waits.values())
         elapsed = time.monotonic() - start
         over = "cpu" if used > cfg["cpu_s"] else "wall" if elapsed - waited > cfg["wall_s"] else None
         if over:

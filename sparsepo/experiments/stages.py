@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sparsepo.io import is_remote, remote_listing, resolve_storage, write_text
+from sparsepo.io import is_remote, remote_listing, resolve_storage, upload_dir, write_text
 
 _HASHED_FILE_BYTES = 1 << 20  # files up to this size (config, tokenizer) are hashed; larger ones by size + mtime
 Log = Callable[[str], Any]
@@ -68,11 +68,9 @@ def publish(storage_path: str, name: str, path: str | Path) -> str:
     ``sparsepo.io.local_copy``)."""
     if not is_remote(storage_path):
         return str(path)
-    import pyarrow.fs
-
     remote = f"{resolve_storage(storage_path)}/{name}/{Path(path).name}"
     if Path(path).is_dir():
-        pyarrow.fs.copy_files(str(Path(path).resolve()), remote, source_filesystem=pyarrow.fs.LocalFileSystem())
+        upload_dir(path, remote)
     else:  # write_text creates the remote parent folders, which copy_files does not for a single file
         write_text(remote, Path(path).read_text())
     return remote

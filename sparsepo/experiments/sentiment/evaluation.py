@@ -57,7 +57,8 @@ def _task(fn: Any, use_gpu: bool, num_cpus: float = 1):  # noqa: ANN202 - a Ray 
         use_granted_cpus()
         return fn(*args)
 
-    return ray.remote(num_cpus=num_cpus, num_gpus=1 if use_gpu else 0, max_retries=1)(granted)
+    # retry_exceptions: an evaluation that fails (a storage read cut short, a node lost) is tried once more
+    return ray.remote(num_cpus=num_cpus, num_gpus=1 if use_gpu else 0, max_retries=1, retry_exceptions=True)(granted)
 
 
 def evaluate_reference(ref: str, evaluator_args: dict[str, Any], *, backend: str = "hf",
@@ -107,21 +108,45 @@ def _evaluate_checkpoint(path: str, evaluator_args: dict[str, Any], backend: str
 
 def evaluate_checkpoints(
     trial_paths: dict[str, str], evaluator_args: dict[str, Any], *, backend: str = "hf", use_gpu: bool = False,
+    failed: list[dict[str, Any]] | None = None, skip: set[str] = frozenset(),
 ) -> pd.DataFrame:
     """Evaluate every checkpoint of every trial (``trial_id -> trial folder``) in parallel Ray tasks.
 
     Returns one row per checkpoint: ``trial_id``, ``step`` and the evaluator's metrics (:data:`EVAL_COLUMNS`).
+    A checkpoint whose evaluation still fails after its retry has no row; it is appended to ``failed``
+    (``trial_id``, ``step``, ``path``, ``error``) and every other row is kept. Checkpoints whose URI is in
+    ``skip`` are not evaluated.
     """
-    import ray
-
     task = _task(_evaluate_checkpoint, use_gpu)
     keys, refs = [], []
     for trial_id, trial_path in trial_paths.items():
         for step, path in trial_checkpoints(f"{trial_path}/train"):
-            keys.append({"trial_id": trial_id, "step": step})
+            if path.rstrip("/") in skip:
+                continue
+            keys.append({"trial_id": trial_id, "step": step, "path": path})
             refs.append(task.remote(path, evaluator_args, backend))
-    rows = [{**key, **metrics} for key, metrics in zip(keys, ray.get(refs), strict=True)]
-    return pd.DataFrame(rows, columns=["trial_id", "step", *EVAL_COLUMNS])
+    return _gather(keys, refs, failed if failed is not None else [])
+
+
+def _gather(keys: list[dict[str, Any]], refs: list[Any], failed: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows ``key + metrics`` of the tasks that succeeded; the others' keys with their error go to ``failed``."""
+    import ray
+
+    rows = []
+    for key, ref in zip(keys, refs, strict=True):
+        try:
+            rows.append({**key, **ray.get(ref)})
+        except (ray.exceptions.RayError, OSError) as err:  # one lost point must not discard the others
+            failed.append({**key, "error": f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"})
+    return pd.DataFrame(rows, columns=["trial_id", "step", "path", *EVAL_COLUMNS]).drop(columns="path")
+
+
+def checkpoint_uri(path: str, storage: str) -> str:
+    """A checkpoint path as Tune reports it (inside the storage's filesystem: ``bucket/runs/...`` for
+    ``s3://bucket/runs``) as a URI that ``Checkpoint`` and pyarrow can open again."""
+    if "://" in path or "://" not in storage:
+        return path
+    return storage.split("://", 1)[0] + "://" + path.lstrip("/")
 
 
 def _tune_callback_base() -> type:
@@ -132,22 +157,33 @@ def _tune_callback_base() -> type:
 
 class CheckpointEvaluations(_tune_callback_base()):
     """Evaluates every checkpoint while the sweep runs: one Ray task per checkpoint, submitted from the driver
-    when the trial's result announces it (Ray Train adds ``checkpoint_path`` once the checkpoint is persisted)."""
+    when the trial's result announces it (Ray Train adds ``checkpoint_path`` once the checkpoint is persisted).
 
-    def __init__(self, evaluator_args: dict[str, Any], *, backend: str = "hf", use_gpu: bool = False) -> None:
-        self._args, self._backend = evaluator_args, backend
+    ``storage`` is the sweep's storage root: on object storage the reported path lacks its scheme, which is put
+    back. Tune pickles its callbacks with the experiment; a copy restored from there holds no tasks (see
+    ``__getstate__``), and a resumed sweep attaches the driver's fresh instance instead (``sparsepo.tuning``).
+    """
+
+    def __init__(self, evaluator_args: dict[str, Any], *, backend: str = "hf", use_gpu: bool = False,
+                 storage: str = "") -> None:
+        self._args, self._backend, self._storage = evaluator_args, backend, storage
         self._use_gpu = use_gpu
-        self._task = _task(_evaluate_checkpoint, use_gpu)
         self._keys: list[dict[str, Any]] = []
         self._refs: list[Any] = []
+        self.failed: list[dict[str, Any]] = []  # checkpoints whose evaluation failed after its retry
+        self.after = 0  # checkpoints evaluated after the sweep (those the callback did not see)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_keys": [], "_refs": [], "failed": [], "after": 0}  # task handles die with the session
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
         from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
         path = result.get(CHECKPOINT_PATH_KEY)
         if path and "step" in result:
-            self._keys.append({"trial_id": trial.trial_id, "step": int(result["step"]), "path": path})
-            self._refs.append(self._task.remote(path, self._args, self._backend))
+            uri = checkpoint_uri(path, self._storage)
+            self._keys.append({"trial_id": trial.trial_id, "step": int(result["step"]), "path": uri})
+            self._refs.append(_task(_evaluate_checkpoint, self._use_gpu).remote(uri, self._args, self._backend))
 
     @property
     def submitted(self) -> int:
@@ -155,17 +191,11 @@ class CheckpointEvaluations(_tune_callback_base()):
 
     def results(self, trial_paths: dict[str, str]) -> pd.DataFrame:
         """Every checkpoint's row (as :func:`evaluate_checkpoints`): the tasks submitted during the sweep, then
-        tasks for the checkpoints of ``trial_paths`` they did not cover."""
-        import ray
-
-        done = pd.DataFrame([{**k, **m} for k, m in zip(self._keys, ray.get(self._refs), strict=True)],
-                            columns=["trial_id", "step", "path", *EVAL_COLUMNS]).drop(columns="path")
+        tasks for the checkpoints of ``trial_paths`` they did not cover; failures are listed in ``failed``."""
+        done = _gather(self._keys, self._refs, self.failed)
         seen = {k["path"].rstrip("/") for k in self._keys}
-        rest = {t: p for t, p in trial_paths.items()
-                if any(c.rstrip("/") not in seen for _, c in trial_checkpoints(f"{p}/train"))}
-        if not rest:
-            return done
-        more = evaluate_checkpoints(rest, self._args, backend=self._backend, use_gpu=self._use_gpu)
-        more = more.merge(done[["trial_id", "step"]], how="left", indicator=True)
-        more = more[more["_merge"] == "left_only"].drop(columns="_merge")
-        return pd.concat([done, more], ignore_index=True)
+        more = evaluate_checkpoints(trial_paths, self._args, backend=self._backend, use_gpu=self._use_gpu,
+                                    failed=self.failed, skip=seen)
+        self.after = len(more) + sum(f["path"].rstrip("/") not in seen for f in self.failed)
+        frames = [d for d in (done, more) if not d.empty]
+        return pd.concat(frames, ignore_index=True) if frames else done

@@ -28,7 +28,7 @@ from sparsepo.config import from_dict
 from sparsepo.experiments.sentiment.points import POINT_AXIS, points_table, train_table
 from sparsepo.experiments.sentiment.report import write_outputs
 from sparsepo.experiments.stages import DRIVER_CPUS, local_cache, output_dir, publish
-from sparsepo.io import resolve_storage
+from sparsepo.io import is_remote, resolve_storage, upload_dir
 
 # Paper grids (section 3.2) for clusters; SimPO's beta lives on another scale.
 PAPER_BETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0, 5.0)
@@ -235,7 +235,7 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
         from sparsepo.experiments.sentiment.evaluation import CheckpointEvaluations
 
         evaluations = CheckpointEvaluations(evaluator_args(cfg, test_prompts), backend=cfg.eval_backend,
-                                            use_gpu=cfg.use_gpu)
+                                            use_gpu=cfg.use_gpu, storage=storage_root(cfg))
     grid = run_sweep(
         base,
         {POINT_AXIS: {"variants": points}},
@@ -257,8 +257,13 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
         t = time.perf_counter()
         results = checkpoint_results(results, evaluations)
         log(f"[frontier] {evaluations.submitted} checkpoints evaluated by Ray tasks ({cfg.eval_backend}) during the "
-            f"sweep; waited {time.perf_counter() - t:.0f}s after it for the rest")
+            f"sweep, {evaluations.after} after it; waited {time.perf_counter() - t:.0f}s after it")
+        for f in evaluations.failed:
+            log(f"[frontier] warning: evaluation of trial {f['trial_id']} step {f['step']} failed twice, its point is "
+                f"missing ({f['path']}): {f['error']}")
     table, per_prompt = points_table(results, points, reference, n_resamples=cfg.n_resamples, seed=cfg.seed)
     files = write_outputs(table, per_prompt, train_table(results, points), out, cfg, time.perf_counter() - t0)
+    if is_remote(cfg.storage_path):  # the user (and `ray job submit`'s caller) reads them from the storage
+        log(f"[frontier] outputs copied to {upload_dir(out, f'{storage_root(cfg)}/{cfg.name}/report')}")
     log(f"[frontier] done in {time.perf_counter() - t0:.0f}s; report: {files['report']}")
     return files

@@ -87,8 +87,42 @@ class FrontierConfig:
             raise ValueError(f"FrontierConfig.eval_mode: {self.eval_mode!r} is not one of {EVAL_MODES}")
         if self.eval_backend not in EVAL_BACKENDS:
             raise ValueError(f"FrontierConfig.eval_backend: {self.eval_backend!r} is not one of {EVAL_BACKENDS}")
-        if self.eval_every < 1 or self.steps < 1:
-            raise ValueError(f"FrontierConfig: steps ({self.steps}) and eval_every ({self.eval_every}) must be >= 1")
+        problems = settings_problems(self)
+        if problems:  # every bad setting at once, before pairs are sampled or Ray starts
+            raise ValueError("FrontierConfig: " + "; ".join(problems))
+
+
+# (field, smallest allowed value, whether the value itself may equal it) of the numeric settings
+_LOWER_BOUNDS = (("steps", 1, True), ("eval_every", 1, True), ("n_train_prompts", 1, True), ("n_test_prompts", 2, True),
+                 ("pair_samples", 2, True), ("pair_tokens", 1, True), ("eval_tokens", 1, True),
+                 ("temperature", 0, False), ("batch_size", 1, True), ("grad_accum", 1, True), ("lr", 0, False),
+                 ("max_prompt_length", 1, True), ("num_workers", 1, True), ("eval_batch_size", 1, True),
+                 ("n_resamples", 1, True))
+
+
+def settings_problems(cfg: FrontierConfig) -> list[str]:
+    """Every setting of ``cfg`` that is out of range or names nothing registered, as ``flag: problem`` texts."""
+    from sparsepo.eval.reward_models import available_scorers
+    from sparsepo.generation import available_backends
+    from sparsepo.losses import LOSSES
+
+    out = [f"{name} must be {'>=' if closed else '>'} {low}, got {getattr(cfg, name)}"
+           for name, low, closed in _LOWER_BOUNDS
+           if not (getattr(cfg, name) >= low if closed else getattr(cfg, name) > low)]
+    out += [f"methods: {m!r} is not a registered method ({', '.join(sorted(LOSSES))})"
+            + (" (lists are separate values: --methods dpo sparsepo)" if "," in m else "")
+            for m in cfg.methods if m not in LOSSES]
+    out += [f"{name}: {b} is not > 0" for name in ("betas", "simpo_betas", "kl_budgets") for b in getattr(cfg, name)
+            if not b > 0]
+    if not cfg.methods:
+        out.append("methods: empty")
+    if cfg.max_length <= cfg.max_prompt_length:
+        out.append(f"max_length ({cfg.max_length}) must exceed max_prompt_length ({cfg.max_prompt_length})")
+    if cfg.reward not in available_scorers():
+        out.append(f"reward: {cfg.reward!r} is not one of {', '.join(available_scorers())}")
+    if cfg.backend not in available_backends():
+        out.append(f"backend: {cfg.backend!r} is not one of {', '.join(available_backends())}")
+    return out
 
 
 def paper_preset() -> dict[str, Any]:

@@ -108,9 +108,12 @@ def read_source_rows(path: str, split: str = "train") -> list[SourceRow]:
             return _read_json(p)
         import pandas as pd
 
-        if p.suffix == ".parquet":
-            return _numbered(pd.read_parquet(p).to_dict("records"))
-        rows = pd.read_csv(p, keep_default_na=False).to_dict("records")
+        if p.suffix == ".parquet":  # pyarrow's own rows: list columns as lists (pandas gives numpy arrays)
+            import pyarrow.parquet as pq
+
+            return _numbered(pq.read_table(p).to_pylist())
+        # CSV has no types: every cell is text ("5" stays "5", "" stays "")
+        rows = pd.read_csv(p, keep_default_na=False, dtype=str).to_dict("records")
         starts = _csv_row_lines(p)
         return _numbered(rows, starts if len(starts) == len(rows) else None)
     import datasets

@@ -31,8 +31,12 @@ def _anchors(page: Path) -> set[str]:
 
 
 def _links() -> list[tuple[Path, str]]:
-    return [(p, target) for p in PAGES for target in LINK.findall(p.read_text())
-            if not re.match(r"[a-z]+:", target)]
+    return [
+        (p, target)
+        for p in PAGES
+        for target in LINK.findall(p.read_text())
+        if not re.match(r"[a-z]+:", target)
+    ]
 
 
 def _commands() -> list[tuple[Path, str]]:

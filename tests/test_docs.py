@@ -93,3 +93,15 @@ def test_every_shown_command_parses() -> None:
             if exc.code != 0:
                 problems.append(f"{page.name}: {line!r} does not parse")
     assert not problems, "\n".join(problems)
+
+
+def test_make_demo_prepares_only_the_main_jobs_assets() -> None:
+    """`make demo` prepares exactly the assets the sentiment frontier's defaults read (no NLI stand-in)."""
+    from sparsepo.experiments.sentiment.frontier import FrontierConfig
+
+    makefile = (ROOT / "Makefile").read_text()
+    prereqs = re.search(r"^demo:(.*)$", makefile, re.M).group(1).split()
+    recipes = [re.search(rf"^{p}:.*\n\t(.*)$", makefile, re.M).group(1) for p in prereqs if p != "setup"]
+    prepared = {w for r in recipes if "assets prepare" in r for w in r.split("--only")[1].split()}
+    cfg = FrontierConfig()
+    assert prepared == {cfg.model, cfg.reviews}

@@ -5,7 +5,7 @@ export SPARSEPO_CACHE ?= $(CURDIR)/.cache/sparsepo
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup assets test test-fast demo lint bench
+.PHONY: setup assets demo-assets test test-fast demo lint bench
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml scripts/setup_env.sh
 	VENV=$(VENV) bash scripts/setup_env.sh
@@ -24,7 +24,12 @@ test-fast: assets
 lint: setup
 	$(VENV)/bin/ruff check .
 
-demo: assets
+# The main job (the sentiment frontier) needs only the policy model and the reviews; every other asset (the NLI
+# stand-in, HumanEval, punkt) is prepared by the command that needs it, once, with a progress line.
+demo-assets: setup
+	$(PY) -m sparsepo.assets prepare --only smollm2 pang-lee
+
+demo: demo-assets
 	$(PY) tune/frontier.py
 
 bench: assets

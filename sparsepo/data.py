@@ -113,7 +113,10 @@ def read_source_rows(path: str, split: str = "train") -> list[SourceRow]:
 
             return _numbered(pq.read_table(p).to_pylist())
         # CSV has no types: every cell is text ("5" stays "5", "" stays "")
-        rows = pd.read_csv(p, keep_default_na=False, dtype=str).to_dict("records")
+        try:
+            rows = pd.read_csv(p, keep_default_na=False, dtype=str).to_dict("records")
+        except pd.errors.EmptyDataError:
+            raise PreferenceDataError(path, None, "<file>", "empty CSV file (not even a header row)") from None
         starts = _csv_row_lines(p)
         return _numbered(rows, starts if len(starts) == len(rows) else None)
     import datasets

@@ -96,3 +96,12 @@ def test_conversational_rows_read_from_parquet(tmp_path):
     pd.DataFrame([row]).to_parquet(path)
     data, _ = load_preference_data(DataConfig(path=str(path), max_length=128, max_prompt_length=64), tok)
     assert len(data) == 1
+
+
+def test_an_empty_csv_file_is_an_error_naming_it(tmp_path):
+    from sparsepo.data import read_rows
+
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(PreferenceDataError, match=r"empty.csv: field '<file>': empty CSV file"):
+        read_rows(str(path))

@@ -18,15 +18,14 @@ def load_review_texts(source: str = "pang-lee", split: str = "train") -> list[st
         from sparsepo.assets import load_reviews
 
         return [r["text"] for r in load_reviews()]
-    from sparsepo.data import read_rows
+    from sparsepo.data import PreferenceDataError, read_source_rows
 
-    rows = read_rows(source, split)
     texts = []
-    for i, row in enumerate(rows):
-        text = row.get("text") if isinstance(row, dict) else None
+    for r in read_source_rows(source, split):  # rows numbered from 1 (JSONL: its line; CSV: the line it starts on)
+        text = r.value.get("text") if isinstance(r.value, dict) else None
         if not isinstance(text, str) or not text.strip():
             where = source if Path(source).exists() else f"{source} ({split})"
-            raise ValueError(f"{where}: row {i}, field 'text': missing or empty")
+            raise PreferenceDataError(where, r.number, "text", "missing or empty", line=r.line)
         texts.append(text)
     return texts
 

@@ -1,6 +1,9 @@
 """Checkpoint evaluation on object storage (a real S3 server, moto's): the tiny frontier with
 ``eval_mode=checkpoints`` and ``--storage-path s3://...``, a failed evaluation, and a resumed sweep's callback."""
 
+import os
+from pathlib import Path
+
 import pandas as pd
 import pyarrow.fs
 import pytest
@@ -25,7 +28,12 @@ def s3_run(s3_server, local_ray, tmp_path_factory):
     cfg = FrontierConfig(model="tiny-llama", methods=("dpo",), betas=(0.5,), steps=2, eval_every=1, n_train_prompts=24,
                          n_test_prompts=5, eval_tokens=6, pair_tokens=12, storage_path="s3://frontier/runs",
                          name="fr-s3", n_resamples=200, batch_size=2, eval_mode="checkpoints")
-    files = run_frontier(cfg, log=lines.append)
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))  # with remote storage the outputs are also written to ./<name>
+    try:
+        files = {k: Path(v).resolve() for k, v in run_frontier(cfg, log=lines.append).items()}
+    finally:
+        os.chdir(cwd)
     return cfg, files, lines
 
 

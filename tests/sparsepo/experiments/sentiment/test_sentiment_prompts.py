@@ -48,3 +48,13 @@ def test_pang_lee_split_with_the_real_tokenizer_shares_no_text(tiny_llama_path):
 
     train, test = split_prompts("pang-lee", load_tokenizer(tiny_llama_path), 300, 200, seed=0)
     assert len(train) == 300 and len(test) == 200 and not set(train) & set(test)
+
+
+def test_a_review_file_without_text_names_its_first_row_from_one(tmp_path):
+    from sparsepo.data import PreferenceDataError
+    from sparsepo.experiments.sentiment.prompts import load_review_texts
+
+    path = tmp_path / "reviews.jsonl"
+    path.write_text('{"text": "a fine film"}\n{"body": "no text field"}\n')
+    with pytest.raises(PreferenceDataError, match=r"reviews.jsonl: row 2, field 'text': missing or empty"):
+        load_review_texts(str(path))

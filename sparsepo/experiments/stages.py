@@ -3,7 +3,7 @@
 An experiment (``sparsepo.experiments.<name>``) is a config dataclass plus stage functions; each stage caches what
 it makes under a key that hashes everything that determines it (:func:`cache_key`, with :func:`model_fingerprint`
 for models), so a rerun or a ``--resume`` reuses it and any change of input recomputes it. Driver-side artifacts
-live in the storage folder, or in the user cache when the storage is remote (:func:`local_cache`); files the Train
+live in the storage folder, or in ``$SPARSEPO_CACHE`` when the storage is remote (:func:`local_cache`); files the Train
 workers read are copied to a remote storage (:func:`publish`).
 """
 
@@ -57,9 +57,13 @@ def output_dir(storage_path: str, name: str) -> Path:
 
 
 def local_cache(storage_path: str, what: str) -> Path:
-    """Driver-side cache folder ``what``: in the storage folder, or the user cache when the storage is remote."""
-    base = Path("~/.cache/sparsepo").expanduser() if is_remote(storage_path) else Path(resolve_storage(storage_path))
-    return base / what
+    """Driver-side cache folder ``what``: in the storage folder, or the asset cache (``$SPARSEPO_CACHE``, default
+    ``~/.cache/sparsepo``) when the storage is remote."""
+    if is_remote(storage_path):
+        from sparsepo.assets import cache_dir
+
+        return cache_dir() / what  # $SPARSEPO_CACHE, as every other cache of the platform
+    return Path(resolve_storage(storage_path)) / what
 
 
 def publish(storage_path: str, name: str, path: str | Path) -> str:

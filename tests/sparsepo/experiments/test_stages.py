@@ -33,10 +33,10 @@ def test_local_storage_holds_outputs_and_caches_and_workers_read_the_file_in_pla
 
 
 def test_remote_storage_gets_a_copy_for_the_workers_and_caches_stay_on_the_driver(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SPARSEPO_CACHE", str(tmp_path / "cache"))
     remote = f"file://{tmp_path}/bucket"  # a URI: what workers on other nodes would read
     assert output_dir(remote, "exp").as_posix() == "exp"
-    assert local_cache(remote, "sft") == tmp_path / "home" / ".cache" / "sparsepo" / "sft"
+    assert local_cache(remote, "sft") == tmp_path / "cache" / "sft"  # the one cache, wherever the command starts
     path = write_rows(tmp_path / "local.jsonl", [{"x": "y"}])
     uri = publish(remote, "exp", path)
     assert uri == f"{remote}/exp/local.jsonl"

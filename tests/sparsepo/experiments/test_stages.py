@@ -91,7 +91,7 @@ def test_train_sft_on_file_uri_storage_standing_in_for_s3_returns_a_uri_that_a_s
         assert policy.startswith(f"{storage}/sft/t-sft-") and policy.endswith("/policy")
         assert "/train/checkpoint_" in policy
         assert (tmp_path / "bucket" / "runs" / "sft" / policy.split("/sft/")[1] / "config.json").is_file()
-        assert (tmp_path / "home" / ".cache" / "sparsepo" / "sft").is_dir()  # the rows file, written on the driver
+        assert (tmp_path / "node" / "sft").is_dir()  # the rows file, written on the driver into $SPARSEPO_CACHE
         assert train_sft(rows, **kw, log=logged.append) == policy
         assert logged[-1] == f"[t] sft: cached {policy}"
     finally:

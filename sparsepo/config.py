@@ -106,7 +106,8 @@ class TrainConfig:
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "mask": MaskConfig, "optim": OptimConfig, "lora": LoraConfig, "run": RunConfig}
 # mask.* keys that apply to each kind of mask source (LossSpec.mask)
-MASK_KEYS = {"learned": {"kind", "layers", "depth", "sharing", "weight_decay", "hidden"}, "activation": {"mapo"}}
+MASK_KEYS = {"learned": {"kind", "layers", "depth", "sharing", "weight_decay", "hidden", "init", "init_sparsity", "lr"},
+             "activation": {"mapo"}}
 
 
 def loss_hparams(method: str, values: dict[str, Any], where: str) -> dict[str, float]:

@@ -27,26 +27,38 @@ MAPO_KINDS = ("mlp", "attn", "resid", "logits")
 
 @dataclass(frozen=True)
 class MaskConfig:
-    """Mask options (paper appendix D). ``sharing``: ``independent`` (mu, md from two networks) or ``common``."""
+    """Mask options (paper appendix D). ``sharing``: ``independent`` (mu, md from two networks) or ``common``.
+
+    ``init``: ``centred`` (default) calibrates each learned mask on the run's first training batches so a fraction
+    ``init_sparsity`` of tokens starts at exactly 0 whatever the seed; ``paper`` is the specification's N(0, 0.02)
+    start, whose sparsity the seed decides (METHODS.md "learned mask network", "Initialisation").
+    """
 
     kind: str = spec("learned", choices=lambda: MASKS)  # a registered learned-mask kind (learned, binary, random)
     layers: Literal["all", "last"] = "all"
     depth: Literal[1, 2] = 1
     sharing: Literal["independent", "common"] = "independent"
     weight_decay: float = spec(0.01, ge=0)
+    init: Literal["centred", "paper"] = "centred"  # start of learned masks: calibrated on data, or N(0, 0.02)
+    init_sparsity: float = spec(0.5, ge=0, le=0.99)  # centred: fraction of response tokens whose mask starts at 0
+    lr: float | None = spec(1e-3, gt=0)  # mask networks' own peak learning rate (fresh layers); null = optim.lr
     mapo: Literal["mlp", "attn", "resid", "logits", "all", "uniform"] = "all"  # MaPO: which activations
     hidden: int = spec(200, ge=1)  # width of depth-2 mask layers
 
 
 class LearnedMask(nn.Module):
-    """m_t = ReLU(sum_l c_l * g_l(t)),  g_l(t) = ReLU(f_l(LN(h_l(t)))); see METHODS.md "learned mask network".
+    """m_t = ReLU(sum_l c_l * g_l(t) + b),  g_l(t) = ReLU(f_l(LN(h_l(t)))); see METHODS.md "learned mask network".
 
     ``f_l`` is ``Linear(d, 1)`` (depth 1) or ``Linear(d, hidden) -> ReLU -> Linear(hidden, 1)`` (depth 2); one
     LayerNorm is shared by all layers. ``binary`` makes the forward value 1[z > 0] of the merged pre-activation z,
-    with a straight-through gradient (dm/dz = 1).
+    with a straight-through gradient (dm/dz = 1). The merge offset ``b`` is trained only with ``offset=True``
+    (the centred start, which :meth:`calibrate` sets); otherwise it stays 0, as in the specification.
     """
 
-    def __init__(self, hidden_size: int, n_layers: int, depth: int = 1, binary: bool = False, hidden: int = 200):
+    def __init__(
+        self, hidden_size: int, n_layers: int, depth: int = 1, binary: bool = False, hidden: int = 200,
+        offset: bool = True,
+    ):
         super().__init__()
         if depth not in (1, 2):
             raise ValueError(f"mask depth must be 1 or 2, got {depth}")
@@ -58,28 +70,63 @@ class LearnedMask(nn.Module):
             return nn.Sequential(nn.Linear(hidden_size, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
         self.per_layer = nn.ModuleList(head() for _ in range(n_layers))
-        self.merge = nn.Linear(n_layers, 1, bias=False)
+        self.merge = nn.Linear(n_layers, 1, bias=True)
         self.binary = binary
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+                nn.init.zeros_(m.bias)
+        self.merge.bias.requires_grad_(offset)  # the specification's merge has none: 0, frozen
+        self._register_load_state_dict_pre_hook(_zero_missing_merge_bias)
 
-    def forward(self, hidden_states: Sequence[Tensor]) -> Tensor:
-        """``hidden_states``: one ``(B, T, d)`` tensor per used layer -> mask ``(B, T)``, >= 0."""
+    def layer_outputs(self, hidden_states: Sequence[Tensor]) -> Tensor:
+        """``hidden_states``: one ``(..., d)`` tensor per used layer -> g, ``(..., n_layers)``, >= 0."""
         if len(hidden_states) != len(self.per_layer):
             raise ValueError(f"mask built for {len(self.per_layer)} layers, got {len(hidden_states)}")
         dtype = self.merge.weight.dtype
-        g = torch.stack(
+        return torch.stack(
             [torch.relu(f(self.norm(h.to(dtype)))).squeeze(-1) for f, h in zip(self.per_layer, hidden_states, strict=True)],
             dim=-1,
         )
-        z = self.merge(g).squeeze(-1)
+
+    def forward(self, hidden_states: Sequence[Tensor]) -> Tensor:
+        """``hidden_states``: one ``(B, T, d)`` tensor per used layer -> mask ``(B, T)``, >= 0."""
+        z = self.merge(self.layer_outputs(hidden_states)).squeeze(-1)
         if self.binary:
             hard = (z > 0).to(z.dtype)
             return z + (hard - z).detach()
         return torch.relu(z)
+
+    @torch.no_grad()
+    def calibrate(self, tokens: Sequence[Tensor], sparsity: float) -> None:
+        """The centred start, from response tokens of the run's own data (METHODS.md "Initialisation").
+
+        ``tokens``: per used layer, the reference's hidden states of N response tokens, ``(N, d)``. Each layer's
+        head is rescaled so its pre-activation has mean 0 and standard deviation 1 over the tokens (half of them
+        pass its ReLU); the merge weighs the layers equally and its offset puts the ``sparsity`` quantile of the
+        merged value at 0; finally the merge is scaled so the non-zero mask values average 1.
+        """
+        g = []
+        for f, h in zip(self.per_layer, tokens, strict=True):
+            out = f[-1] if isinstance(f, nn.Sequential) else f
+            z = f(self.norm(h.to(self.merge.weight.dtype))).squeeze(-1).float()
+            mean, std = z.mean(), z.std().clamp_min(1e-6)
+            out.weight.div_(std)
+            out.bias.sub_(mean).div_(std)
+            g.append(torch.relu((z - mean) / std))
+        merged = torch.stack(g, dim=-1).mean(-1)
+        cut = torch.quantile(merged, sparsity)
+        kept = (merged - cut)[merged > cut]
+        scale = 1.0 / kept.mean().clamp_min(1e-6) if kept.numel() else torch.tensor(1.0)
+        self.merge.weight.fill_(float(scale) / len(g))
+        self.merge.bias.fill_(float(-cut * scale))
+
+
+def _zero_missing_merge_bias(state: dict, prefix: str, *_args: object) -> None:
+    # Masks saved before the merge had an offset: theirs was 0.
+    key = prefix + "merge.bias"
+    if key not in state and prefix + "merge.weight" in state:
+        state[key] = torch.zeros(1, dtype=state[prefix + "merge.weight"].dtype)
 
 
 class RandomMask(nn.Module):
@@ -91,8 +138,8 @@ class RandomMask(nn.Module):
 
 
 MASKS: dict[str, Callable[[int, int, MaskConfig], nn.Module]] = {
-    "learned": lambda d, n, c: LearnedMask(d, n, c.depth, binary=False, hidden=c.hidden),
-    "binary": lambda d, n, c: LearnedMask(d, n, c.depth, binary=True, hidden=c.hidden),
+    "learned": lambda d, n, c: LearnedMask(d, n, c.depth, binary=False, hidden=c.hidden, offset=c.init == "centred"),
+    "binary": lambda d, n, c: LearnedMask(d, n, c.depth, binary=True, hidden=c.hidden, offset=c.init == "centred"),
     "random": lambda d, n, c: RandomMask(),
 }
 
@@ -122,15 +169,18 @@ def select_layers(layers: Sequence[Tensor], which: str) -> list[Tensor]:
     return [h[:, :-1] for h in used]
 
 
-def decay_groups(masks: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups for mask networks: decay on Linear weights only (not LayerNorm, not biases)."""
+def decay_groups(masks: nn.Module, weight_decay: float, lr: float | None = None) -> list[dict]:
+    """AdamW groups for mask networks: decay on Linear weights only (not LayerNorm, not biases); frozen
+    parameters (the specification's merge offset) are left out. ``lr``: the groups' own rate (None: the optimizer's)."""
     decay, no_decay = [], []
     for module in masks.modules():
         for name, p in module.named_parameters(recurse=False):
-            (decay if isinstance(module, nn.Linear) and name == "weight" else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay, "name": "mask_decay"}]
+            if p.requires_grad:
+                (decay if isinstance(module, nn.Linear) and name == "weight" else no_decay).append(p)
+    own = {"lr": lr} if lr is not None else {}
+    groups = [{"params": decay, "weight_decay": weight_decay, "name": "mask_decay", **own}]
     if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0, "name": "mask_no_decay"})
+        groups.append({"params": no_decay, "weight_decay": 0.0, "name": "mask_no_decay", **own})
     return groups
 
 

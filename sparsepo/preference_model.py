@@ -115,6 +115,22 @@ class PreferenceModel(nn.Module):
         result = preference_loss(self.spec.name, chosen, rejected, **self.hparams)
         return StepOutput(result.loss, result, chosen, rejected)
 
+    @torch.no_grad()
+    def calibrate_masks(self, batches: list[dict[str, Tensor]], ref_outs: list[ReferenceOutputs]) -> int:
+        """The centred start of the learned masks (``mask.init=centred``) from the reference's hidden states
+        of the response tokens of ``batches`` (the run's first ones). Returns the number of tokens used."""
+        if self.masks is None or self.mask_cfg.init != "centred":
+            return 0
+        per_batch = []
+        for batch, ref_out in zip(batches, ref_outs, strict=True):
+            keep = batch["loss_mask"][:, 1:] > 0
+            per_batch.append([h[keep] for h in select_layers(ref_out.layers, self.mask_cfg.layers)])
+        tokens = [torch.cat(layer) for layer in zip(*per_batch, strict=True)]
+        for net in self.masks.values():
+            if hasattr(net, "calibrate"):
+                net.calibrate(tokens, self.mask_cfg.init_sparsity)
+        return int(tokens[0].shape[0])
+
     def fused(self, device: torch.device) -> bool:
         """Whether the LM head runs fused (``sparsepo.fused_head``) on ``device``."""
         return use_fused(self.fused_head, device, unwrap_model(self.policy).get_output_embeddings().weight.numel())

@@ -67,12 +67,13 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(cfg: TrainConfig, model: PreferenceModel) -> torch.optim.AdamW:
-    """AdamW: the policy's trainable parameters at ``optim.weight_decay``; mask Linear weights at ``mask.weight_decay``."""
+    """AdamW: the policy's trainable parameters at ``optim.weight_decay``; mask Linear weights at ``mask.weight_decay``,
+    the mask networks at their own ``mask.lr`` (``null``: ``optim.lr``)."""
     groups = [
         {"params": [p for p in model.policy.parameters() if p.requires_grad], "weight_decay": cfg.optim.weight_decay, "name": "policy"}
     ]
     if model.masks is not None:
-        groups += decay_groups(model.masks, cfg.mask.weight_decay)
+        groups += decay_groups(model.masks, cfg.mask.weight_decay, cfg.mask.lr)
     return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), **adamw_kernel(cfg.optim.adamw))
 
 
@@ -125,6 +126,7 @@ class Worker:
     optimizer: torch.optim.Optimizer | None = None
     scheduler: Any = None
     evaluator: Any = None
+    masks_restored: bool = False
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | None:
@@ -137,6 +139,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
     quiet_worker()
     w = _setup_models(from_dict(config))
     _setup_data(w)
+    _setup_masks(w)
     _setup_optimizer(w)
     _train(w)
     return w.history if w.rank == 0 else None
@@ -168,6 +171,7 @@ def _setup_models(cfg: TrainConfig) -> Worker:
         if resume_dir is not None:
             if model.masks is not None and (resume_dir / MASKS_FILE).exists():
                 model.masks.load_state_dict(torch.load(resume_dir / MASKS_FILE, map_location=device))
+                w.masks_restored = True
             if (resume_dir / "train_state.pt").exists():
                 w.state = load_train_state(resume_dir)
             w.history = load_history(resume_dir)
@@ -210,6 +214,29 @@ def _setup_data(w: Worker) -> None:
             "lower optim.batch_size"
         )
     w.total = cfg.optim.max_steps or max(1, math.floor(cfg.optim.epochs * len(w.loader) / cfg.optim.grad_accum))
+
+
+CALIBRATION_PAIRS = 32  # pairs whose response tokens set the centred start of the masks
+
+
+def _setup_masks(w: Worker) -> None:
+    """A fresh run's learned masks start centred (``mask.init=centred``), calibrated on the first
+    ``CALIBRATION_PAIRS`` pairs of the run's global order (the same for any number of workers, so every rank
+    computes the same start), read without drawing from any RNG."""
+    if w.masks_restored or w.reference is None or getattr(w.model, "masks", None) is None:
+        return
+    dataset, size = w.loader.dataset, w.cfg.optim.batch_size
+    order = list(DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=w.cfg.run.seed))
+    order = order[:CALIBRATION_PAIRS]
+    batches = [
+        {k: v.to(w.device) for k, v in w.loader.collate_fn([dataset[i] for i in order[j : j + size]]).items()}
+        for j in range(0, len(order), size)
+    ]
+    with mixed_precision(w.device, w.cfg.optim.bf16) or nullcontext():
+        n = w.model.calibrate_masks(batches, [w.reference(b) for b in batches])
+    if n and w.rank == 0:
+        log.info(f"[sparsepo] masks calibrated on {n} response tokens of {len(order)} pairs "
+                 f"(mask.init_sparsity={w.cfg.mask.init_sparsity})")
 
 
 def _setup_optimizer(w: Worker) -> None:
@@ -259,11 +286,20 @@ def _train_step(
             # fp64, in the order Python floats were summed before: the logged values are unchanged
             v = v.detach().double() / accum
             sums[k] = sums[k] + v if k in sums else v
+    if getattr(w.model, "masks", None) is not None:  # METHODS.md diagnostics: how hard each part is pushed
+        sums["grad_norm/masks"] = _grad_norm(w.model.masks.parameters()).double()
     grad_norm = torch.nn.utils.clip_grad_norm_(w.model.parameters(), w.cfg.optim.max_grad_norm)
+    if "grad_norm/masks" in sums:
+        sums["grad_norm/policy"] = (grad_norm.double() ** 2 - sums["grad_norm/masks"] ** 2).clamp_min(0).sqrt()
     w.optimizer.step()
     w.scheduler.step()
     w.step += 1
     return sums, grad_norm.detach(), tokens
+
+
+def _grad_norm(params: Iterator[torch.nn.Parameter]) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
 
 
 def _to_host(values: dict[str, torch.Tensor]) -> dict[str, float]:

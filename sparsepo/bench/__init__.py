@@ -4,7 +4,8 @@
 - ``vs_trl``: TRL's ``DPOTrainer`` against our trainer on identical pairs, model and batch;
 - ``generate``: generation throughput of the HF, vLLM and Ray backends;
 - ``profile_step``: the torch profiler's operator table for one training step;
-- ``gpu_check``: the GPU figures (bf16 step, MFU, packing, fused head, generation) on a random ~1B Llama.
+- ``gpu_check``: the GPU figures (bf16 step, MFU, packing, fused head, generation) on a random ~1B Llama;
+- ``mask_init``: where learned masks start per seed (shared hidden-state component, sparsity), both starts.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("step", "vs_trl", "generate", "profile_step", "gpu_check")
+BENCHMARKS = ("step", "vs_trl", "generate", "profile_step", "gpu_check", "mask_init")
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

@@ -163,3 +163,91 @@ def test_unknown_options_are_errors():
     with pytest.raises(ValueError, match="MaPO mask kind"):
         ActivationMask(tiny("gpt2", 0), "everything")
     T.logging.set_verbosity_error()
+
+
+# ------------------------------------------------------------------------------------ the centred start
+
+
+def _response_tokens(arch: str, seed: int, rows: int = 16) -> list[torch.Tensor]:
+    """Per layer, the tiny reference's hidden states of the response tokens of a batch, ``(N, d)``."""
+    ref = tiny(arch, 1).float()
+    batch = make_batch(seed, rows=rows, length=24)
+    with torch.no_grad():
+        hs = ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+    keep = batch["loss_mask"][:, 1:] > 0
+    return [h[:, :-1][keep] for h in hs.hidden_states[1:]]
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_calibrate_standardises_each_layer_and_cuts_the_merge_at_the_asked_quantile(depth):
+    """Against the statistics computed anew from the calibrated weights (not from calibrate's own numbers)."""
+    torch.manual_seed(0)
+    tokens = _response_tokens("llama", 0)
+    net = LearnedMask(32, 2, depth=depth)
+    net.calibrate(tokens, 0.3)
+    with torch.no_grad():
+        for f, h in zip(net.per_layer, tokens, strict=True):
+            z = f(net.norm(h)).squeeze(-1)
+            assert z.mean().item() == pytest.approx(0.0, abs=1e-4) and z.std().item() == pytest.approx(1.0, rel=1e-4)
+        m = net(tokens)
+    n = m.numel()
+    assert abs((m == 0).sum().item() - 0.3 * n) <= 1  # the 30% quantile of the merged value sits at 0
+    assert m[m > 0].mean().item() == pytest.approx(1.0, rel=1e-4)  # non-zero values average 1
+    assert torch.allclose(net.merge.weight, net.merge.weight[0, 0].expand_as(net.merge.weight))  # layers weigh alike
+
+
+@pytest.mark.parametrize("kind", ["learned", "binary"])
+def test_centred_start_sparsity_is_the_option_not_the_seed(kind):
+    """Five seeds: on held-out tokens the start is within 8 points of mask.init_sparsity (the paper start spreads
+    over tens of points on SmolLM2: METHODS.md "Initialisation")."""
+    cal, held = _response_tokens("gpt_neox", 0, rows=32), _response_tokens("gpt_neox", 7, rows=32)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        nets = build_mask_networks(MaskConfig(kind=kind, init_sparsity=0.6), 32, 2)
+        for net in nets.values():
+            net.calibrate(cal, 0.6)
+            with torch.no_grad():
+                sparsity = (net(held) == 0).float().mean().item()
+            assert abs(sparsity - 0.6) < 0.08, (seed, sparsity)
+
+
+def test_paper_start_keeps_the_merge_offset_at_zero_and_out_of_the_optimizer():
+    nets = build_mask_networks(MaskConfig(init="paper"), 16, 3)
+    params = {id(p) for g in decay_groups(nets, 0.01) for p in g["params"]}
+    for net in nets.values():
+        assert not net.merge.bias.requires_grad and not net.merge.bias.any() and id(net.merge.bias) not in params
+    centred = build_mask_networks(MaskConfig(), 16, 3)
+    assert all(net.merge.bias.requires_grad for net in centred.values())
+
+
+def test_masks_saved_without_a_merge_offset_load_with_offset_zero():
+    nets = build_mask_networks(MaskConfig(), 16, 3)
+    state = {k: v for k, v in build_mask_networks(MaskConfig(), 16, 3).state_dict().items() if not k.endswith("merge.bias")}
+    nets.load_state_dict(state)
+    assert all(not net.merge.bias.any() for net in nets.values())
+
+
+def test_mask_lr_is_the_mask_groups_own_rate():
+    from sparsepo.config import load_config
+    from sparsepo.trainer import build_optimizer
+
+    cfg = load_config(None, ["method=sparsepo", "optim.lr=1e-4", "mask.lr=3e-3"])
+    opt = build_optimizer(cfg, PreferenceModel(tiny("llama", 0).float(), "sparsepo", mask=cfg.mask))
+    rates = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert rates == {"policy": 1e-4, "mask_decay": 3e-3, "mask_no_decay": 3e-3}
+    cfg = load_config(None, ["method=sparsepo", "optim.lr=1e-4", "mask.lr=null"])  # the specification's: one rate
+    opt = build_optimizer(cfg, PreferenceModel(tiny("llama", 0).float(), "sparsepo", mask=cfg.mask))
+    assert {g["lr"] for g in opt.param_groups} == {1e-4}
+
+
+def test_calibrate_masks_reads_only_response_tokens_of_the_reference():
+    policy, ref = tiny("llama", 0).float(), tiny("llama", 1).float()
+    model = PreferenceModel(policy, "sparsepo", mask=MaskConfig(init_sparsity=0.25))
+    reference = Reference(ref, "sparsepo")
+    batches = [make_batch(s, rows=8, length=20) for s in range(3)]
+    n = model.calibrate_masks(batches, [reference(b) for b in batches])
+    assert n == sum(int(b["loss_mask"][:, 1:].sum()) for b in batches)
+    out = model(batches[0], reference(batches[0]))
+    assert 0 < out.result.metrics["mask/reward/chosen/sparsity"].item() < 60
+    paper = PreferenceModel(policy, "sparsepo", mask=MaskConfig(init="paper"))
+    assert paper.calibrate_masks(batches, [reference(b) for b in batches]) == 0

@@ -158,14 +158,15 @@ def sparsity_figure(points_df: pd.DataFrame, panels: dict[str, str] | None = Non
         points_df: per-step training metrics; columns ``method``, ``beta``, ``step`` and, optionally, the
             ``panels`` columns (default :data:`SPARSITY_PANELS`: sparsity in %, KL in nats). Rows whose panel
             value is NaN (e.g. a method without masks) are left out of that panel; several rows at the same
-            (method, beta, step), e.g. seeds, are averaged.
+            (method, beta, step), e.g. seeds, are averaged, and with a ``seed`` column of several seeds each
+            line has a band from the lowest to the highest seed's value at each step.
         panels: column -> axis label; one Axes per entry, in order.
 
     Returns:
         A Figure with one Axes per panel. Each Axes has one Line2D per (method, beta), labelled
         ``"beta=<beta>"`` (``"<method> beta=<beta>"`` when the panel has several methods), data = (step,
-        mean value) sorted by step. A panel whose column is missing or all-NaN has no lines and a
-        "no data" note.
+        mean value) sorted by step, and, over several seeds, one PolyCollection (the band) per line. A panel
+        whose column is missing or all-NaN has no lines and a "no data" note.
     """
     panels = SPARSITY_PANELS if panels is None else panels
     _require(points_df, ["method", "beta", "step"], "sparsity_figure points_df")
@@ -183,9 +184,15 @@ def sparsity_figure(points_df: pd.DataFrame, panels: dict[str, str] | None = Non
             _no_data(ax, f"column {col!r} missing" if col not in points_df.columns else f"{col!r} is all NaN")
             continue
         several_methods = rows["method"].nunique() > 1
-        means = rows.groupby(["method", "beta", "step"], sort=True)[col].mean().reset_index()
+        stats = rows.groupby(["method", "beta", "step"], sort=True)[col].agg(["mean", "min", "max"])
+        seeds = rows.groupby(["method", "beta"])["seed"].nunique() if "seed" in rows else None
+        means = stats.rename(columns={"mean": col}).reset_index()
         for i, ((method, beta), line) in enumerate(means.groupby(["method", "beta"], sort=True)):
             name = f"{method} beta={_fmt(beta)}" if several_methods else f"beta={_fmt(beta)}"
+            if seeds is not None and seeds[(method, beta)] > 1:
+                name += f" ({seeds[(method, beta)]} seeds, min-max)"
+                ax.fill_between(line["step"].to_numpy(), line["min"].to_numpy(), line["max"].to_numpy(),
+                                color=colors[i % len(colors)], alpha=0.2, lw=0)
             ax.plot(
                 line["step"].to_numpy(),
                 line[col].to_numpy(),

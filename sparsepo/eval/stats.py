@@ -14,7 +14,7 @@ samples of one prompt together, since they are not independent of each other.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,6 +109,24 @@ def bootstrap_ci(
     return ConfidenceInterval(float(statistic(arr, axis=-1)), float(low), float(high), int(arr.size))
 
 
+def seeds_prompts_bootstrap_ci(
+    values: object, *, n_resamples: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> ConfidenceInterval:
+    """Percentile CI of the mean of ``values`` (shape (n_seeds, n_prompts)) by a two-level bootstrap: each
+    resample draws seeds with replacement and, independently, prompts with replacement (the same prompts for
+    every drawn seed, since every seed is evaluated on the same prompts), and averages the drawn cells."""
+    _check(n_resamples, alpha)
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 2 or not arr.size or not np.isfinite(arr).all():
+        raise ValueError(f"values must be a finite (n_seeds, n_prompts) array, got shape {arr.shape}")
+    s, n = arr.shape
+    rng = np.random.default_rng(seed)
+    si, pi = rng.integers(0, s, size=(n_resamples, s)), rng.integers(0, n, size=(n_resamples, n))
+    stats = np.array([arr[np.ix_(si[r], pi[r])].mean() for r in range(n_resamples)])
+    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return ConfidenceInterval(float(arr.mean()), float(low), float(high), int(n))
+
+
 def paired_bootstrap_test(
     a: object,
     b: object,
@@ -137,6 +155,26 @@ def paired_bootstrap_test(
     low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
     p_value = float(np.mean(deltas <= 0.0))
     return PairedTestResult(observed, p_value, float(low), float(high), int(arr_a.size))
+
+
+def two_sided(p_not_better: float) -> float:
+    """A paired test's two-sided p-value from its one-sided ``p`` = P*(delta* <= 0): 2 min(p, 1 - p), at most 1."""
+    return min(1.0, 2.0 * min(p_not_better, 1.0 - p_not_better))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control over the tests), in the input order.
+
+    Sorted ascending, the i-th smallest (i from 0) becomes max over j <= i of min(1, (m - j) p_(j)), m tests.
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    out = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(p_values[i])))
+        out[i] = running
+    return out
 
 
 def _system_items(items: pd.DataFrame, system: str, keys: list[str]) -> pd.DataFrame:

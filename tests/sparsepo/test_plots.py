@@ -124,24 +124,29 @@ def test_sparsity_figure_lines_equal_per_step_means(steps):
     for ax, col in zip(fig.axes, SPARSITY_PANELS, strict=True):
         assert ax.get_title() == col
         lines = {line.get_label(): line.get_xydata() for line in ax.lines}
-        assert set(lines) == {"beta=0.1", "beta=0.6", "beta=0.8"}
-        for beta, sub in steps.groupby("beta"):
+        assert set(lines) == {f"beta={b} (2 seeds, min-max)" for b in ("0.1", "0.6", "0.8")}
+        assert len(ax.collections) == 3  # one seed band per line
+        for (beta, sub), band in zip(steps.groupby("beta"), ax.collections, strict=True):
             expected = [
                 (step, np.mean([r[col] for _, r in sub.iterrows() if r["step"] == step]))
                 for step in sorted(sub["step"].unique())
             ]
-            np.testing.assert_allclose(lines[f"beta={beta:g}"], np.array(expected))
+            np.testing.assert_allclose(lines[f"beta={beta:g} (2 seeds, min-max)"], np.array(expected))
+            # the band spans the lowest and highest seed at every step
+            ys = band.get_paths()[0].vertices[:, 1]
+            per_step = sub.groupby("step")[col]
+            assert np.isclose(ys.min(), per_step.min().min()) and np.isclose(ys.max(), per_step.max().max())
 
 
 def test_sparsity_missing_and_nan_columns_say_no_data(tmp_path, steps):
-    df = steps.drop(columns=["sparsity/kl/chosen"])
+    df = steps[steps["seed"] == 0].drop(columns=["sparsity/kl/chosen", "seed"])  # one seed: no band, plain labels
     # a baseline without masks: its sparsity is NaN and it must not produce a line in the sparsity panel
-    dpo = steps.assign(method="dpo", **{"sparsity/reward/chosen": np.nan})
-    df = pd.concat([df, dpo.drop(columns=["sparsity/kl/chosen"])], ignore_index=True)
+    dpo = df.assign(method="dpo", **{"sparsity/reward/chosen": np.nan})
+    df = pd.concat([df, dpo], ignore_index=True)
     fig = sparsity_figure(df)
     reward_ax, kl_mask_ax, kl_ax = fig.axes
     assert {line.get_label() for line in reward_ax.lines} == {"beta=0.1", "beta=0.6", "beta=0.8"}
-    assert not kl_mask_ax.lines
+    assert not kl_mask_ax.lines and not reward_ax.collections
     assert any("missing" in t.get_text() for t in kl_mask_ax.texts)
     # two methods in the KL panel: labels name the method
     assert {line.get_label() for line in kl_ax.lines} == {

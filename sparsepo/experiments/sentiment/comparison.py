@@ -2,27 +2,74 @@
 
 All tests are paired bootstrap tests (:func:`sparsepo.eval.stats.paired_bootstrap_test`) on per-prompt values:
 every point is evaluated on the same held-out prompts with the same sampling seed, so prompt difficulty cancels.
+
+Verdicts are selection-free when given a :class:`PromptSplit`: every choice (the best point, each method's best
+within a KL budget) is made on the selection prompts, and every number and test of a verdict is computed on the
+disjoint confirmation prompts, so picking the luckiest of K points does not inflate its gain. :func:`adjust` then
+applies Holm's correction over all the verdicts a report makes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sparsepo.eval.stats import paired_bootstrap_test
-from sparsepo.experiments.sentiment.points import REFERENCE
+from sparsepo.eval.stats import holm, paired_bootstrap_test, two_sided
+from sparsepo.experiments.sentiment.points import REFERENCE, points_with_cis
 from sparsepo.pareto import best_within, front_area
 
 BASELINE = "dpo"
 COMPARISON_COLUMNS = ["budget", "method", "beta", "step", "kl", "reward", "reward_low", "reward_high", "vs",
-                      "vs_beta", "vs_step", "vs_reward", "delta", "delta_low", "delta_high", "p_value"]
+                      "vs_beta", "vs_step", "vs_reward", "delta", "delta_low", "delta_high", "p_value", "p_holm", "seeds_agree"]
+ALPHA = 0.05  # family-wise error rate of a report's verdicts (Holm), two-sided
 
 
-def prompt_values(per_prompt: pd.DataFrame, point: dict[str, Any] | pd.Series, metric: str = "reward") -> np.ndarray:
-    """The per-prompt ``metric`` of one point (matched by method, beta, step), in prompt order; shape (n_prompts,)."""
+@dataclass(frozen=True)
+class PromptSplit:
+    """Disjoint prompt ids: ``selection`` (choices are made on them) and ``confirmation`` (verdicts are)."""
+
+    selection: np.ndarray
+    confirmation: np.ndarray
+
+
+def split_prompts(per_prompt: pd.DataFrame, seed: int = 0) -> PromptSplit:
+    """Half of the evaluation prompts (a seeded permutation of their ids) select, the other half confirm."""
+    ids = np.sort(per_prompt["prompt_id"].unique())
+    order = np.random.default_rng(seed).permutation(ids)
+    half = len(order) // 2
+    return PromptSplit(np.sort(order[:half]), np.sort(order[half:]))
+
+
+def points_on(per_prompt: pd.DataFrame, ids: np.ndarray, *, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Every point's means and CIs over the prompts ``ids`` only."""
+    return points_with_cis(per_prompt[per_prompt["prompt_id"].isin(ids)], n_resamples=n_resamples, seed=seed)
+
+
+def _views(points: pd.DataFrame, per_prompt: pd.DataFrame, split: PromptSplit | None, n_resamples: int,
+           seed: int) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray | None]:
+    """(points to choose on, points to report, prompt ids of the tests): all prompts, or the split's two halves."""
+    if split is None:
+        return points, points, None
+    return (points_on(per_prompt, split.selection, n_resamples=n_resamples, seed=seed),
+            points_on(per_prompt, split.confirmation, n_resamples=n_resamples, seed=seed), split.confirmation)
+
+
+def _same_point(table: pd.DataFrame, point: pd.Series | dict[str, Any]) -> pd.Series:
+    rows = table[(table["method"] == point["method"]) & (table["step"] == point["step"])]
+    rows = rows[rows["beta"].isna()] if pd.isna(point["beta"]) else rows[rows["beta"] == point["beta"]]
+    return rows.iloc[0]
+
+
+def prompt_values(per_prompt: pd.DataFrame, point: dict[str, Any] | pd.Series, metric: str = "reward",
+                  ids: np.ndarray | None = None) -> np.ndarray:
+    """The per-prompt ``metric`` of one point (matched by method, beta, step), in prompt order; shape (n_prompts,)
+    (only the prompts ``ids``, if given)."""
     rows = per_prompt[(per_prompt["method"] == point["method"]) & (per_prompt["step"] == point["step"])]
+    if ids is not None:
+        rows = rows[rows["prompt_id"].isin(ids)]
     beta = point["beta"]
     rows = rows[rows["beta"].isna()] if pd.isna(beta) else rows[rows["beta"] == beta]
     if rows.empty:
@@ -41,44 +88,94 @@ def kl_budgets(points: pd.DataFrame, budgets: tuple[float, ...] = ()) -> list[fl
     return sorted({float(f"{q:.2g}") for q in np.quantile(kl, [1 / 3, 2 / 3])} | {float(kl.max())})
 
 
+def seed_deltas(by_seed: pd.DataFrame | None, a: pd.Series | dict[str, Any], b: pd.Series | dict[str, Any],
+                ids: np.ndarray | None = None) -> list[float]:
+    """Per training seed of point ``a``, its mean reward minus point ``b``'s (the same seed's where ``b`` has it,
+    else ``b``'s only one: the reference is untrained), over the prompts ``ids``. Empty without seed data."""
+    if by_seed is None or "seed" not in by_seed:
+        return []
+
+    def of(point: pd.Series | dict[str, Any]) -> pd.DataFrame:
+        rows = by_seed[(by_seed["method"] == point["method"]) & (by_seed["step"] == point["step"])]
+        rows = rows[rows["beta"].isna()] if pd.isna(point["beta"]) else rows[rows["beta"] == point["beta"]]
+        rows = rows if ids is None else rows[rows["prompt_id"].isin(ids)]
+        return rows.groupby("seed")["reward"].mean()
+
+    ra, rb = of(a), of(b)
+    if ra.empty or rb.empty:
+        return []
+    return [float(ra[s] - (rb[s] if s in rb.index else rb.iloc[0])) for s in ra.index]
+
+
+def agreement(deltas: list[float], delta: float) -> str:
+    """``"k/n"``: on how many of the ``n`` seeds the difference has the sign of the pooled one (``""``: no seeds)."""
+    return f"{sum((d > 0) == (delta > 0) for d in deltas)}/{len(deltas)}" if deltas else ""
+
+
 def gain_over_reference(points: pd.DataFrame, per_prompt: pd.DataFrame, *, n_resamples: int = 1000,
-                        seed: int = 0) -> dict[str, Any] | None:
-    """The highest-reward trained point against the reference: gain, whether the CIs overlap, paired test."""
-    ref = points[points["method"] == REFERENCE]
-    trained = points[points["method"] != REFERENCE]
+                        seed: int = 0, split: PromptSplit | None = None,
+                        by_seed: pd.DataFrame | None = None) -> dict[str, Any] | None:
+    """The highest-reward trained point against the reference: gain, whether the CIs overlap, paired test.
+    With ``split``, the point is chosen on its selection prompts and everything else is of its confirmation ones."""
+    choose, report, ids = _views(points, per_prompt, split, n_resamples, seed)
+    ref = report[report["method"] == REFERENCE]
+    trained = choose[choose["method"] != REFERENCE]
     if ref.empty or trained.empty:
         return None
-    ref, best = ref.iloc[0], trained.sort_values(["reward", "kl"], ascending=[False, True]).iloc[0]
-    test = paired_bootstrap_test(prompt_values(per_prompt, best), prompt_values(per_prompt, ref),
+    ref = ref.iloc[0]
+    best = _same_point(report, trained.sort_values(["reward", "kl"], ascending=[False, True]).iloc[0])
+    test = paired_bootstrap_test(prompt_values(per_prompt, best, ids=ids), prompt_values(per_prompt, ref, ids=ids),
                                  n_resamples=n_resamples, seed=seed)
+    overlap = bool(best["reward_low"] <= ref["reward_high"] and ref["reward_low"] <= best["reward_high"])
     return {"best": best.to_dict(), "reference": ref.to_dict(), "gain": float(best["reward"] - ref["reward"]),
-            "cis_overlap": bool(best["reward_low"] <= ref["reward_high"]), "delta_low": test.ci_low,
-            "delta_high": test.ci_high, "p_value": test.p_value}
+            "cis_overlap": overlap, "delta_low": test.ci_low, "delta_high": test.ci_high, "p_value": test.p_value,
+            "p_holm": two_sided(test.p_value), "n_prompts": int(best["n_prompts"]),
+            "seeds_agree": agreement(seed_deltas(by_seed, best, ref, ids), float(best["reward"] - ref["reward"]))}
 
 
 def matched_kl(points: pd.DataFrame, per_prompt: pd.DataFrame, budgets: list[float], *, baseline: str = BASELINE,
-               n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+               n_resamples: int = 1000, seed: int = 0, split: PromptSplit | None = None,
+               by_seed: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per KL budget and method, the best point within the budget, tested against the ``baseline``'s best.
 
     One row per (budget, method) with ``vs*`` the baseline's point and ``delta`` = reward(method) -
     reward(baseline) with its paired-bootstrap CI and p-value (p: probability that the method is *not* better);
-    the baseline's own rows, and methods when the baseline has no point within the budget, have no test.
+    the baseline's own rows, and methods when the baseline has no point within the budget, have no test. With
+    ``split``, the points are chosen (KL and reward) on the selection prompts and reported and tested on the
+    confirmation ones; ``p_holm`` is the two-sided p until :func:`adjust` corrects it.
     """
-    trained = points[points["method"] != REFERENCE]
-    best = best_within(trained, budgets)
+    choose, report, ids = _views(points, per_prompt, split, n_resamples, seed)
+    best = best_within(choose[choose["method"] != REFERENCE], budgets)
     rows = []
-    for _, at in best.groupby("budget", sort=True):
+    for budget, at in best.groupby("budget", sort=True):
+        at = pd.DataFrame([{**_same_point(report, r).to_dict(), "budget": budget} for _, r in at.iterrows()])
         base = at[at["method"] == baseline]
         for _, row in at.iterrows():
             out = {c: row[c] for c in COMPARISON_COLUMNS if c in row}
             if not base.empty and row["method"] != baseline:
                 b = base.iloc[0]
-                test = paired_bootstrap_test(prompt_values(per_prompt, row), prompt_values(per_prompt, b),
+                test = paired_bootstrap_test(prompt_values(per_prompt, row, ids=ids), prompt_values(per_prompt, b, ids=ids),
                                              n_resamples=n_resamples, seed=seed)
                 out.update(vs=baseline, vs_beta=b["beta"], vs_step=b["step"], vs_reward=b["reward"],
-                           delta=test.delta, delta_low=test.ci_low, delta_high=test.ci_high, p_value=test.p_value)
+                           delta=test.delta, delta_low=test.ci_low, delta_high=test.ci_high, p_value=test.p_value,
+                           p_holm=two_sided(test.p_value),
+                           seeds_agree=agreement(seed_deltas(by_seed, row, b, ids), test.delta))
             rows.append(out)
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def adjust(gain: dict[str, Any] | None, matched: pd.DataFrame) -> tuple[dict[str, Any] | None, pd.DataFrame, int]:
+    """Holm's correction of the two-sided p-values over every verdict (the gain test and each matched-KL test):
+    returns the gain and table with ``p_holm`` adjusted, and the number of verdicts."""
+    tested = matched["p_value"].notna()
+    raw = ([gain["p_holm"]] if gain else []) + [two_sided(p) for p in matched.loc[tested, "p_value"]]
+    adjusted = holm(raw)
+    matched = matched.copy()
+    if gain:
+        gain = {**gain, "p_holm": adjusted[0]}
+        adjusted = adjusted[1:]
+    matched.loc[tested, "p_holm"] = adjusted
+    return gain, matched, len(raw)
 
 
 def front_areas(points: pd.DataFrame, x_max: float) -> pd.DataFrame:
@@ -91,15 +188,30 @@ def front_areas(points: pd.DataFrame, x_max: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "area", "kl_max"]).sort_values("area", ascending=False)
 
 
-def verdict(p: float, delta_low: float, delta_high: float) -> str:
+def verdict(p: float, delta_low: float, delta_high: float, p_holm: float | None = None) -> str:
     """Words for a paired test of A vs B: ``p`` = P(A not better than B) under resampling, ``delta_low`` /
-    ``delta_high`` the 95% CI of A - B. Better or worse only when that whole CI is above or below 0, so the words
-    never contradict the interval printed beside them (identical systems have p = 1 but are not worse)."""
+    ``delta_high`` the 95% CI of A - B, ``p_holm`` the two-sided p after Holm's correction over the report's
+    verdicts (None: one verdict). Better or worse only when that whole CI is on one side of 0 and the corrected
+    p is below ``ALPHA``, so the words never contradict the interval printed beside them (identical systems have
+    p = 1 but are not worse)."""
+    corrected = two_sided(p) if p_holm is None else p_holm
+    if (delta_low > 0 or delta_high < 0) and corrected >= ALPHA:
+        return (f"not distinguishable after Holm's correction over the report's verdicts (corrected p = "
+                f"{corrected:.3f}; its 95% CI excludes 0 before correction)")
     if delta_low > 0:
         return "clearly better (p < 0.01)" if p < 0.01 else f"significantly better (p = {p:.3f}; its 95% CI is above 0)"
     if delta_high < 0:
         return "significantly worse (its 95% CI of the difference is below 0)"
     return f"not distinguishable (p = {p:.2f}: the 95% CI of the difference contains 0)"
+
+
+def _seeds_words(agree: str | None) -> str:
+    if not isinstance(agree, str) or not agree:
+        return ""
+    k, n = agree.split("/")
+    if n == "1":
+        return ""
+    return "; the difference has this sign on every seed" if k == n else f"; the difference has this sign on {k} of {n} seeds only"
 
 
 def conclusions(gain: dict[str, Any] | None, matched: pd.DataFrame, areas: pd.DataFrame,
@@ -115,16 +227,18 @@ def conclusions(gain: dict[str, Any] | None, matched: pd.DataFrame, areas: pd.Da
         f"scores {b['reward']:.3f} [{b['reward_low']:.3f}, {b['reward_high']:.3f}]: a gain of {gain['gain']:+.3f} "
         f"(paired 95% CI [{gain['delta_low']:+.3f}, {gain['delta_high']:+.3f}]), "
         f"{'with overlapping' if gain['cis_overlap'] else 'with non-overlapping'} CIs; against the reference it is "
-        f"{verdict(gain['p_value'], gain['delta_low'], gain['delta_high'])}."
+        f"{verdict(gain['p_value'], gain['delta_low'], gain['delta_high'], gain.get('p_holm'))}"
+        f"{_seeds_words(gain.get('seeds_agree'))}."
     )
-    reached = gain["gain"] >= target_gain and not gain["cis_overlap"]
+    reached = gain["gain"] >= target_gain and not gain["cis_overlap"] and gain.get("p_holm", 0.0) < ALPHA
     lines.append(f"Preference alignment {'is' if reached else 'is not'} shown at the +{target_gain:g} level "
                  "(gain >= target with separated CIs).")
     for _, row in matched[matched["vs"].notna()].iterrows():
         lines.append(
             f"At KL <= {row['budget']:.3g} nats, {row['method']}'s best reward {row['reward']:.3f} vs "
             f"{row['vs']}'s {row['vs_reward']:.3f}: difference {row['delta']:+.3f} "
-            f"[{row['delta_low']:+.3f}, {row['delta_high']:+.3f}]; {row['method']} is {verdict(row['p_value'], row['delta_low'], row['delta_high'])}."
+            f"[{row['delta_low']:+.3f}, {row['delta_high']:+.3f}]; {row['method']} is {verdict(row['p_value'], row['delta_low'], row['delta_high'], row.get('p_holm'))}"
+            f"{_seeds_words(row.get('seeds_agree'))}."
         )
     if len(areas):
         top = areas.iloc[0]

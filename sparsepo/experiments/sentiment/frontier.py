@@ -25,7 +25,13 @@ from typing import Any
 import pandas as pd
 
 from sparsepo.config import from_dict
-from sparsepo.experiments.sentiment.points import POINT_AXIS, points_table, train_table
+from sparsepo.experiments.sentiment.points import (
+    POINT_AXIS,
+    per_prompt_table,
+    points_by_seed,
+    points_table,
+    train_table,
+)
 from sparsepo.experiments.sentiment.report import write_outputs
 from sparsepo.experiments.stages import DRIVER_CPUS, local_cache, output_dir, publish
 from sparsepo.io import is_remote, resolve_storage, upload_dir
@@ -74,6 +80,7 @@ class FrontierConfig:
     name: str = "frontier"  # experiment name (folder under storage_path; needed for resume)
     resume: bool = False  # continue an interrupted sweep without rerunning finished trials
     seed: int = 0  # seed of prompts, pairs, training and evaluation sampling
+    seeds: tuple[int, ...] = ()  # training seeds (order, mask start): every grid point once per seed; () = (seed,)
     backend: str = "hf"  # generator of the pairs: hf, vllm or ray
     eval_mode: str = "inline"  # inline: rank 0 evaluates in the loop; checkpoints: Ray tasks evaluate saved checkpoints
     eval_backend: str = "hf"  # generator of out-of-loop evaluation (reference point, checkpoints): hf or vllm
@@ -116,6 +123,8 @@ def settings_problems(cfg: FrontierConfig) -> list[str]:
             if not b > 0]
     if not cfg.methods:
         out.append("methods: empty")
+    if len(set(cfg.seeds)) != len(cfg.seeds) or any(x < 0 for x in cfg.seeds):
+        out.append(f"seeds: {list(cfg.seeds)} must be distinct and >= 0")
     if cfg.max_length <= cfg.max_prompt_length:
         out.append(f"max_length ({cfg.max_length}) must exceed max_prompt_length ({cfg.max_prompt_length})")
     if cfg.reward not in available_scorers():
@@ -154,12 +163,20 @@ def storage_root(cfg: FrontierConfig) -> str:
     return resolve_storage(cfg.storage_path)
 
 
+def training_seeds(cfg: FrontierConfig) -> tuple[int, ...]:
+    """The seeds every grid point is trained with: ``seeds``, or ``(seed,)``."""
+    return tuple(cfg.seeds) or (cfg.seed,)
+
+
 def grid_points(cfg: FrontierConfig) -> dict[str, dict[str, Any]]:
-    """Variant name -> config keys for every (method, beta) of the sweep."""
+    """Trial name -> its settings: every method x beta (x training seed, named only when there are several)."""
     points = {}
+    seeds = training_seeds(cfg)
     for method in cfg.methods:
         for beta in cfg.simpo_betas if method == "simpo" else cfg.betas:
-            points[f"{method}/beta={beta:g}"] = {"method": method, "loss.beta": float(beta)}
+            for seed in seeds:
+                name = f"{method}/beta={beta:g}" + (f"/seed={seed}" if len(seeds) > 1 else "")
+                points[name] = {"method": method, "loss.beta": float(beta), "run.seed": int(seed)}
     return points
 
 
@@ -296,7 +313,9 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
             log(f"[frontier] warning: evaluation of trial {f['trial_id']} step {f['step']} failed twice, its point is "
                 f"missing ({f['path']}): {f['error']}")
     table, per_prompt = points_table(results, points, reference, n_resamples=cfg.n_resamples, seed=cfg.seed)
-    files = write_outputs(table, per_prompt, train_table(results, points), out, cfg, time.perf_counter() - t0)
+    by_seed = points_by_seed(results, points, reference, n_resamples=cfg.n_resamples, seed=cfg.seed)
+    files = write_outputs(table, per_prompt, train_table(results, points), out, cfg, time.perf_counter() - t0,
+                          by_seed, per_prompt_table(results, points, reference))
     if is_remote(cfg.storage_path):  # the user (and `ray job submit`'s caller) reads them from the storage
         log(f"[frontier] outputs copied to {upload_dir(out, f'{storage_root(cfg)}/{cfg.name}/report')}")
     log(f"[frontier] done in {time.perf_counter() - t0:.0f}s; report: {files['report']}")

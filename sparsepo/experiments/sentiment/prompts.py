@@ -51,15 +51,16 @@ def review_prompts(
     return _take(_prefixes(texts, tokenizer, random.Random(seed), min_tokens, max_tokens), n, set(exclude))[0]
 
 
-def _take(prefixes: Any, n: int, taken: set[str]) -> tuple[list[str], int]:
-    """The first ``n`` prompts of ``prefixes`` not in ``taken`` (which grows), and how many reviews they used."""
+def _take(prefixes: Any, n: int, taken: set[str], avoid: list[str] | None = None) -> tuple[list[str], int]:
+    """The first ``n`` prompts of ``prefixes`` not in ``taken`` (which grows) and neither a prefix of nor prefixed
+    by any prompt of ``avoid``, and how many reviews they used."""
     prompts: list[str] = []
     used = 0
     if n == 0:
         return prompts, used
     for i, prompt in prefixes:
         used = i + 1
-        if prompt in taken:
+        if prompt in taken or any(prompt.startswith(a) or a.startswith(prompt) for a in avoid or ()):
             continue
         taken.add(prompt)
         prompts.append(prompt)
@@ -74,11 +75,12 @@ def split_prompts(
     source: str, tokenizer: Any, n_train: int, n_test: int, *, seed: int = 0, split: str = "train",
     test_split: str | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Train and held-out test prompts, disjoint by review and by text, from a seeded shuffle of the reviews.
+    """Train and held-out test prompts, disjoint by review and by prefix, from a seeded shuffle of the reviews.
 
     Test prompts come from the end of the shuffle (or, with ``test_split``, from that split of ``source``, e.g.
-    IMDB's test reviews), train prompts from its start; a train prefix equal to a test prompt (two reviews can
-    open with the same words) is skipped, as is a repeated prompt within either set.
+    IMDB's test reviews), train prompts from its start; a train prompt that a test prompt begins with, or that
+    begins with a test prompt (reviews can open with the same words: "note : some may consider ..."), is skipped,
+    as is a repeated prompt within either set.
     """
     texts = load_review_texts(source, split)
     test_texts = load_review_texts(source, test_split) if test_split else None
@@ -94,5 +96,5 @@ def split_prompts(
         random.Random(seed + 1).shuffle(pool)
     test, used = _take(_prefixes(pool, tokenizer, random.Random(seed + 1), 5, 8), n_test, taken)
     rest = shuffled if test_texts is not None else shuffled[: len(shuffled) - used]
-    train, _ = _take(_prefixes(rest, tokenizer, random.Random(seed), 5, 8), n_train, taken)
+    train, _ = _take(_prefixes(rest, tokenizer, random.Random(seed), 5, 8), n_train, taken, avoid=test)
     return train, test

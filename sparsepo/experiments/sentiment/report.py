@@ -10,13 +10,18 @@ import pandas as pd
 
 from sparsepo.eval.report import settings_markdown, to_markdown
 from sparsepo.experiments.sentiment.comparison import (
+    ALPHA,
+    adjust,
     conclusions,
     front_areas,
     gain_over_reference,
     kl_budgets,
     matched_kl,
+    points_on,
+    split_prompts,
 )
 from sparsepo.experiments.sentiment.points import REFERENCE, reference_point
+from sparsepo.experiments.sentiment.sparsity import sparsity_findings, sparsity_summary
 from sparsepo.pareto import pareto_front
 from sparsepo.plots import REJECTED_PANELS, SPARSITY_PANELS, plot_frontier, plot_sparsity
 
@@ -46,8 +51,35 @@ def _ci_line(points: pd.DataFrame) -> str:
             f"bootstrap CI; the widest reward CI is +-{half:.3f}, {met} the +-{CI_TARGET:g} target.")
 
 
+def _method_note(cfg: Any, split: Any, n_verdicts: int) -> str:
+    return (f"How these verdicts are made: every choice (the best point, each method's best within a KL budget) is "
+            f"made on {len(split.selection)} selection prompts and every number and test below on the other "
+            f"{len(split.confirmation)} (confirmation) prompts, a split fixed by the seed; tests are paired bootstraps "
+            f"over prompts, with Holm's correction over the report's {n_verdicts} verdicts (two-sided, family-wise "
+            f"{ALPHA:g}); a point's CI is its 95% percentile bootstrap CI over the confirmation prompts. The pairs were "
+            f"ranked by the same scorer that evaluates the policies (`{cfg.reward}`), as in the paper's setup, so the "
+            f"reward measures agreement with that scorer. The tables of points and fronts use all prompts.")
+
+
+def _sparsity_section(sparsity: pd.DataFrame) -> list[str]:
+    if sparsity.empty:
+        return []
+    return [
+        "## Mask sparsity over training (paper Figure 3)",
+        "",
+        "Chosen responses, % of response tokens whose mask is 0: `start` at the first step (the masks as "
+        "initialised), `end` the mean over the last quarter of the steps (each step's value is of its own batch).",
+        "",
+        *(f"- {line}" for line in sparsity_findings(sparsity)),
+        "",
+        to_markdown(sparsity, float_format=".1f"),
+        "",
+    ]
+
+
 def report_text(cfg: Any, points: pd.DataFrame, overall: pd.DataFrame, by_method: pd.DataFrame,
-                matched: pd.DataFrame, areas: pd.DataFrame, summary: list[str], elapsed_s: float) -> str:
+                matched: pd.DataFrame, areas: pd.DataFrame, summary: list[str], elapsed_s: float,
+                sparsity: pd.DataFrame | None = None) -> str:
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "overrides"}
     ref = reference_point(points)
     view = [c for c in POINT_VIEW if c in points]
@@ -76,12 +108,13 @@ def report_text(cfg: Any, points: pd.DataFrame, overall: pd.DataFrame, by_method
         "",
         "## Methods at matched KL",
         "",
-        "Best point of each method within each KL budget; `delta` = its reward minus the baseline's best within the "
-        "same budget, with the paired bootstrap CI over prompts and p = P(not better).",
+        "Best point of each method within each KL budget, chosen on the selection prompts; its numbers are of the "
+        "confirmation prompts. `delta` = its reward minus the baseline's best within the same budget, with the "
+        "paired bootstrap CI over prompts, p = P(not better) and `p_holm` the two-sided p after Holm's correction.",
         "",
         to_markdown(matched),
         "",
-        "Area of each method's front above the reference's reward (reward x nats):",
+        "Area of each method's front above the reference's reward (reward x nats; confirmation prompts):",
         "",
         to_markdown(areas),
         "",
@@ -91,30 +124,43 @@ def report_text(cfg: Any, points: pd.DataFrame, overall: pd.DataFrame, by_method
         "",
         "![frontier](frontier.png)",
         "",
-        "Per training step (paper Figure 3; rejected responses and loss as its appendix Figure 7):",
+        "Per training step (paper Figure 3; rejected responses and loss as its appendix Figure 7; with several "
+        "training seeds each line is their mean and its band spans them):",
         "",
         "![sparsity](sparsity.png) ![sparsity, rejected](sparsity_rejected.png)",
         "",
+        *_sparsity_section(sparsity if sparsity is not None else pd.DataFrame()),
         *settings_markdown(settings),
     ])
 
 
 def write_outputs(points: pd.DataFrame, per_prompt: pd.DataFrame, train_points: pd.DataFrame, out: Path, cfg: Any,
-                  elapsed_s: float) -> dict[str, Path]:
-    """Write every table, figure and the report into ``out``; returns name -> path."""
+                  elapsed_s: float, by_seed: pd.DataFrame | None = None,
+                  per_prompt_by_seed: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Write every table, figure and the report into ``out``; returns name -> path. ``by_seed``: the points of
+    each training seed (``points_by_seed.csv``); ``per_prompt_by_seed``: their per-prompt values (each verdict
+    says on how many seeds it holds)."""
     out.mkdir(parents=True, exist_ok=True)
     by_method, overall = fronts(points)
     budgets = kl_budgets(points, tuple(cfg.kl_budgets))
-    matched = matched_kl(points, per_prompt, budgets, n_resamples=cfg.n_resamples, seed=cfg.seed)
-    areas = front_areas(points, max(budgets)) if budgets else pd.DataFrame(columns=["method", "area", "kl_max"])
-    gain = gain_over_reference(points, per_prompt, n_resamples=cfg.n_resamples, seed=cfg.seed)
+    split = split_prompts(per_prompt, cfg.seed)
+    stats = {"n_resamples": cfg.n_resamples, "seed": cfg.seed, "split": split, "by_seed": per_prompt_by_seed}
+    gain, matched, n_verdicts = adjust(gain_over_reference(points, per_prompt, **stats),
+                                       matched_kl(points, per_prompt, budgets, **stats))
+    confirm = points_on(per_prompt, split.confirmation, n_resamples=cfg.n_resamples, seed=cfg.seed)
+    areas = front_areas(confirm, max(budgets)) if budgets else pd.DataFrame(columns=["method", "area", "kl_max"])
+    method_note = _method_note(cfg, split, n_verdicts)
     files = {name: out / name for name in ("points.csv", "per_prompt.csv", "train_points.csv", "front_by_method.csv",
                                            "front_overall.csv", "matched_kl.csv", "frontier.png", "sparsity.png",
-                                           "sparsity_rejected.png", "report.md")}
+                                           "sparsity_rejected.png", "sparsity_summary.csv", "points_by_seed.csv",
+                                           "report.md")}
     points.to_csv(files["points.csv"], index=False)
     points.to_parquet(out / "points.parquet", index=False)
     per_prompt.to_csv(files["per_prompt.csv"], index=False)
     train_points.to_csv(files["train_points.csv"], index=False)
+    (by_seed if by_seed is not None else points).to_csv(files["points_by_seed.csv"], index=False)
+    sparsity = sparsity_summary(train_points)
+    sparsity.to_csv(files["sparsity_summary.csv"], index=False)
     by_method.to_csv(files["front_by_method.csv"], index=False)
     overall.to_csv(files["front_overall.csv"], index=False)
     matched.to_csv(files["matched_kl.csv"], index=False)
@@ -122,8 +168,9 @@ def write_outputs(points: pd.DataFrame, per_prompt: pd.DataFrame, train_points: 
     plot_frontier(trained, by_method, files["frontier.png"], reference=reference_point(points))
     plot_sparsity(train_points, files["sparsity.png"], {**SPARSITY_PANELS, "loss": "training loss"})
     plot_sparsity(train_points, files["sparsity_rejected.png"], REJECTED_PANELS)
-    summary = conclusions(gain, matched, areas, TARGET_GAIN)
-    files["report.md"].write_text(report_text(cfg, points, overall, by_method, matched, areas, summary, elapsed_s))
+    summary = [method_note, *conclusions(gain, matched, areas, TARGET_GAIN)]
+    files["report.md"].write_text(report_text(cfg, points, overall, by_method, matched, areas, summary, elapsed_s,
+                                                  sparsity))
     # Short names for callers and tests.
     return {**files, "points": files["points.csv"], "report": files["report.md"], "frontier": files["frontier.png"],
             "sparsity": files["sparsity.png"], "front_overall": files["front_overall.csv"],

@@ -127,3 +127,20 @@ def test_significance_table_rejects_duplicate_items():
     items = pd.concat([_items("A", np.ones(3)), _items("A", np.ones(3)), _items("B", np.ones(3))])
     with pytest.raises(ValueError, match="several values for item 'doc0'"):
         significance_table(items, "A", "B")
+
+
+def test_seeds_prompts_bootstrap_against_a_written_out_two_level_resampling():
+    from sparsepo.eval.stats import seeds_prompts_bootstrap_ci
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(0, 1, (3, 40)) + np.array([[0.0], [0.5], [1.0]])  # seeds disagree by up to 1
+    ci = seeds_prompts_bootstrap_ci(values, n_resamples=300, seed=9)
+    draws = np.random.default_rng(9)
+    seeds, prompts = draws.integers(0, 3, size=(300, 3)), draws.integers(0, 40, size=(300, 40))
+    stats = [np.mean([values[s, p] for s in seeds[r] for p in prompts[r]]) for r in range(300)]
+    assert (ci.value, ci.low, ci.high) == pytest.approx((values.mean(), *np.quantile(stats, [0.025, 0.975])))
+    # seed-to-seed spread widens the interval beyond a bootstrap over prompts of the seed means
+    prompts_only = bootstrap_ci(values.mean(0), n_resamples=300, seed=9)
+    assert ci.high - ci.low > 1.5 * (prompts_only.high - prompts_only.low)
+    with pytest.raises(ValueError, match="n_seeds, n_prompts"):
+        seeds_prompts_bootstrap_ci(values[0])

@@ -83,3 +83,94 @@ def test_gain_areas_budgets_and_plain_words():
     assert verdict(0.001, 0.05, 0.2).startswith("clearly better")
     assert verdict(0.99, -0.2, -0.01).startswith("significantly worse")
     assert verdict(1.0, 0.0, 0.0).startswith("not distinguishable")  # identical points: p = 1, yet not worse
+
+
+def test_holm_against_the_step_down_by_hand():
+    from sparsepo.eval.stats import holm, two_sided
+
+    # sorted: 0.005 x 4 = 0.02; 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 -> raised to 0.06 (monotone)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and holm([]) == []
+    assert two_sided(0.01) == pytest.approx(0.02) and two_sided(0.995) == pytest.approx(0.01) and two_sided(0.5) == 1.0
+
+
+def test_split_is_disjoint_covering_and_fixed_by_the_seed():
+    from sparsepo.experiments.sentiment.comparison import split_prompts
+
+    _, per_prompt = hand_made()
+    a, b, c = split_prompts(per_prompt, 0), split_prompts(per_prompt, 0), split_prompts(per_prompt, 1)
+    assert not set(a.selection) & set(a.confirmation) and len(a.selection) == len(a.confirmation) == N // 2
+    assert sorted([*a.selection, *a.confirmation]) == list(range(N))
+    assert np.array_equal(a.selection, b.selection) and not np.array_equal(a.selection, c.selection)
+
+
+def _null_trials(rng, k=6, n=160):
+    """A reference and ``k`` trained points that are the reference plus per-prompt noise: none is better."""
+    base = rng.uniform(0.2, 0.8, n)
+    rows = [{"method": REFERENCE, "beta": np.nan, "step": 0, "prompt_id": i, "reward": base[i], "kl": 0.0, "kl_mc": 0.0}
+            for i in range(n)]
+    for j in range(k):
+        noise = rng.normal(0, 0.1, n)
+        rows += [{"method": "dpo", "beta": 0.1 * (j + 1), "step": 4, "prompt_id": i, "reward": base[i] + noise[i],
+                  "kl": 1.0 + j, "kl_mc": 1.0 + j} for i in range(n)]
+    return pd.DataFrame(rows)
+
+
+def test_null_trials_are_called_better_than_the_reference_at_no_more_than_the_nominal_rate():
+    """200 reports of 6 null trials: choosing the best on the selection prompts and testing it on the confirmation
+    ones keeps false 'better' verdicts at or under the nominal rate; choosing and testing on the same prompts
+    (what the report did before) does not."""
+    from sparsepo.experiments.sentiment.comparison import adjust, split_prompts
+
+    rng = np.random.default_rng(0)
+    free = same = 0
+    reps = 200
+    for rep in range(reps):
+        per_prompt = _null_trials(rng)
+        points = points_with_cis(per_prompt, n_resamples=200, seed=rep)
+        gain, _, _ = adjust(gain_over_reference(points, per_prompt, n_resamples=200, seed=rep,
+                                                split=split_prompts(per_prompt, rep)), pd.DataFrame(columns=["p_value"]))
+        free += gain["delta_low"] > 0 and gain["p_holm"] < 0.05
+        naive = gain_over_reference(points, per_prompt, n_resamples=200, seed=rep)
+        same += naive["delta_low"] > 0
+    # nominal: a two-sided 5% test says 'better' for a null point 2.5% of the time; binomial slack for 200 reports
+    assert free / reps <= 0.05, free
+    assert same / reps > 0.08, same  # selection on the tested prompts: the best of 6 looks better far more often
+
+
+def test_a_point_lucky_on_the_selection_prompts_is_reported_by_its_confirmation_prompts():
+    from sparsepo.experiments.sentiment.comparison import split_prompts
+
+    rng = np.random.default_rng(3)
+    per_prompt = _null_trials(rng, k=2)
+    split = split_prompts(per_prompt, 0)
+    lucky = (per_prompt["beta"] == 0.2) & per_prompt["prompt_id"].isin(split.selection)
+    per_prompt.loc[lucky, "reward"] += 0.3  # better only where it is chosen
+    points = points_with_cis(per_prompt, n_resamples=200)
+    gain = gain_over_reference(points, per_prompt, n_resamples=200, split=split)
+    assert gain["best"]["beta"] == 0.2 and gain["n_prompts"] == len(split.confirmation)
+    assert abs(gain["gain"]) < 0.05 and gain["delta_low"] < 0 < gain["delta_high"]  # no gain where it is tested
+    assert gain_over_reference(points, per_prompt, n_resamples=200)["gain"] > 0.1  # chosen and tested on all
+
+
+def test_each_verdict_says_on_how_many_seeds_its_difference_holds():
+    from sparsepo.experiments.sentiment.comparison import agreement, seed_deltas
+    from sparsepo.experiments.sentiment.points import mean_over_seeds
+
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.3, 0.7, 50)
+    rows = [{"method": REFERENCE, "beta": np.nan, "seed": 0, "step": 0, "prompt_id": i, "reward": base[i], "kl": 0.0,
+             "kl_mc": 0.0} for i in range(50)]
+    for seed, shift in ((0, 0.2), (1, 0.15), (2, -0.05)):  # two seeds gain, one loses
+        rows += [{"method": "dpo", "beta": 0.1, "seed": seed, "step": 4, "prompt_id": i, "reward": base[i] + shift,
+                  "kl": 1.0, "kl_mc": 1.0} for i in range(50)]
+    by_seed = pd.DataFrame(rows)
+    per_prompt = mean_over_seeds(by_seed)
+    points = points_with_cis(per_prompt, n_resamples=200)
+    dpo, ref = points[points["method"] == "dpo"].iloc[0], points[points["method"] == REFERENCE].iloc[0]
+    assert seed_deltas(by_seed, dpo, ref) == pytest.approx([0.2, 0.15, -0.05])
+    assert agreement([0.2, 0.15, -0.05], 0.1) == "2/3" and agreement([], 0.1) == ""
+    gain = gain_over_reference(points, per_prompt, n_resamples=200, by_seed=by_seed)
+    assert gain["seeds_agree"] == "2/3"
+    text = conclusions(gain, pd.DataFrame(columns=["vs"]), pd.DataFrame())[0]
+    assert "on 2 of 3 seeds only" in text

@@ -66,3 +66,29 @@ def test_train_table_has_every_logged_step(results):
         "dpo": [1, 2, 3, 4], "sparsepo": [1, 2, 3, 4]}
     sp = train[train["method"] == "sparsepo"]["sparsity/reward/chosen"]
     assert sp.tolist() == [51.0, 52.0, 53.0, 54.0]
+
+
+def test_several_seeds_average_per_prompt_and_keep_each_seed_apart():
+    from sparsepo.experiments.sentiment.frontier import FrontierConfig, grid_points
+    from sparsepo.experiments.sentiment.points import points_by_seed
+
+    points = grid_points(FrontierConfig(methods=("dpo",), betas=(0.1,), seeds=(3, 4)))
+    assert points == {f"dpo/beta=0.1/seed={s}": {"method": "dpo", "loss.beta": 0.1, "run.seed": s} for s in (3, 4)}
+    assert list(grid_points(FrontierConfig(methods=("dpo",), betas=(0.1,), seed=2))) == ["dpo/beta=0.1"]
+    rng = np.random.default_rng(3)
+    values = {p: json.loads(per_prompt(rng)) for p in points}
+    results = pd.DataFrame([{"point": p, "trial_id": p, "step": 4, "loss": 0.5, "eval/reward": np.mean(v["reward"]),
+                             PER_PROMPT_KEY: json.dumps(v)} for p, v in values.items()])
+    table, per = points_table(results, points, n_resamples=200, seed=1)
+    assert len(table) == 1 and table["n_seeds"].iloc[0] == 2
+    want = (np.array(values["dpo/beta=0.1/seed=3"]["reward"]) + np.array(values["dpo/beta=0.1/seed=4"]["reward"])) / 2
+    np.testing.assert_allclose(per.sort_values("prompt_id")["reward"], want)
+    assert table["reward"].iloc[0] == want.mean()
+    from sparsepo.eval.stats import seeds_prompts_bootstrap_ci  # its CI: over seeds and prompts
+
+    grid = np.array([values[f"dpo/beta=0.1/seed={s}"]["reward"] for s in (3, 4)])
+    ci = seeds_prompts_bootstrap_ci(grid, n_resamples=200, seed=1)
+    assert (table["reward_low"].iloc[0], table["reward_high"].iloc[0]) == pytest.approx((ci.low, ci.high))
+    by_seed = points_by_seed(results, points, n_resamples=200, seed=1)
+    assert by_seed["seed"].tolist() == [3, 4]
+    assert by_seed["reward"].tolist() == [np.mean(values[f"dpo/beta=0.1/seed={s}"]["reward"]) for s in (3, 4)]

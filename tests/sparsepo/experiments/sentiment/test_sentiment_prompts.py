@@ -48,6 +48,20 @@ def test_pang_lee_split_with_the_real_tokenizer_shares_no_text(tiny_llama_path):
 
     train, test = split_prompts("pang-lee", load_tokenizer(tiny_llama_path), 300, 200, seed=0)
     assert len(train) == 300 and len(test) == 200 and not set(train) & set(test)
+    # disjoint by prefix too (Pang & Lee has "note : some may consider ..." openings of several lengths)
+    assert not [(a, b) for a in train for b in test if a.startswith(b) or b.startswith(a)]
+
+
+def test_a_train_prompt_that_a_test_prompt_begins_or_ends_inside_is_skipped(monkeypatch):
+    # Reviews opening with the same words give prefixes of different lengths: one is a prefix of the other.
+    same = "note some may consider portions of the following text to be spoilers "
+    texts = [same + f"review {i} " + "word " * 10 for i in range(40)]
+    texts += [f"review {i} opens in its own way here and then " + "word " * 10 for i in range(80)]
+    monkeypatch.setattr(prompts_mod, "load_review_texts", lambda source, split="train": texts)
+    train, test = split_prompts("fake", WordTokenizer(), 40, 30, seed=1)
+    assert any(t.startswith("note") for t in test)
+    assert not [(a, b) for a in train for b in test if a.startswith(b) or b.startswith(a)]
+    assert not any(t.startswith("note") for t in train)
 
 
 def test_a_review_file_without_text_names_its_first_row_from_one(tmp_path):

@@ -56,8 +56,18 @@ def top_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="sparsepo <command> [flags]",
     )
+    parser.add_argument("--version", action="version", version=f"sparsepo {_version()}")
     parser.add_argument("command", choices=list(every), metavar="command", help=argparse.SUPPRESS)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sparsepo")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:

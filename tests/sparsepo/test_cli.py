@@ -37,6 +37,14 @@ def test_top_level_help_lists_every_command(capsys):
         assert f"  {name} " in out
 
 
+def test_version_is_the_installed_package_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as err:
+        cli.main(["--version"])
+    assert err.value.code == 0 and capsys.readouterr().out.strip() == f"sparsepo {version('sparsepo')}"
+
+
 @pytest.mark.parametrize("name", list(cli.commands()))
 def test_every_command_has_help_with_defaults(name, capsys):
     with pytest.raises(SystemExit) as err:

@@ -124,3 +124,22 @@ def front_area(df: pd.DataFrame, x_max: float, y_floor: float, x: str = "kl", y:
     xs = [*front[x].to_numpy(dtype=float), float(x_max)]
     ys = front[y].to_numpy(dtype=float)
     return float(sum(max(0.0, yi - y_floor) * (xs[i + 1] - xs[i]) for i, yi in enumerate(ys)))
+
+
+def front_value(x: np.ndarray, y: np.ndarray, budget: float) -> float:
+    """The most ``y`` attainable at ``x <= budget`` from points (x_i, y_i) and their mixtures: the upper concave
+    hull of the points at ``budget``, i.e. the best of every point with x_i <= budget and of every segment
+    joining a point below the budget to one above it, read at the budget (a mixture of two policies has at most
+    the mixture of their KLs, so the segment is attainable). NaN when no point has x_i <= budget.
+
+    Args: ``x``, ``y`` shape (n,) (e.g. KL in nats and reward, the reference point (0, y_ref) included).
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    below, above = x <= budget, x > budget
+    if not below.any():
+        return float("nan")
+    best = float(y[below].max())
+    if above.any():
+        xb, yb, xa, ya = x[below][:, None], y[below][:, None], x[above][None, :], y[above][None, :]
+        best = max(best, float((yb + (ya - yb) * (budget - xb) / (xa - xb)).max()))
+    return best

@@ -125,3 +125,21 @@ def test_bad_columns_are_clear_errors():
         pareto_front(df)
     with pytest.raises(ValueError, match="equal length"):
         pareto_mask(np.zeros(2), np.zeros(3))
+
+
+def test_front_value_is_the_upper_concave_hull_read_at_the_budget():
+    from sparsepo.pareto import front_value
+
+    x, y = np.array([0.0, 2.0, 6.0, 3.0]), np.array([0.5, 0.7, 0.9, 0.6])
+    assert front_value(x, y, 1.0) == pytest.approx(0.6)  # halfway along the segment (0, 0.5)-(2, 0.7)
+    assert front_value(x, y, 4.0) == pytest.approx(0.7 + 0.2 * 2 / 4)  # on (2, 0.7)-(6, 0.9); (3, 0.6) is under it
+    assert front_value(x, y, 10.0) == pytest.approx(0.9)  # past every point: the best one
+    assert np.isnan(front_value(x + 1, y, 0.5))  # nothing within the budget
+    # against a brute-force hull: the best mixture of any two points whose KL is at most the budget
+    rng = np.random.default_rng(0)
+    px, py = rng.uniform(0, 5, 7), rng.uniform(0, 1, 7)
+    w = np.linspace(0, 1, 2001)
+    for b in (0.5, 1.7, 3.2, 4.9):
+        brute = max(((1 - w) * py[i] + w * py[j])[((1 - w) * px[i] + w * px[j]) <= b].max(initial=-np.inf)
+                    for i in range(7) for j in range(7))
+        assert front_value(px, py, b) == pytest.approx(brute, abs=1e-3)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from sparsepo.eval.stats import holm, paired_bootstrap_test, two_sided
 from sparsepo.experiments.sentiment.points import REFERENCE, points_with_cis
-from sparsepo.pareto import best_within, front_area
+from sparsepo.pareto import best_within, front_area, front_value
 
 BASELINE = "dpo"
 COMPARISON_COLUMNS = ["budget", "method", "beta", "step", "kl", "reward", "reward_low", "reward_high", "vs",
@@ -164,17 +164,74 @@ def matched_kl(points: pd.DataFrame, per_prompt: pd.DataFrame, budgets: list[flo
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
-def adjust(gain: dict[str, Any] | None, matched: pd.DataFrame) -> tuple[dict[str, Any] | None, pd.DataFrame, int]:
-    """Holm's correction of the two-sided p-values over every verdict (the gain test and each matched-KL test):
-    returns the gain and table with ``p_holm`` adjusted, and the number of verdicts."""
-    tested = matched["p_value"].notna()
-    raw = ([gain["p_holm"]] if gain else []) + [two_sided(p) for p in matched.loc[tested, "p_value"]]
+FRONT_COLUMNS = ["budget", "method", "reward", "reward_low", "reward_high", "n_within", "beyond_last", "vs", "delta",
+                 "delta_low", "delta_high", "p_value", "p_holm"]
+
+
+def _grids(per_prompt: pd.DataFrame, ids: np.ndarray | None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Every point's key (method, beta, step) and its per-prompt reward and KL, ``(n_points, n_prompts)`` each,
+    over the prompts every point has (of ``ids``, if given)."""
+    rows = per_prompt if ids is None else per_prompt[per_prompt["prompt_id"].isin(ids)]
+    groups = list(rows.groupby(["method", "beta", "step"], sort=True, dropna=False))
+    shared = set.intersection(*(set(g["prompt_id"]) for _, g in groups)) if groups else set()
+    keys = pd.DataFrame([k for k, _ in groups], columns=["method", "beta", "step"])
+    grids = [g[g["prompt_id"].isin(shared)].sort_values("prompt_id") for _, g in groups]
+    return (keys, np.array([g["reward"].to_numpy(float) for g in grids]),
+            np.array([g["kl"].to_numpy(float) for g in grids]))
+
+
+def interpolated_fronts(per_prompt: pd.DataFrame, budgets: list[float], *, baseline: str = BASELINE,
+                        ids: np.ndarray | None = None, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per KL budget and method, the reward of the method's front read at the budget (:func:`front_value` over
+    its points and the reference point, so mixtures of neighbouring points count), with a percentile bootstrap
+    CI over prompts, and its difference from the ``baseline``'s front on the same resamples (paired), p =
+    P(not better). ``n_within``: the method's points with KL <= budget; ``beyond_last``: the budget lies past
+    the method's largest KL (its front is read flat there). Prompts ``ids`` only, if given."""
+    keys, reward, kl = _grids(per_prompt, ids)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, reward.shape[1], size=(n_resamples, reward.shape[1]))
+    obs_r, obs_k = reward.mean(1), kl.mean(1)
+    res_r, res_k = reward[:, idx].mean(-1), kl[:, idx].mean(-1)  # (n_points, n_resamples)
+    ref = np.flatnonzero(keys["method"] == REFERENCE)
+    values: dict[tuple[float, str], tuple[float, np.ndarray, int, bool]] = {}
+    for method in sorted(m for m in keys["method"].unique() if m != REFERENCE):
+        own = np.flatnonzero(keys["method"] == method)
+        pts = np.concatenate([ref, own])
+        for b in budgets:
+            obs = front_value(obs_k[pts], obs_r[pts], b)
+            boot = np.array([front_value(res_k[pts, r], res_r[pts, r], b) for r in range(n_resamples)])
+            values[(b, method)] = (obs, boot, int((obs_k[own] <= b).sum()), bool(b > obs_k[own].max()))
+    rows = []
+    for (b, method), (obs, boot, n_within, beyond) in values.items():
+        row = {"budget": b, "method": method, "reward": obs, "reward_low": float(np.nanquantile(boot, 0.025)),
+               "reward_high": float(np.nanquantile(boot, 0.975)), "n_within": n_within, "beyond_last": beyond}
+        base = values.get((b, baseline))
+        if base is not None and method != baseline:
+            d = boot - base[1]
+            row.update(vs=baseline, delta=obs - base[0], delta_low=float(np.nanquantile(d, 0.025)),
+                       delta_high=float(np.nanquantile(d, 0.975)), p_value=float(np.mean(~(d > 0))),
+                       p_holm=two_sided(float(np.mean(~(d > 0)))))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=FRONT_COLUMNS)
+
+
+def adjust(gain: dict[str, Any] | None, matched: pd.DataFrame,
+           fronts: pd.DataFrame | None = None) -> tuple[dict[str, Any] | None, pd.DataFrame, int]:
+    """Holm's correction of the two-sided p-values over every verdict (the gain test, each matched-KL test and,
+    if given, each interpolated-front test, whose ``p_holm`` is corrected in place): returns the gain and
+    matched table with ``p_holm`` adjusted, and the number of verdicts."""
+    tables = [t for t in (matched, fronts) if t is not None]
+    tested = [t["p_value"].notna() for t in tables]
+    raw = ([gain["p_holm"]] if gain else []) + [two_sided(p) for t, m in zip(tables, tested, strict=True)
+                                                  for p in t.loc[m, "p_value"]]
     adjusted = holm(raw)
-    matched = matched.copy()
     if gain:
         gain = {**gain, "p_holm": adjusted[0]}
         adjusted = adjusted[1:]
-    matched.loc[tested, "p_holm"] = adjusted
+    matched = matched.copy()
+    for t, m in zip([matched, *tables[1:]], tested, strict=True):
+        t.loc[m, "p_holm"] = adjusted[: int(m.sum())]
+        adjusted = adjusted[int(m.sum()):]
     return gain, matched, len(raw)
 
 
@@ -215,7 +272,7 @@ def _seeds_words(agree: str | None) -> str:
 
 
 def conclusions(gain: dict[str, Any] | None, matched: pd.DataFrame, areas: pd.DataFrame,
-                target_gain: float = 0.15) -> list[str]:
+                target_gain: float = 0.15, fronts: pd.DataFrame | None = None) -> list[str]:
     """Plain-words sentences stating what the experiment shows and how sure it is."""
     lines = []
     if gain is None:
@@ -239,6 +296,17 @@ def conclusions(gain: dict[str, Any] | None, matched: pd.DataFrame, areas: pd.Da
             f"{row['vs']}'s {row['vs_reward']:.3f}: difference {row['delta']:+.3f} "
             f"[{row['delta_low']:+.3f}, {row['delta_high']:+.3f}]; {row['method']} is {verdict(row['p_value'], row['delta_low'], row['delta_high'], row.get('p_holm'))}"
             f"{_seeds_words(row.get('seeds_agree'))}."
+        )
+    for _, row in (fronts if fronts is not None else pd.DataFrame(columns=["vs"])).iterrows():
+        if pd.isna(row["vs"]):
+            continue
+        flat = " (past its last point: read flat)" if row["beyond_last"] else ""
+        lines.append(
+            f"Fronts read at KL = {row['budget']:.3g} nats: {row['method']} {row['reward']:.3f} "
+            f"[{row['reward_low']:.3f}, {row['reward_high']:.3f}]{flat} vs {row['vs']} "
+            f"{row['reward'] - row['delta']:.3f}: difference {row['delta']:+.3f} [{row['delta_low']:+.3f}, "
+            f"{row['delta_high']:+.3f}]; {row['method']} is "
+            f"{verdict(row['p_value'], row['delta_low'], row['delta_high'], row['p_holm'])}."
         )
     if len(areas):
         top = areas.iloc[0]

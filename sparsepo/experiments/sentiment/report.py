@@ -15,6 +15,7 @@ from sparsepo.experiments.sentiment.comparison import (
     conclusions,
     front_areas,
     gain_over_reference,
+    interpolated_fronts,
     kl_budgets,
     matched_kl,
     points_on,
@@ -79,7 +80,7 @@ def _sparsity_section(sparsity: pd.DataFrame) -> list[str]:
 
 def report_text(cfg: Any, points: pd.DataFrame, overall: pd.DataFrame, by_method: pd.DataFrame,
                 matched: pd.DataFrame, areas: pd.DataFrame, summary: list[str], elapsed_s: float,
-                sparsity: pd.DataFrame | None = None) -> str:
+                sparsity: pd.DataFrame | None = None, fronts_at: pd.DataFrame | None = None) -> str:
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "overrides"}
     ref = reference_point(points)
     view = [c for c in POINT_VIEW if c in points]
@@ -114,6 +115,11 @@ def report_text(cfg: Any, points: pd.DataFrame, overall: pd.DataFrame, by_method
         "",
         to_markdown(matched),
         "",
+        "Each method's front read at each budget (its points and the reference's, mixtures of two points "
+        "included; confirmation prompts; `beyond_last`: past the method's largest KL, read flat), against DPO's:",
+        "",
+        to_markdown(fronts_at) if fronts_at is not None else "(none)",
+        "",
         "Area of each method's front above the reference's reward (reward x nats; confirmation prompts):",
         "",
         to_markdown(areas),
@@ -145,8 +151,10 @@ def write_outputs(points: pd.DataFrame, per_prompt: pd.DataFrame, train_points: 
     budgets = kl_budgets(points, tuple(cfg.kl_budgets))
     split = split_prompts(per_prompt, cfg.seed)
     stats = {"n_resamples": cfg.n_resamples, "seed": cfg.seed, "split": split, "by_seed": per_prompt_by_seed}
+    fronts_at = interpolated_fronts(per_prompt, budgets, ids=split.confirmation, n_resamples=cfg.n_resamples,
+                                    seed=cfg.seed)
     gain, matched, n_verdicts = adjust(gain_over_reference(points, per_prompt, **stats),
-                                       matched_kl(points, per_prompt, budgets, **stats))
+                                       matched_kl(points, per_prompt, budgets, **stats), fronts_at)
     confirm = points_on(per_prompt, split.confirmation, n_resamples=cfg.n_resamples, seed=cfg.seed)
     areas = front_areas(confirm, max(budgets)) if budgets else pd.DataFrame(columns=["method", "area", "kl_max"])
     method_note = _method_note(cfg, split, n_verdicts)
@@ -168,9 +176,10 @@ def write_outputs(points: pd.DataFrame, per_prompt: pd.DataFrame, train_points: 
     plot_frontier(trained, by_method, files["frontier.png"], reference=reference_point(points))
     plot_sparsity(train_points, files["sparsity.png"], {**SPARSITY_PANELS, "loss": "training loss"})
     plot_sparsity(train_points, files["sparsity_rejected.png"], REJECTED_PANELS)
-    summary = [method_note, *conclusions(gain, matched, areas, TARGET_GAIN)]
+    fronts_at.to_csv(out / "fronts_at_budgets.csv", index=False)
+    summary = [method_note, *conclusions(gain, matched, areas, TARGET_GAIN, fronts_at)]
     files["report.md"].write_text(report_text(cfg, points, overall, by_method, matched, areas, summary, elapsed_s,
-                                                  sparsity))
+                                                  sparsity, fronts_at))
     # Short names for callers and tests.
     return {**files, "points": files["points.csv"], "report": files["report.md"], "frontier": files["frontier.png"],
             "sparsity": files["sparsity.png"], "front_overall": files["front_overall.csv"],

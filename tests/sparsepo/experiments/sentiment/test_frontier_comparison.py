@@ -174,3 +174,28 @@ def test_each_verdict_says_on_how_many_seeds_its_difference_holds():
     assert gain["seeds_agree"] == "2/3"
     text = conclusions(gain, pd.DataFrame(columns=["vs"]), pd.DataFrame())[0]
     assert "on 2 of 3 seeds only" in text
+
+
+def test_interpolated_fronts_read_each_method_at_the_budget_with_paired_cis():
+    from sparsepo.experiments.sentiment.comparison import adjust, interpolated_fronts
+    from sparsepo.pareto import front_value
+
+    points, per_prompt = hand_made()
+    table = interpolated_fronts(per_prompt, [1.0, 4.0, 8.0], n_resamples=300, seed=2).set_index(["budget", "method"])
+    means = per_prompt.groupby(["method", "step"])[["kl", "reward"]].mean()
+    for (budget, method), row in table.iterrows():
+        own = means.loc[[REFERENCE, method]]
+        assert row["reward"] == pytest.approx(front_value(own["kl"].to_numpy(), own["reward"].to_numpy(), budget))
+        assert row["reward_low"] <= row["reward"] <= row["reward_high"]
+    # At KL 1 both read halfway from the reference to their KL-2 point: SparsePO's 0.7 beats DPO's 0.6.
+    sp1 = table.loc[(1.0, "sparsepo")]
+    assert sp1["reward"] == pytest.approx(0.6, abs=0.01) and sp1["delta"] == pytest.approx(0.05, abs=0.01)
+    assert sp1["delta_low"] > 0 and sp1["n_within"] == 0 and not sp1["beyond_last"]
+    assert table.loc[(8.0, "sparsepo")]["beyond_last"] and table.loc[(8.0, "sparsepo")]["delta"] < 0
+    assert table.loc[(1.0, "dpo")][["delta", "p_value"]].isna().all()  # the baseline is not tested against itself
+    _, _, n = adjust(None, pd.DataFrame(columns=["p_value", "p_holm"]), fronts := table.reset_index())
+    from sparsepo.eval.stats import two_sided
+
+    tested = fronts[fronts["p_value"].notna()]
+    assert n == len(tested) == 3
+    assert all(h >= two_sided(p) - 1e-12 for h, p in zip(tested["p_holm"], tested["p_value"], strict=True))

@@ -19,10 +19,13 @@ SUMMARY_COLUMNS = ["method", "beta", "seed", "reward_start", "reward_end", "kl_s
 
 def sparsity_summary(train_points: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, beta, seed) with learned masks: chosen-side reward- and KL-mask sparsity (%) at the
-    start and end of training (see the module docstring)."""
+    start and end of training (see the module docstring). MaPO's masks, fixed by the reference, are left out."""
+    from sparsepo.losses import LOSSES
+
     if REWARD not in train_points or train_points[REWARD].isna().all():
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    df = train_points.dropna(subset=[REWARD])
+    learned = train_points["method"].map(lambda m: m in LOSSES and LOSSES[m].mask == "learned")
+    df = train_points[learned].dropna(subset=[REWARD])
     df = df.assign(seed=df["seed"]) if "seed" in df else df.assign(seed=0)
     rows = []
     for (method, beta, seed), g in df.groupby(["method", "beta", "seed"], sort=True):

@@ -16,13 +16,15 @@ def _curves(falls: dict[tuple[float, int], bool], kl_end: dict[tuple[float, int]
                          "sparsity/reward/chosen": reward, "sparsity/kl/chosen": kl})
             rows.append({"method": "dpo", "beta": beta, "seed": seed, "step": step,
                          "sparsity/reward/chosen": np.nan, "sparsity/kl/chosen": np.nan})
+            rows.append({"method": "mapo", "beta": beta, "seed": seed, "step": step,  # activation masks: left out
+                         "sparsity/reward/chosen": 0.0, "sparsity/kl/chosen": 0.0})
     return pd.DataFrame(rows)
 
 
 def test_summary_start_is_the_first_step_and_end_the_last_quarter_mean():
     df = _curves({(0.1, 0): True, (0.5, 0): True}, {(0.1, 0): 20.0, (0.5, 0): 70.0})
     s = sparsity_summary(df)
-    assert list(s["method"].unique()) == ["sparsepo"]  # methods without masks have no row
+    assert list(s["method"].unique()) == ["sparsepo"]  # methods without learned masks have no row
     row = s[(s["beta"] == 0.1)].iloc[0]
     assert row["reward_start"] == 55.0 and row["reward_end"] == np.mean([60 - 5 * 7, 60 - 5 * 8])
     assert row["kl_start"] == 40 + (20 - 40) / 8 and row["kl_end"] == np.mean([40 + (20 - 40) * k / 8 for k in (7, 8)])

@@ -194,7 +194,9 @@ def test_every_adamw_kernel_makes_the_same_update_as_adamw_written_out():
                 p.grad = g[n].clone()
             opt.step()
         decay = {id(p): grp["weight_decay"] for grp in opt.param_groups for p in grp["params"]}
+        rate = {id(p): grp["lr"] for grp in opt.param_groups for p in grp["params"]}
         assert 0.3 in decay.values() and 0.1 in decay.values()
+        assert set(rate.values()) == {1e-2, 1e-3}  # the masks' own rate (mask.lr)
         for n, p in model.named_parameters():
-            want = _adamw_by_hand(start[n], [g[n] for g in grads], 1e-2, (0.9, 0.999), 1e-8, decay[id(p)])
+            want = _adamw_by_hand(start[n], [g[n] for g in grads], rate[id(p)], (0.9, 0.999), 1e-8, decay[id(p)])
             torch.testing.assert_close(p.detach().double(), want, rtol=0, atol=2e-6, msg=f"{kernel}: {n}")

@@ -4,14 +4,16 @@
 2. pairs: the best- and worst-scored of ``pair_samples`` reference samples per train prompt (the paper: two;
    cached; ``sparsepo.experiments.sentiment.pairs``);
 3. the reference point (step 0: the reference policy, KL 0) evaluated once on the same test prompts and seed;
-4. a Ray Tune grid over methods x beta, each trial a Ray Train run that every ``eval_every`` steps samples one
+4. a Ray Tune grid over methods x beta (x training seed with ``seeds``), each trial a Ray Train run that every ``eval_every`` steps samples one
    completion per test prompt and reports reward and response-level KL per prompt (``SentimentEvaluator``), either
    inside the training loop (``eval_mode="inline"``) or from its saved checkpoints by Ray tasks
    (``eval_mode="checkpoints"``, HF or vLLM generation: ``sparsepo.experiments.sentiment.evaluation``);
 5. outputs in ``<storage>/<name>/``: ``points.csv``/``.parquet`` (every point with 95% bootstrap CIs of reward and
    KL), ``per_prompt.csv`` (the values the CIs come from), ``train_points.csv`` (every logged step: loss, token KL,
-   mask sparsity), Pareto fronts per method and overall (each with the reference point), ``matched_kl.csv``,
-   ``frontier.png``, ``sparsity.png``, ``sparsity_rejected.png`` and ``report.md``.
+   mask sparsity), Pareto fronts per method and overall (each with the reference point), ``matched_kl.csv`` and
+   ``fronts_at_budgets.csv`` (selection-free, Holm-corrected: ``comparison``), ``points_by_seed.csv``,
+   ``sparsity_summary.csv`` (Figure 3's readings per seed: ``sparsity``), ``frontier.png``, ``sparsity.png``,
+   ``sparsity_rejected.png`` and ``report.md``.
 """
 
 from __future__ import annotations

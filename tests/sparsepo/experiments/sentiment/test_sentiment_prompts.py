@@ -16,13 +16,17 @@ class WordTokenizer:
         return " ".join(ids)
 
 
-def test_prompts_are_disjoint_by_text_even_when_reviews_open_alike(monkeypatch):
-    # Half of the reviews open with the same 8 words: by review they are distinct, by text they collide.
-    same = "the film is a story about a man who "
-    texts = [same + f"review {i} " + "word " * 10 for i in range(60)]
+def _split_reviews_opening_alike(monkeypatch, opening: str, n_alike: int, seed: int):
+    """40 train and 30 test prompts from ``n_alike`` reviews that open with ``opening`` and 80 that do not."""
+    texts = [opening + f"review {i} " + "word " * 10 for i in range(n_alike)]
     texts += [f"review {i} opens in its own way here and then " + "word " * 10 for i in range(80)]
     monkeypatch.setattr(prompts_mod, "load_review_texts", lambda source, split="train": texts)
-    train, test = split_prompts("fake", WordTokenizer(), 40, 30, seed=3)
+    return split_prompts("fake", WordTokenizer(), 40, 30, seed=seed)
+
+
+def test_prompts_are_disjoint_by_text_even_when_reviews_open_alike(monkeypatch):
+    # Half of the reviews open with the same 8 words: by review they are distinct, by text they collide.
+    train, test = _split_reviews_opening_alike(monkeypatch, "the film is a story about a man who ", 60, seed=3)
     assert len(train) == 40 and len(test) == 30
     assert not set(train) & set(test)
     assert len(set(train)) == 40 and len(set(test)) == 30  # no repeats within a set either
@@ -54,11 +58,8 @@ def test_pang_lee_split_with_the_real_tokenizer_shares_no_text(tiny_llama_path):
 
 def test_a_train_prompt_that_a_test_prompt_begins_or_ends_inside_is_skipped(monkeypatch):
     # Reviews opening with the same words give prefixes of different lengths: one is a prefix of the other.
-    same = "note some may consider portions of the following text to be spoilers "
-    texts = [same + f"review {i} " + "word " * 10 for i in range(40)]
-    texts += [f"review {i} opens in its own way here and then " + "word " * 10 for i in range(80)]
-    monkeypatch.setattr(prompts_mod, "load_review_texts", lambda source, split="train": texts)
-    train, test = split_prompts("fake", WordTokenizer(), 40, 30, seed=1)
+    opening = "note some may consider portions of the following text to be spoilers "
+    train, test = _split_reviews_opening_alike(monkeypatch, opening, 40, seed=1)
     assert any(t.startswith("note") for t in test)
     assert not [(a, b) for a in train for b in test if a.startswith(b) or b.startswith(a)]
     assert not any(t.startswith("note") for t in train)

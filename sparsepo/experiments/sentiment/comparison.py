@@ -57,21 +57,24 @@ def _views(points: pd.DataFrame, per_prompt: pd.DataFrame, split: PromptSplit | 
             points_on(per_prompt, split.confirmation, n_resamples=n_resamples, seed=seed), split.confirmation)
 
 
-def _same_point(table: pd.DataFrame, point: pd.Series | dict[str, Any]) -> pd.Series:
+def _rows_of(table: pd.DataFrame, point: pd.Series | dict[str, Any]) -> pd.DataFrame:
+    """The rows of ``table`` that belong to ``point`` (same method, beta, step; the reference has no beta)."""
     rows = table[(table["method"] == point["method"]) & (table["step"] == point["step"])]
-    rows = rows[rows["beta"].isna()] if pd.isna(point["beta"]) else rows[rows["beta"] == point["beta"]]
-    return rows.iloc[0]
+    return rows[rows["beta"].isna()] if pd.isna(point["beta"]) else rows[rows["beta"] == point["beta"]]
+
+
+def _same_point(table: pd.DataFrame, point: pd.Series | dict[str, Any]) -> pd.Series:
+    return _rows_of(table, point).iloc[0]
 
 
 def prompt_values(per_prompt: pd.DataFrame, point: dict[str, Any] | pd.Series, metric: str = "reward",
                   ids: np.ndarray | None = None) -> np.ndarray:
     """The per-prompt ``metric`` of one point (matched by method, beta, step), in prompt order; shape (n_prompts,)
     (only the prompts ``ids``, if given)."""
-    rows = per_prompt[(per_prompt["method"] == point["method"]) & (per_prompt["step"] == point["step"])]
+    rows = _rows_of(per_prompt, point)
     if ids is not None:
         rows = rows[rows["prompt_id"].isin(ids)]
     beta = point["beta"]
-    rows = rows[rows["beta"].isna()] if pd.isna(beta) else rows[rows["beta"] == beta]
     if rows.empty:
         raise KeyError(f"no per-prompt values for {point['method']} beta={beta} step={point['step']}")
     return rows.sort_values("prompt_id")[metric].to_numpy(dtype=float)
@@ -96,8 +99,7 @@ def seed_deltas(by_seed: pd.DataFrame | None, a: pd.Series | dict[str, Any], b: 
         return []
 
     def of(point: pd.Series | dict[str, Any]) -> pd.DataFrame:
-        rows = by_seed[(by_seed["method"] == point["method"]) & (by_seed["step"] == point["step"])]
-        rows = rows[rows["beta"].isna()] if pd.isna(point["beta"]) else rows[rows["beta"] == point["beta"]]
+        rows = _rows_of(by_seed, point)
         rows = rows if ids is None else rows[rows["prompt_id"].isin(ids)]
         return rows.groupby("seed")["reward"].mean()
 

@@ -66,6 +66,15 @@ def train(cfg: TrainConfig, check: bool = True):  # noqa: ANN201 - returns ray.t
         found = preflight(cfg)
         log.info(f"[sparsepo] run {cfg.run.name}: {found.data_report}; storage {found.run_dir}")
     quiet_driver()
+    return fit(cfg)
+
+
+def fit(cfg: TrainConfig):  # noqa: ANN201 - returns ray.train.Result
+    """Fit ``cfg`` from the driver (no checks); Ray Train's coordinator stays on the driver's node
+    (``sparsepo.cluster``), so autoscaled worker nodes can be removed when idle."""
+    from sparsepo.cluster import pin_train_coordinator
+
+    pin_train_coordinator()
     return make_trainer(cfg).fit()
 
 
@@ -99,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         print("[sparsepo] check passed: config, models and data are valid", flush=True)
         return 0
     quiet_driver()
-    result = make_trainer(cfg).fit()
+    result = fit(cfg)
     if result.checkpoint is None:
         print("training finished without a checkpoint", file=sys.stderr)
         return 1

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparsepo.cluster import pin_train_coordinator
 from sparsepo.config import TrainConfig, from_dict
 from sparsepo.envvars import temporary_env
 from sparsepo.io import fs_uri, is_remote, iter_jsonl, resolve_storage
@@ -111,25 +112,17 @@ def trial_trainable(config: dict[str, Any]) -> None:
 
 
 def saved_history(train_run: str) -> list[dict[str, float]]:
-    """Reported metrics kept in the most advanced checkpoint of a Train run folder (local or URI); [] if none."""
-
+    """Reported metrics kept in the last complete checkpoint of a Train run folder (local or URI); [] if none."""
     import pyarrow.fs
 
-    from sparsepo.checkpoint import HISTORY_FILE
+    from sparsepo.checkpoint import HISTORY_FILE, complete_checkpoints
 
-    fs, root = pyarrow.fs.FileSystem.from_uri(train_run)
-    best: list[dict[str, float]] = []
-    for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)):
-        if info.type != pyarrow.fs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
-            continue
-        try:
-            with fs.open_input_stream(f"{info.path}/{HISTORY_FILE}") as f:
-                rows = [r for _, r in iter_jsonl(f.readall().decode(), info.path)]
-        except (FileNotFoundError, ValueError):  # a checkpoint cut short by the crash
-            continue
-        if rows and (not best or rows[-1].get("step", 0) > best[-1].get("step", 0)):
-            best = rows
-    return best
+    found = complete_checkpoints(train_run)
+    if not found:
+        return []
+    fs, path = pyarrow.fs.FileSystem.from_uri(found[-1][1])
+    with fs.open_input_stream(f"{path}/{HISTORY_FILE}") as f:
+        return [r for _, r in iter_jsonl(f.readall().decode(), found[-1][1])]
 
 
 def trial_params(config: dict[str, Any], expand: bool = False) -> dict[str, Any]:
@@ -214,6 +207,7 @@ def run_sweep(
         loggers = [*_logger_callbacks(tensorboard, mlflow, wandb, name), *callbacks]
         tuner = _fresh_tuner(base, base_values, load_space(space), trainable, experiment, name, storage, loggers,
                              **sweep)
+    pin_train_coordinator()
     with temporary_env(**env):
         return tuner.fit()
 
@@ -264,7 +258,9 @@ def _fresh_tuner(base: TrainConfig, base_values: dict[str, Any], space: dict[str
             max_concurrent_trials=max_concurrent_trials,
             trial_dirname_creator=trial_dirname,
         ),
-        run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=callbacks),
+        # A trial whose node dies (its Train controller with it) restarts; its Train run resumes from its checkpoint.
+        run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=callbacks,
+                                  failure_config=tune.FailureConfig(max_failures=base.run.max_failures)),
     )
 
 

@@ -111,7 +111,6 @@ SLOW_MODULES = {
     "tests/sparsepo/test_trainer.py",
     "tests/sparsepo/test_token_values.py",
     "tests/tune/test_frontier.py",
-    "tests/tune/test_job_submit.py",
     "tests/tune/test_sweep.py",
     "tests/sparsepo/experiments/sentiment/test_checkpoint_evaluation_s3.py",
 }
@@ -120,7 +119,10 @@ SLOW_MODULES = {
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         module = Path(str(item.fspath)).resolve().relative_to(REPO_ROOT).as_posix()
-        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if module.startswith("tests/cluster/"):  # the cluster tier: several Ray nodes, object storage
+            item.add_marker(pytest.mark.cluster)
+            item.add_marker(pytest.mark.slow)
+        elif module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 

@@ -105,7 +105,7 @@ def train_sft(
     ``optim``, ``run``, ``lora`` sections; data path, steps and lr are set here). Returns the policy folder: a
     local path, or with a remote ``storage_path`` a URI under ``<storage>/sft/`` that every node can load."""
     from sparsepo.config import from_dict
-    from sparsepo.train import make_trainer
+    from sparsepo.train import fit
 
     key = cache_key(model=model_fingerprint(model), rows=rows, steps=steps, lr=lr, train=train)
     name = f"{tag}-sft-{key}"
@@ -121,7 +121,7 @@ def train_sft(
     values["run"] = {**train.get("run", {}), "name": "train", "storage_path": run_root, "keep_checkpoints": 1,
                      "eval_every": 0, "evaluator": None}
     t = time.perf_counter()
-    make_trainer(from_dict(values, where=f"{tag} sft")).fit()
+    fit(from_dict(values, where=f"{tag} sft"))
     policy = _sft_policy(run_root)
     if policy is None:
         raise RuntimeError(f"[{tag}] sft: the run in {run_root}/train finished without a checkpoint")
@@ -131,10 +131,9 @@ def train_sft(
 
 def _sft_policy(run_root: str) -> str | None:
     """The ``policy`` folder of the last complete checkpoint of the SFT run in ``run_root`` (path or URI)."""
-    from sparsepo.checkpoint import POLICY_DIR
-    from sparsepo.experiments.sentiment.evaluation import trial_checkpoints
+    from sparsepo.checkpoint import POLICY_DIR, complete_checkpoints
 
-    found = trial_checkpoints(f"{run_root}/train")
+    found = complete_checkpoints(f"{run_root}/train")
     return f"{found[-1][1]}/{POLICY_DIR}" if found else None
 
 

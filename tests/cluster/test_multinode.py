@@ -10,8 +10,6 @@ import ray
 
 from tests.sparsepo.test_trainer import losses, tiny_cfg
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def cluster(s3_server):

@@ -147,6 +147,24 @@ def save_checkpoint(
     return path
 
 
+def complete_checkpoints(train_run: str) -> list[tuple[int, str]]:
+    """``(step, path)`` of every complete checkpoint of a Train run folder (local path or URI), by step.
+
+    Complete means registered by Ray Train in the run's ``checkpoint_manager_snapshot.json``, which it writes only
+    after a checkpoint's upload has finished; Ray restores from the same list. A ``checkpoint_*`` folder left by a
+    worker or node killed while writing it is never registered, so it is never returned, even where its metrics
+    file made it to storage. A folder without a snapshot (no Train run, or none checkpointed yet) gives ``[]``.
+    """
+    from ray.train import Result
+
+    try:
+        result = Result.from_path(train_run)
+    except RuntimeError:  # no such folder, or no snapshot in it
+        return []
+    scheme = train_run.split("://", 1)[0] + "://" if "://" in train_run else ""  # Ray's paths are inside the filesystem
+    return sorted((int(metrics["step"]), scheme + ckpt.path) for ckpt, metrics in result.best_checkpoints)
+
+
 def load_history(path: Path) -> list[dict[str, float]]:
     f = path / HISTORY_FILE
     return read_jsonl(f) if f.exists() else []

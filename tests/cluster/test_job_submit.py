@@ -1,5 +1,7 @@
-"""`ray job submit --working-dir . -- python tune/frontier.py` against a head started with `ray start --head`."""
+"""`ray job submit --working-dir . -- python tune/frontier.py` against a head started with `ray start --head`, with the
+run's storage on the S3 server (moto's): the report is read back from the bucket."""
 
+import io
 import json
 import os
 import socket
@@ -9,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.fs
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
@@ -20,7 +23,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_frontier_runs_unchanged_under_ray_job_submit(tmp_path):
+def test_frontier_runs_unchanged_under_ray_job_submit_with_s3_storage(s3_bucket):
     gcs, dash = free_port(), free_port()
     # Ray 2.60 turns token authentication on for clusters on a machine that has a token (any earlier
     # ray.init() makes one); say so explicitly so the CLI client sends it too.
@@ -33,12 +36,14 @@ def test_frontier_runs_unchanged_under_ray_job_submit(tmp_path):
         check=True, env=env, capture_output=True, timeout=180,
     )
     try:
-        runtime_env = {"env_vars": {k: os.environ[k] for k in ("SPARSEPO_CACHE", "HF_HUB_OFFLINE") if k in os.environ}}
+        passed = ("SPARSEPO_CACHE", "HF_HUB_OFFLINE", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                  "AWS_DEFAULT_REGION")
+        runtime_env = {"env_vars": {k: os.environ[k] for k in passed if k in os.environ}}
         submit = [RAY, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", ".",
                   f"--runtime-env-json={json.dumps(runtime_env)}", "--",
                   "python", "tune/frontier.py", "--model", "tiny-llama", "--methods", "dpo", "--betas", "0.5",
                   "--steps", "2", "--eval-every", "2", "--n-train-prompts", "16", "--n-test-prompts", "2",
-                  "--storage-path", str(tmp_path), "--name", "job"]
+                  "--storage-path", f"{s3_bucket}/runs", "--name", "job"]
         for _ in range(90):  # the head's job agent needs a few seconds after `ray start` (more on a loaded machine)
             out = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
             if "No available agent" not in out.stderr:
@@ -46,7 +51,9 @@ def test_frontier_runs_unchanged_under_ray_job_submit(tmp_path):
             time.sleep(2)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert "succeeded" in out.stdout
-        points = pd.read_csv(tmp_path / "job" / "points.csv")
+        fs, path = pyarrow.fs.FileSystem.from_uri(f"{s3_bucket}/runs/job/report/points.csv")
+        with fs.open_input_stream(path) as f:
+            points = pd.read_csv(io.BytesIO(f.readall()))
         assert points["method"].tolist() == ["reference", "dpo"]  # the step-0 point, then the trial's
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)

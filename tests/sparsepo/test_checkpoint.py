@@ -38,3 +38,12 @@ def test_staged_checkpoint_of_a_killed_process_is_removed_and_a_live_one_kept(tm
         assert remove_stale_staging(str(tmp_path)) == [killed]
         assert not os.path.exists(killed) and os.path.exists(live) and unrelated.exists() and other_host.exists()
     assert not os.path.exists(live)  # the `with` itself cleans up a live run's folder
+
+
+def test_checkpoint_folders_ray_never_registered_are_not_complete(tmp_path):
+    from sparsepo.checkpoint import complete_checkpoints
+
+    (tmp_path / "checkpoint_2026-01-01_00-00-00.000000").mkdir()  # a folder, but no checkpoint_manager_snapshot.json
+    (tmp_path / "checkpoint_2026-01-01_00-00-00.000000" / "metrics.jsonl").write_text('{"step": 3}\n')
+    assert complete_checkpoints(str(tmp_path)) == []
+    assert complete_checkpoints(str(tmp_path / "missing")) == []

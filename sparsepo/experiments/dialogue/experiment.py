@@ -161,7 +161,7 @@ def sweep_config(cfg: DialogueConfig, model: str, data_path: str):  # noqa: ANN2
 def stage_sweep(cfg: DialogueConfig, model: str, pairs: list[dict[str, Any]], log: Any = print) -> dict[str, str]:
     """One trial per method on the first ``train_pairs`` pairs; ``{method: its final checkpoint}`` (failed
     trials are left out with a warning)."""
-    from sparsepo.experiments.sentiment.evaluation import trial_checkpoints
+    from sparsepo.checkpoint import complete_checkpoints
 
     rows = pairs[: cfg.train_pairs]
     data = write_rows(local_cache(cfg.storage_path, "pairs") / f"dialogue-pairs-{cache_key(p=rows)}.jsonl", rows)
@@ -171,7 +171,7 @@ def stage_sweep(cfg: DialogueConfig, model: str, pairs: list[dict[str, Any]], lo
     final: dict[str, str] = {}
     for method in cfg.methods:
         paths = frame.loc[frame[AXIS] == method, "trial_path"].unique()
-        found = trial_checkpoints(f"{paths[0]}/train") if len(paths) else []
+        found = complete_checkpoints(f"{paths[0]}/train") if len(paths) else []
         if not found:
             log(f"[dialogue] warning: trial {method} has no checkpoint (failed?); left out of the table")
             continue

@@ -17,7 +17,6 @@ their own GPUs while (or after) the trials train:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -71,32 +70,6 @@ def evaluate_reference(ref: str, evaluator_args: dict[str, Any], *, backend: str
     return ray.get(_task(_evaluate, use_gpu, cpus).remote(ref, evaluator_args, backend, True))
 
 
-def trial_checkpoints(train_run: str) -> list[tuple[int, str]]:
-    """``(step, path)`` of every checkpoint of a Train run folder (local path or URI), by step.
-
-    The step is the last row of the checkpoint's metrics history; a checkpoint without one (cut short by a crash)
-    is skipped.
-    """
-    import pyarrow.fs
-
-    from sparsepo.checkpoint import HISTORY_FILE
-
-    fs, root = pyarrow.fs.FileSystem.from_uri(train_run)
-    scheme = train_run.split("://", 1)[0] + "://" if "://" in train_run else ""
-    found = []
-    for info in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)):
-        if info.type != pyarrow.fs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
-            continue
-        try:
-            with fs.open_input_stream(f"{info.path}/{HISTORY_FILE}") as f:
-                lines = f.readall().decode().strip().splitlines()
-        except FileNotFoundError:
-            continue
-        if lines:
-            found.append((int(json.loads(lines[-1])["step"]), scheme + info.path))
-    return sorted(found)
-
-
 def _evaluate_checkpoint(path: str, evaluator_args: dict[str, Any], backend: str) -> dict[str, Any]:
     from ray.train import Checkpoint
 
@@ -117,10 +90,12 @@ def evaluate_checkpoints(
     (``trial_id``, ``step``, ``path``, ``error``) and every other row is kept. Checkpoints whose URI is in
     ``skip`` are not evaluated.
     """
+    from sparsepo.checkpoint import complete_checkpoints
+
     task = _task(_evaluate_checkpoint, use_gpu)
     keys, refs = [], []
     for trial_id, trial_path in trial_paths.items():
-        for step, path in trial_checkpoints(f"{trial_path}/train"):
+        for step, path in complete_checkpoints(f"{trial_path}/train"):
             if path.rstrip("/") in skip:
                 continue
             keys.append({"trial_id": trial_id, "step": step, "path": path})

@@ -9,7 +9,6 @@ from sparsepo.experiments.sentiment.evaluation import (
     CheckpointEvaluations,
     _evaluate,
     checkpoint_uri,
-    trial_checkpoints,
 )
 from sparsepo.models import load_causal_lm, load_tokenizer
 
@@ -25,17 +24,6 @@ def test_reference_point_has_kl_exactly_zero_and_the_in_loop_samples(tiny_llama_
     model, tok = load_causal_lm(tiny_llama_path), load_tokenizer(tiny_llama_path)
     inline = eval_metrics(SentimentEvaluator(**args).samples(model, model, tok))
     assert json.loads(inline[PER_PROMPT_KEY])["reward"] == values["reward"]
-
-
-def test_trial_checkpoints_are_found_by_step_and_broken_ones_skipped(tmp_path):
-    for name, step in (("checkpoint_b", 20), ("checkpoint_a", 10)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "metrics.jsonl").write_text(json.dumps({"step": step - 1}) + "\n" + json.dumps({"step": step}))
-    (tmp_path / "checkpoint_cut").mkdir()  # a crash before its history was written
-    (tmp_path / "other").mkdir()
-    found = trial_checkpoints(str(tmp_path))
-    assert [s for s, _ in found] == [10, 20] and found[0][1].endswith("checkpoint_a")
-    assert trial_checkpoints(str(tmp_path / "missing")) == []
 
 
 def test_an_unknown_backend_is_a_clear_error(tiny_llama_path):

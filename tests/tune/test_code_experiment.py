@@ -8,7 +8,6 @@ evaluation (real samples of the tiny policy, which fail) and report are the real
 from __future__ import annotations
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
@@ -65,38 +64,3 @@ def test_code_pipeline_writes_table2_with_every_method(local_ray, tmp_path):
     again = run_code(CodeConfig(**{**cfg.__dict__, "resume": True}), log=logged.append)
     assert len(CALLS) == calls and any(line.startswith("[code] sft: cached") for line in logged)
     pd.testing.assert_frame_equal(pd.read_csv(again["table"]), table)
-
-
-@pytest.mark.slow
-def test_code_pipeline_on_file_uri_storage_standing_in_for_s3(local_ray, tmp_path, monkeypatch):
-    """With a remote storage the SFT model is a URI under ``<storage>/sft/``, and every later stage (sampling on
-    the driver, the Train workers, the model fingerprints) loads it from there."""
-    from sparsepo.assets import cache_dir
-
-    register_backend("canned", Canned)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the driver-side caches of a remote storage
-    monkeypatch.chdir(tmp_path)  # the report goes to ./<name>
-    storage = f"file://{tmp_path}/bucket/runs"
-    copies, locks = cache_dir() / "remote", cache_dir() / ".locks"  # this node's downloads (shared with Ray workers)
-    before = set(copies.glob("*")) | set(locks.glob("*"))
-    cfg = CodeConfig(
-        model="tiny-llama", sft_steps=1, sft_data={"suite": "humaneval", "task_ids": ["HumanEval/60", "HumanEval/61"]},
-        backend="canned", train={"suite": "humaneval", "task_ids": TRAIN},
-        eval_suites={"humaneval": {"suite": "humaneval", "task_ids": EVAL}}, pair_samples=4, methods=("dpo",),
-        steps=1, batch_size=2, lr=1e-4, max_length=256, max_prompt_length=192, eval_n=2, eval_plan=((0.8, (1,)),),
-        eval_tokens=4, storage_path=storage, name="code-remote",
-    )
-    try:
-        logged: list[str] = []
-        files = run_code(cfg, log=logged.append)
-        sft = next(line for line in logged if line.startswith("[code] sft: ")).rsplit(": ", 1)[1]
-        assert sft.startswith(f"{storage}/sft/code-sft-") and sft.endswith("/policy")
-        assert f"SFT model `{sft}`" in files["report"].read_text()
-        assert files["report"].resolve().parent == tmp_path / "code-remote"  # ./<name> for a remote storage
-        table = pd.read_csv(files["table"])
-        assert table["Method"].tolist() == ["SFT", "dpo"] and table["HumanEval pass@1"].between(0, 100).all()
-        assert (tmp_path / "bucket" / "runs" / "code-remote").is_dir()  # pairs published for the workers
-        assert any(p.name.startswith("policy-") for p in set(copies.glob("*")) - before)  # workers loaded the URI
-    finally:
-        for p in (set(copies.glob("*")) | set(locks.glob("*"))) - before:  # leave the shared cache as it was
-            shutil.rmtree(p) if p.is_dir() else p.unlink()

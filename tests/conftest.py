@@ -102,7 +102,7 @@ def humaneval_file() -> Path:
 # The fast tier (`pytest -m "not slow"`, under 3 minutes on a 2-core CPU) leaves out whatever starts Ray, vLLM or
 # lm-eval, trains through Ray Train or runs a real SmolLM2: tests that use these fixtures or live in these modules
 # (besides tests marked @pytest.mark.slow themselves).
-SLOW_FIXTURES = {"local_ray", "vllm_run", "ray_run", "smollm2_dir"}
+SLOW_FIXTURES = {"local_ray", "vllm_run", "ray_run", "smollm2_dir", "multinode"}
 SLOW_MODULES = {
     "tests/evals/test_run.py",
     "tests/sparsepo/eval/test_openllm.py",
@@ -119,7 +119,8 @@ SLOW_MODULES = {
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         module = Path(str(item.fspath)).resolve().relative_to(REPO_ROOT).as_posix()
-        if module.startswith("tests/cluster/"):  # the cluster tier: several Ray nodes, object storage
+        if module.startswith("tests/cluster/") or "multinode" in getattr(item, "fixturenames", ()):
+            # the cluster tier: several Ray nodes, object storage
             item.add_marker(pytest.mark.cluster)
             item.add_marker(pytest.mark.slow)
         elif module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
@@ -135,6 +136,43 @@ def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def multinode(s3_server, tmp_path_factory):
+    """Three Ray nodes on this machine (``ray.cluster_utils.Cluster``) for one test module: a head without CPUs,
+    which runs only the driver, and two 2-CPU worker nodes, so every trial, Train worker and task runs on a node
+    other than the driver's and reaches storage itself. Each worker node has its own ``$SPARSEPO_CACHE`` (the
+    prepared offline assets linked in; its downloads of storage URIs, ``remote/``, its own) and temp folder.
+    Started after the S3 server's variables are set (the nodes inherit them); the dashboard serves Ray's State API.
+    Yields ``(cluster, [node, node], [cache, cache])``."""
+    import socket
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from sparsepo.assets import cache_dir
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "dashboard_port": port})
+    nodes, caches = [], []
+    for i in range(2):
+        root = tmp_path_factory.mktemp(f"node{i}")
+        cache, tmp = root / "cache", root / "tmp"
+        tmp.mkdir()
+        cache.mkdir()
+        for prepared in ("models", "data", "nltk_data"):  # what `sparsepo assets prepare` put on every node
+            if (cache_dir() / prepared).exists():
+                (cache / prepared).symlink_to(cache_dir() / prepared)
+        env = {"SPARSEPO_CACHE": str(cache), "TMPDIR": str(tmp)}
+        nodes.append(cluster.add_node(num_cpus=2, env_vars=env))
+        caches.append(cache)
+    ray.init(address=cluster.address)
+    yield cluster, nodes, caches
+    ray.shutdown()
+    cluster.shutdown()
 
 
 @pytest.fixture(scope="session")

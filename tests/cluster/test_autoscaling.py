@@ -42,7 +42,8 @@ class LocalAutoscalingCluster(AutoscalingCluster):
 @pytest.fixture(scope="module")
 def autoscaling(s3_server):
     """A head with no CPUs and up to two 2-CPU worker nodes, none at the start."""
-    os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # the provider runs `ray start`
+    path = os.environ["PATH"]
+    os.environ["PATH"] = f"{Path(sys.executable).parent}:{path}"  # the fake provider runs `ray start` by name
     cluster = LocalAutoscalingCluster(
         head_resources={"CPU": 0},
         worker_node_types={"cpu2": {"resources": {"CPU": 2}, "node_config": {}, "min_workers": 0, "max_workers": 2}},
@@ -52,6 +53,7 @@ def autoscaling(s3_server):
     yield
     ray.shutdown()
     cluster.shutdown()
+    os.environ["PATH"] = path
 
 
 def worker_nodes() -> int:

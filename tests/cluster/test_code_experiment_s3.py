@@ -1,4 +1,5 @@
-"""The code experiment end to end with its storage on the S3 server (moto's): the SFT stage trains into the bucket
+"""The code experiment end to end on several Ray nodes (the ``multinode`` cluster) with its storage on the S3 server
+(moto's): the SFT stage trains into the bucket
 and hands the later stages a ``s3://`` URI, which the driver's sampling, the Train workers and the model
 fingerprints load from there; the pairs are published to the bucket for the workers."""
 
@@ -7,8 +8,6 @@ from __future__ import annotations
 import shutil
 
 import pandas as pd
-import pytest
-import ray
 
 from sparsepo.experiments.code.experiment import CodeConfig, run_code
 from sparsepo.generation import register_backend
@@ -16,22 +15,15 @@ from tests.cluster.conftest import bucket_keys
 from tests.tune.test_code_experiment import EVAL, TRAIN, Canned
 
 
-@pytest.fixture(scope="module")
-def ray_after_s3(s3_server):
-    """A local Ray started after the S3 server's variables are set, so its workers reach the bucket."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
-def test_code_pipeline_on_s3_storage(ray_after_s3, s3_bucket, tmp_path, monkeypatch):
+def test_code_pipeline_on_s3_storage_and_two_worker_nodes(multinode, s3_bucket, tmp_path, monkeypatch):
     from sparsepo.assets import cache_dir
 
     register_backend("canned", Canned)
     monkeypatch.chdir(tmp_path)  # the report goes to ./<name>
     storage = f"{s3_bucket}/runs"
-    copies, locks = cache_dir() / "remote", cache_dir() / ".locks"  # this node's downloads (shared with Ray workers)
+    copies, locks = cache_dir() / "remote", cache_dir() / ".locks"  # the driver's downloads
     before = set(copies.glob("*")) | set(locks.glob("*"))
+    node_copies = [cache / "remote" for cache in multinode[2]]  # each worker node's own
     cfg = CodeConfig(
         model="tiny-llama", sft_steps=1, sft_data={"suite": "humaneval", "task_ids": ["HumanEval/60", "HumanEval/61"]},
         backend="canned", train={"suite": "humaneval", "task_ids": TRAIN},
@@ -51,7 +43,8 @@ def test_code_pipeline_on_s3_storage(ray_after_s3, s3_bucket, tmp_path, monkeypa
         keys = bucket_keys(s3_bucket, "runs/")
         assert any(k.startswith("runs/sft/code-sft-") and k.endswith("policy/model.safetensors") for k in keys)
         assert any(k.startswith("runs/code-remote/") for k in keys)  # pairs published for the workers
-        assert any(p.name.startswith("policy-") for p in set(copies.glob("*")) - before)  # workers loaded the URI
+        loaded = [any(p.name.startswith("policy-") for p in c.glob("*")) for c in node_copies]
+        assert any(loaded), "no worker node downloaded the SFT policy from the bucket"
     finally:
         for p in (set(copies.glob("*")) | set(locks.glob("*"))) - before:  # leave the shared cache as it was
             shutil.rmtree(p) if p.is_dir() else p.unlink()

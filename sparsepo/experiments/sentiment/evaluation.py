@@ -57,7 +57,8 @@ def _task(fn: Any, use_gpu: bool, num_cpus: float = 1):  # noqa: ANN202 - a Ray 
         return fn(*args)
 
     # retry_exceptions: an evaluation that fails (a storage read cut short, a node lost) is tried once more
-    return ray.remote(num_cpus=num_cpus, num_gpus=1 if use_gpu else 0, max_retries=1, retry_exceptions=True)(granted)
+    remote = ray.remote(num_cpus=num_cpus, num_gpus=1 if use_gpu else 0, max_retries=1, retry_exceptions=True)(granted)
+    return remote.options(name=fn.__name__)  # as Ray's State API and dashboard list it
 
 
 def evaluate_reference(ref: str, evaluator_args: dict[str, Any], *, backend: str = "hf",

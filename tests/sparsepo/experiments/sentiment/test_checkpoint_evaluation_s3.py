@@ -1,5 +1,6 @@
-"""Checkpoint evaluation on object storage (a real S3 server, moto's): the tiny frontier with
-``eval_mode=checkpoints`` and ``--storage-path s3://...``, a failed evaluation, and a resumed sweep's callback."""
+"""Checkpoint evaluation on object storage (a real S3 server, moto's) and several Ray nodes: the tiny frontier with
+``eval_mode=checkpoints`` and ``--storage-path s3://...`` on a head without CPUs and two worker nodes, a failed
+evaluation, and a resumed sweep's callback."""
 
 import os
 from pathlib import Path
@@ -19,7 +20,7 @@ def read(uri: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def s3_run(s3_server, local_ray, tmp_path_factory):
+def s3_run(multinode, tmp_path_factory):
     """The tiny frontier, DPO only, 2 steps, checkpoints evaluated by Ray tasks, everything on the S3 server."""
     import boto3
 
@@ -38,9 +39,14 @@ def s3_run(s3_server, local_ray, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_frontier_on_s3_evaluates_each_checkpoint_once_during_the_sweep_and_writes_its_report_there(s3_run):
+def test_the_frontier_on_s3_evaluates_each_checkpoint_once_during_the_sweep_and_writes_its_report_there(s3_run, multinode):
     cfg, files, lines = s3_run
     assert any("2 checkpoints evaluated by Ray tasks (hf) during the sweep, 0 after it" in ln for ln in lines), lines
+    from ray.util.state import list_tasks
+
+    tasks = list_tasks(filters=[("name", "=", "_evaluate_checkpoint")], detail=True, limit=1000)
+    workers = {n.node_id for n in multinode[1]}
+    assert len(tasks) == 2 and {t.node_id for t in tasks} <= workers  # on the worker nodes, reading from S3
     assert not any("failed twice" in ln for ln in lines), lines
     points = pd.read_csv(files["points"])
     dpo = points[points["method"] == "dpo"]

@@ -39,6 +39,15 @@ _forget_dead_ray_cluster()
 TINY_ARCHS = ("gpt2", "llama", "gpt_neox")
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def asset_cache() -> Path:
     """The asset cache root the session uses."""
@@ -146,17 +155,12 @@ def multinode(s3_server, tmp_path_factory):
     prepared offline assets linked in; its downloads of storage URIs, ``remote/``, its own) and temp folder.
     Started after the S3 server's variables are set (the nodes inherit them); the dashboard serves Ray's State API.
     Yields ``(cluster, [node, node], [cache, cache])``."""
-    import socket
-
     import ray
     from ray.cluster_utils import Cluster
 
     from sparsepo.assets import cache_dir
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "dashboard_port": port})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "dashboard_port": free_port()})
     nodes, caches = [], []
     for i in range(2):
         root = tmp_path_factory.mktemp(f"node{i}")
@@ -180,13 +184,9 @@ def s3_server():
     """A real S3-compatible server (moto's, on 127.0.0.1) for the session, reached through the standard AWS
     variables that pyarrow, Ray storage and boto3 read (``AWS_ENDPOINT_URL``, keys, region); yields its URL.
     Set before any Ray instance starts, so Ray's workers inherit them."""
-    import socket
-
     from moto.server import ThreadedMotoServer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",

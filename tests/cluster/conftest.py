@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import boto3
 
-from sparsepo.config import TrainConfig, load_config
+from sparsepo.config import TrainConfig
+from tests.sparsepo.test_tuning import tiny_base
 
 
 def sweep_base(storage: str, steps: int, *over: str) -> TrainConfig:
-    """The tiny SparsePO smoke config: ``steps`` steps of 2 pairs, one CPU per Train worker, runs in ``storage``."""
-    return load_config("configs/smoke/sparsepo.yaml", [
-        "model.name=tiny-llama", "data.path=offline:review-pairs", "data.limit=16", "data.max_length=64",
-        "data.max_prompt_length=40", f"optim.max_steps={steps}", "optim.batch_size=2", "run.chunk_size=64",
-        "run.cpus_per_worker=1", f"run.storage_path={storage}", *over,
-    ])
+    """The sweep tests' tiny SparsePO config (``tiny_base``) for ``steps`` steps, one CPU per Train worker, runs in
+    ``storage``."""
+    return tiny_base(storage, f"optim.max_steps={steps}", "run.cpus_per_worker=1", *over)
 
 
 def bucket_keys(bucket: str, prefix: str = "") -> list[str]:

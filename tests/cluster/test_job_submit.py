@@ -4,7 +4,6 @@ run's storage on the S3 server (moto's): the report is read back from the bucket
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.fs
 
+from tests.conftest import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_frontier_runs_unchanged_under_ray_job_submit_with_s3_storage(s3_bucket):

@@ -3,7 +3,6 @@ every point and every step exactly once, continuing from the checkpoints in the 
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -13,6 +12,7 @@ from ray.util.state import list_actors
 
 from sparsepo.tuning import results_frame, run_sweep, saved_history
 from tests.cluster.conftest import bucket_keys, sweep_base
+from tests.conftest import free_port
 
 STEPS = 8
 # Dead nodes are noticed within a few seconds rather than Ray's default half a minute.
@@ -26,10 +26,8 @@ def cluster(s3_server):
     at a time leave one node spare for the work of a node that dies."""
     from ray.cluster_utils import Cluster
 
-    with socket.socket() as s:  # the dashboard serves the State API that finds the Train workers' nodes
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "dashboard_port": port,
+    # The dashboard serves the State API that finds the Train workers' nodes.
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "dashboard_port": free_port(),
                                                       "_system_config": FAST_HEALTH_CHECKS})
     nodes = [c.add_node(num_cpus=2) for _ in range(3)]
     ray.init(address=c.address)

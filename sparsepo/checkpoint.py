@@ -165,6 +165,20 @@ def complete_checkpoints(train_run: str) -> list[tuple[int, str]]:
     return sorted((int(metrics["step"]), scheme + ckpt.path) for ckpt, metrics in result.best_checkpoints)
 
 
+def policy_folder(source: str) -> str:
+    """The model folder ``source`` names: a Train run folder gives its last complete checkpoint's policy, a
+    checkpoint folder its policy; a model folder, URI or hub name is returned as it is."""
+    local = "://" not in source
+    if local and not Path(source).is_dir():
+        return source
+    found = complete_checkpoints(source)
+    if found:
+        return f"{found[-1][1]}/{POLICY_DIR}"
+    if local and (Path(source) / POLICY_DIR / "config.json").exists():
+        return str(Path(source) / POLICY_DIR)
+    return source
+
+
 def load_history(path: Path) -> list[dict[str, float]]:
     f = path / HISTORY_FILE
     return read_jsonl(f) if f.exists() else []

@@ -27,6 +27,7 @@ class ModelConfig:
 
     name: str = "smollm2"
     ref: str | None = None  # default: the same weights as the policy (the SFT model)
+    oracle: str | None = None  # zoo weightings (tisdpo, cdpo, tgdpo, sepo): a model trained on the chosen side
     gguf_file: str | None = None
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # storage dtype; bf16 compute: optim.bf16
 
@@ -136,6 +137,12 @@ def check_combinations(values: dict[str, Any], cfg: TrainConfig, where: str) -> 
         if key not in allowed:
             takes = f"takes mask.{sorted(allowed)}" if allowed else "has no mask"
             raise ConfigError(f"{where}: mask.{key}: method {cfg.method!r} {takes}; remove the key or change method")
+    spec_ = get_loss(cfg.method)
+    if spec_.needs_oracle and not cfg.model.oracle:
+        raise ConfigError(f"{where}: model.oracle: method {cfg.method!r} weighs tokens by an oracle's reward "
+                          f"({spec_.weights}); set model.oracle to a model trained on the chosen side (e.g. a DPO run)")
+    if cfg.model.oracle and not spec_.needs_oracle:
+        raise ConfigError(f"{where}: model.oracle: method {cfg.method!r} reads no oracle; remove the key")
     if cfg.lora.r == 0 and any(k != "r" for k in values.get("lora") or {}):
         raise ConfigError(f"{where}: lora.*: set lora.r > 0 to train LoRA adapters (lora.r is 0: full fine-tuning)")
     if cfg.lora.quantize != "none" and cfg.model.gguf_file:

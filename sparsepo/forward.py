@@ -316,7 +316,8 @@ class ReferenceOutputs:
 
     ``last_hidden``: ``(2B, L, d)``; ``head``: the reference LM head; ``layers``: per-layer hidden states (for learned masks) or None;
     ``masks``: masks derived from reference activations (MaPO), ``(2B, L-1)``, or None; ``packed``: the
-    shared-prompt packing the pass ran with (None: padded), for the policy pass to reuse.
+    shared-prompt packing the pass ran with (None: padded), for the policy pass to reuse; ``oracle``: the
+    oracle model's final hidden states ``(2B, L, d)`` and LM head, for zoo weightings (``sparsepo.token_weights``).
     """
 
     last_hidden: Tensor
@@ -324,6 +325,7 @@ class ReferenceOutputs:
     layers: tuple[Tensor, ...] | None = None
     masks: Tensor | None = None
     packed: PackedPairs | None = None
+    oracle: tuple[Tensor, nn.Module] | None = None
 
 
 @torch.no_grad()
@@ -377,6 +379,12 @@ def token_stats(
         chunk_size=chunk_size,
         fused=fused,
     )
+    if ref_out is not None and ref_out.oracle is not None:
+        h_oracle, oracle_head = ref_out.oracle
+        with torch.no_grad():
+            oracle = chunked_token_stats(h_oracle[:, :-1][where], labels, oracle_head, kl_direction=None,
+                                         chunk_size=chunk_size)
+        stats["oracle_logps"] = oracle["logps"]
     full = {k: scatter_tokens(v, where) for k, v in stats.items()}
     return TokenStats(mask=where.to(full["logps"].dtype), **full)
 

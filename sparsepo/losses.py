@@ -7,11 +7,15 @@ Every objective reads per-token tensors of one side (chosen or rejected) of a ba
 - ``ref_logps``  log ref(y_t | x, y_<t), nats (absent for reference-free methods)
 - ``kl``         k_t = KL(ref(.|x,y_<t) || pi(.|x,y_<t)) over the full vocabulary, nats
 - ``mask``       1.0 on response tokens, 0.0 on prompt and padding
-- ``reward_mask`` / ``kl_mask``  optional SparsePO masks mu_t / md_t (>= 0)
+- ``reward_mask`` / ``kl_mask``  optional SparsePO masks mu_t / md_t (>= 0); the sequence objectives (dpo,
+  simpo, dpop, ipo) weigh each token's term by ``reward_mask`` when it is given (masks and zoo weightings)
+- ``oracle_logps`` log pi_o(y_t | x, y_<t) of an oracle model, nats (zoo weightings: ``sparsepo.token_weights``)
 
 The notation and every formula follow ``METHODS.md``. Per-pair losses are returned; the batch loss is their mean.
 Adding a method is one decorated function here: ``@register_loss("name", ...)``. It returns ``(losses, rw, rl)``,
-optionally followed by a dict of named reward parts ``{name: (chosen, rejected)}``, each ``(batch,)``.
+optionally followed by a dict of named reward parts ``{name: (chosen, rejected)}``, each ``(batch,)``. A zoo
+method pairs an objective with a registered token weighting: one ``register_loss(..., weights="name")`` line at
+the end of this file.
 
 Reward metrics (batch means, nats scaled by beta). ``rewards/chosen`` and ``rewards/rejected`` are each side's
 whole implicit-reward term of the objective, so ``rewards/margin`` is the Bradley-Terry logit the loss uses
@@ -29,12 +33,14 @@ beta * U(y) (TDPO: beta * sum_t r_t, i.e. U with mu = 1), without the KL term.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from sparsepo.token_weights import WEIGHTINGS, token_weights
 
 
 @dataclass
@@ -47,6 +53,7 @@ class TokenStats:
     kl: Tensor | None = None
     reward_mask: Tensor | None = None
     kl_mask: Tensor | None = None
+    oracle_logps: Tensor | None = None
 
     @classmethod
     def coerce(cls, x: TokenStats | Mapping[str, Tensor]) -> TokenStats:
@@ -70,6 +77,21 @@ class TokenStats:
     def seq_logps(self) -> Tensor:
         """S(y) = sum_t log pi(y_t|.) over the response -> (batch,)."""
         return self.total(self.logps)
+
+    @property
+    def weights(self) -> Tensor:
+        """Per-token weights of the sequence objectives: ``reward_mask`` where given, else the response mask."""
+        return self.reward_mask * self.mask if self.reward_mask is not None else self.mask
+
+    @property
+    def weighted_logps(self) -> Tensor:
+        """S_m(y) = sum_t m_t log pi(y_t|.) -> (batch,); S(y) without a mask."""
+        return (self.weights * self.logps).sum(-1)
+
+    @property
+    def weighted_log_ratio(self) -> Tensor:
+        """sum_t m_t (log pi - log ref)(y_t) -> (batch,); S(y) - S_ref(y) without a mask."""
+        return (self.weights * self.log_ratio).sum(-1)
 
     @property
     def seq_ref_logps(self) -> Tensor:
@@ -96,13 +118,16 @@ class LossOutput:
     """Result of one objective on a batch of pairs.
 
     ``losses``: per-pair loss (batch,); ``chosen_rewards`` / ``rejected_rewards``: each side's implicit-reward
-    term of the objective (batch,), nats scaled by beta (see the module docstring); ``metrics``: scalar tensors named as in METHODS.md (batch means, detached).
+    term of the objective (batch,), nats scaled by beta (see the module docstring); ``metrics``: scalar tensors named as in METHODS.md (batch means, detached);
+    ``chosen`` / ``rejected``: the per-token values the objective read (a zoo weighting's weights as ``reward_mask``).
     """
 
     losses: Tensor
     chosen_rewards: Tensor
     rejected_rewards: Tensor
     metrics: dict[str, Tensor] = field(default_factory=dict)
+    chosen: TokenStats | None = None
+    rejected: TokenStats | None = None
 
     @property
     def loss(self) -> Tensor:
@@ -129,6 +154,11 @@ class LossSpec:
     mask: str | None
     defaults: dict[str, float]
     inputs: str = "pairs"
+    weights: str | None = None  # a registered token weighting (sparsepo.token_weights) applied before ``fn``
+
+    @property
+    def needs_oracle(self) -> bool:
+        return self.weights is not None and WEIGHTINGS[self.weights].needs_oracle
 
 
 LOSSES: dict[str, LossSpec] = {}
@@ -141,15 +171,22 @@ def register_loss(
     needs_kl: bool = False,
     mask: str | None = None,
     inputs: str = "pairs",
+    weights: str | None = None,
     **defaults: float,
 ) -> Callable[[LossFn], LossFn]:
+    """Register ``fn`` as method ``name``; ``weights``: a token weighting whose parameters join ``defaults``."""
     if inputs not in ("pairs", "sequences"):
         raise ValueError(f"loss {name!r}: inputs must be 'pairs' or 'sequences', got {inputs!r}")
+    if weights is not None and weights not in WEIGHTINGS:
+        raise ValueError(f"loss {name!r}: unknown weighting {weights!r}; registered: {sorted(WEIGHTINGS)}")
+    if weights is not None and WEIGHTINGS[weights].needs_oracle and not needs_reference:
+        raise ValueError(f"loss {name!r}: weighting {weights!r} reads the reference (the oracle's reward)")
+    params = {**(WEIGHTINGS[weights].defaults if weights else {}), **defaults}
 
     def deco(fn: LossFn) -> LossFn:
         if name in LOSSES:
             raise ValueError(f"loss {name!r} is already registered")
-        LOSSES[name] = LossSpec(name, fn, needs_reference, needs_kl, mask, dict(defaults), inputs)
+        LOSSES[name] = LossSpec(name, fn, needs_reference, needs_kl, mask, params, inputs, weights)
         return fn
 
     return deco
@@ -162,32 +199,50 @@ def get_loss(name: str) -> LossSpec:
         raise KeyError(f"unknown method {name!r}; registered: {sorted(LOSSES)}") from None
 
 
+def simpo_scale(method: str) -> bool:
+    """Whether ``method``'s beta is on SimPO's scale (a length-normalised log-prob, no reference): grids give
+    these methods their own betas."""
+    return get_loss(method).fn is simpo
+
+
 def _bt(logits: Tensor) -> Tensor:
     """Bradley-Terry negative log-likelihood -log sigma(logits), stable for large |logits|."""
     return -F.logsigmoid(logits)
 
 
+# The sequence objectives read S_m(y) = sum_t m_t r_t (m = 1 without a mask), so a learned mask or a zoo
+# weighting composes with each of them; unmasked they are exactly METHODS.md's DPO, SimPO, DPOP and IPO.
+
+
 @register_loss("dpo", beta=0.1)
 def dpo(c: TokenStats, r: TokenStats, *, beta: float) -> tuple[Tensor, Tensor, Tensor]:
-    rw = beta * (c.seq_logps - c.seq_ref_logps)
-    rl = beta * (r.seq_logps - r.seq_ref_logps)
+    rw = beta * c.weighted_log_ratio
+    rl = beta * r.weighted_log_ratio
     return _bt(rw - rl), rw, rl
 
 
 @register_loss("simpo", needs_reference=False, beta=2.0, gamma=0.5)
 def simpo(c: TokenStats, r: TokenStats, *, beta: float, gamma: float) -> tuple[Tensor, Tensor, Tensor]:
-    rw = beta * c.seq_logps / c.n_tokens
-    rl = beta * r.seq_logps / r.n_tokens
+    # A_m(y): the weighted mean log-prob (the length-normalised average over the weighted tokens).
+    rw = beta * c.weighted_logps / c.weights.sum(-1).clamp(min=1e-6)
+    rl = beta * r.weighted_logps / r.weights.sum(-1).clamp(min=1e-6)
     return _bt(rw - rl - gamma), rw, rl
 
 
 @register_loss("dpop", beta=0.1, lam=50.0)
 def dpop(c: TokenStats, r: TokenStats, *, beta: float, lam: float) -> tuple[Tensor, Tensor, Tensor]:
-    dw = c.seq_logps - c.seq_ref_logps
-    dl = r.seq_logps - r.seq_ref_logps
+    dw = c.weighted_log_ratio
+    dl = r.weighted_log_ratio
     # Penalise the policy for lowering the chosen response's likelihood below the reference's.
     penalty = lam * torch.clamp(-dw, min=0)
     return _bt(beta * (dw - dl - penalty)), beta * dw, beta * dl
+
+
+@register_loss("ipo", beta=0.1)
+def ipo(c: TokenStats, r: TokenStats, *, beta: float) -> tuple[Tensor, Tensor, Tensor]:
+    # IPO regresses the log-ratio margin h onto 1 / (2 beta) instead of pushing it through a sigmoid.
+    dw, dl = c.weighted_log_ratio, r.weighted_log_ratio
+    return (dw - dl - 1.0 / (2.0 * beta)) ** 2, beta * dw, beta * dl
 
 
 @register_loss("tdpo1", needs_kl=True, beta=0.1)
@@ -294,7 +349,11 @@ def preference_loss(
     if unknown:
         raise TypeError(f"method {method!r} takes {sorted(spec.defaults)}, not {sorted(unknown)}")
     c, r = TokenStats.coerce(chosen), TokenStats.coerce(rejected)
-    losses, rw, rl, *parts = spec.fn(c, r, **{**spec.defaults, **hparams})
+    values = {**spec.defaults, **hparams}
+    if spec.weights is not None:
+        c, r = apply_weighting(spec.weights, c, r, values)
+        values = {k: v for k, v in values.items() if k not in WEIGHTINGS[spec.weights].defaults}
+    losses, rw, rl, *parts = spec.fn(c, r, **values)
 
     metrics: dict[str, Tensor] = {"loss": losses.detach().mean()}
     for name, (chosen_part, rejected_part) in {"rewards": (rw, rl), **(parts[0] if parts else {})}.items():
@@ -304,9 +363,33 @@ def preference_loss(
     for side, s in (("chosen", c), ("rejected", r)):
         if s.kl is not None:
             metrics[f"kl/{side}"] = s.seq_kl.detach().mean()
-        if spec.mask is not None or s.reward_mask is not None:
-            _, d, mu, md = masked_terms(s)
+        if s.reward_mask is None:
+            continue
+        metrics.update(mask_metrics(f"mask/reward/{side}", s.mask, s.reward_mask.detach()))
+        if s.kl is not None:  # the mask md weighs the token KL (the same mask when only mu is given)
+            _, d, _, md = masked_terms(s)
             metrics[f"masked_kl/{side}"] = d.detach().mean()
-            metrics.update(mask_metrics(f"mask/reward/{side}", s.mask, mu.detach()))
             metrics.update(mask_metrics(f"mask/kl/{side}", s.mask, md.detach()))
-    return LossOutput(losses, rw, rl, metrics)
+    return LossOutput(losses, rw, rl, metrics, c, r)
+
+
+def apply_weighting(name: str, c: TokenStats, r: TokenStats, values: Mapping[str, float]) -> tuple[TokenStats, TokenStats]:
+    """Both sides with ``reward_mask`` set to the weighting ``name``'s token weights (its parameters from ``values``)."""
+    params = {k: values[k] for k in WEIGHTINGS[name].defaults}
+    return tuple(  # type: ignore[return-value]
+        replace(s, reward_mask=token_weights(name, s, chosen=side == "chosen", **params), kl_mask=None)
+        for side, s in (("chosen", c), ("rejected", r))
+    )
+
+
+# ------------------------------------------------------------------------------------------------- the zoo
+# Each line is one method: an objective above with a token weighting (sparsepo.token_weights) or a mask source.
+# docs/METHODS.md "The zoo" states each formula and its source.
+register_loss("confpo", needs_reference=False, weights="confidence", beta=2.0, gamma=0.5)(simpo)
+register_loss("tisdpo", weights="importance", beta=0.1)(dpo)
+register_loss("cdpo", weights="critical", beta=0.1)(dpo)
+register_loss("tgdpo", weights="guidance", beta=0.1)(dpo)
+register_loss("sepo", weights="selective", beta=2.0, gamma=0.0)(simpo)
+register_loss("sparsepo_simpo", needs_reference=True, mask="learned", beta=2.0, gamma=0.5)(simpo)
+register_loss("sparsepo_dpop", mask="learned", beta=0.1, lam=50.0)(dpop)
+register_loss("sparsepo_ipo", mask="learned", beta=0.1)(ipo)

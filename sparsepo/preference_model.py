@@ -30,7 +30,8 @@ class Reference:
     """The frozen reference model: one no-grad pass per batch giving what the method needs."""
 
     def __init__(
-        self, model: nn.Module | AdaptersOff, method: str, mask: MaskConfig | None = None, shared_prompt: bool = True
+        self, model: nn.Module | AdaptersOff, method: str, mask: MaskConfig | None = None, shared_prompt: bool = True,
+        oracle: nn.Module | None = None,
     ):
         shared = isinstance(model, AdaptersOff)
         # An own copy is frozen here; AdaptersOff (LoRA) shares the policy's frozen base and must stay as is.
@@ -40,6 +41,10 @@ class Reference:
         hooked = model.model if shared else model  # hooks live only in reference passes
         self.activation_mask = ActivationMask(hooked, self.mask_cfg.mapo) if self.spec.mask == "activation" else None
         self.shared_prompt = shared_prompt  # each pair's prompt runs once (sparsepo.packing)
+        if self.spec.needs_oracle and oracle is None:
+            raise ValueError(f"method {method!r} weighs tokens by an oracle model's reward: pass `oracle` (model.oracle)")
+        # The oracle (zoo weightings) runs beside the reference, frozen, in the same packed layout.
+        self.oracle = oracle.eval().requires_grad_(False) if oracle is not None and self.spec.needs_oracle else None
 
     def __call__(self, batch: dict[str, Tensor]) -> ReferenceOutputs:
         am = self.activation_mask
@@ -52,6 +57,9 @@ class Reference:
             if packed is not None:
                 am.remap(packed.unpack)
             out.masks = am.compute(out.last_hidden, out.head, batch["loss_mask"][:, 1:].float())
+        if self.oracle is not None:
+            oracle_out = reference_forward(self.oracle, batch, packed=packed)
+            out.oracle = (oracle_out.last_hidden, oracle_out.head)
         return out
 
 
@@ -92,7 +100,9 @@ class PreferenceModel(nn.Module):
         self.masks: nn.ModuleDict | None = None
         if self.spec.mask == "learned":
             d, n = ref_dims or model_dims(policy)
-            self.masks = build_mask_networks(self.mask_cfg, d, n)
+            # Objectives without a KL term (SparsePO masks on SimPO, DPOP, IPO) read mu only: one network.
+            net_cfg = self.mask_cfg if self.spec.needs_kl else replace(self.mask_cfg, sharing="common")
+            self.masks = build_mask_networks(net_cfg, d, n)
 
     def forward(self, batch: dict[str, Tensor], ref_out: ReferenceOutputs | None) -> StepOutput:
         if self.spec.needs_reference and ref_out is None:
@@ -113,7 +123,7 @@ class PreferenceModel(nn.Module):
             stats = replace(stats, reward_mask=ref_out.masks.to(stats.logps.dtype))
         chosen, rejected = split_pairs(stats)
         result = preference_loss(self.spec.name, chosen, rejected, **self.hparams)
-        return StepOutput(result.loss, result, chosen, rejected)
+        return StepOutput(result.loss, result, result.chosen, result.rejected)
 
     @torch.no_grad()
     def calibrate_masks(self, batches: list[dict[str, Tensor]], ref_outs: list[ReferenceOutputs]) -> int:

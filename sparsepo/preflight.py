@@ -60,15 +60,20 @@ def check_run_name(cfg: TrainConfig) -> str:
 
 
 def check_models(cfg: TrainConfig):  # noqa: ANN201 - a tokenizer
-    """Policy and reference resolve to a tokenizer and a model config (local folder, alias, or reachable hub)."""
+    """Policy, reference and oracle resolve to a tokenizer and a model config (local folder, alias, or reachable hub)."""
     from transformers import AutoConfig
 
+    from sparsepo.checkpoint import policy_folder
     from sparsepo.models import load_tokenizer, model_source
 
     tokenizer = load_tokenizer(cfg.model.name)
-    for key, name in (("model.name", cfg.model.name), ("model.ref", cfg.model.ref)):
-        if name is None or cfg.model.gguf_file:
+    gguf = bool(cfg.model.gguf_file)  # the GGUF file's folder has no config.json; the oracle is a trained folder
+    for key, name, skip in (("model.name", cfg.model.name, gguf), ("model.ref", cfg.model.ref, gguf),
+                            ("model.oracle", cfg.model.oracle, False)):
+        if name is None or skip:
             continue
+        if key == "model.oracle":
+            name = policy_folder(name)  # a Train run or checkpoint folder names its policy
         try:
             AutoConfig.from_pretrained(model_source(name, ("config.json",)))
         except (OSError, ValueError) as err:

@@ -35,6 +35,7 @@ from sparsepo.checkpoint import (
     POLICY_DIR,
     load_history,
     load_train_state,
+    policy_folder,
     remove_stale_staging,
     rng_state,
     save_checkpoint,
@@ -186,7 +187,10 @@ def _build_reference(cfg: TrainConfig, policy: torch.nn.Module, device: torch.de
         ref_model = AdaptersOff(policy)
     else:
         ref_model = load_causal_lm(spec_ref, dtype=cfg.model.dtype, gguf_file=cfg.model.gguf_file).to(device)
-    return Reference(ref_model, cfg.method, cfg.mask, shared_prompt=cfg.run.shared_prompt)
+    oracle = None
+    if get_loss(cfg.method).needs_oracle:  # a trained folder: never the GGUF file of the base model
+        oracle = load_causal_lm(policy_folder(cfg.model.oracle), dtype=cfg.model.dtype).to(device)
+    return Reference(ref_model, cfg.method, cfg.mask, shared_prompt=cfg.run.shared_prompt, oracle=oracle)
 
 
 def _setup_data(w: Worker) -> None:

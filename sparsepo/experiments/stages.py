@@ -104,33 +104,72 @@ def train_sft(
     ``messages``), cached by model, rows and settings. ``train`` holds the other TrainConfig values (``data``,
     ``optim``, ``run``, ``lora`` sections; data path, steps and lr are set here). Returns the policy folder: a
     local path, or with a remote ``storage_path`` a URI under ``<storage>/sft/`` that every node can load."""
+    key = cache_key(model=model_fingerprint(model), rows=rows, steps=steps, lr=lr, train=train)
+    name = f"{tag}-sft-{key}"
+
+    def data() -> str:
+        return publish(storage_path, f"sft/{name}", write_rows(local_cache(storage_path, "sft") / name / "sft.jsonl", rows))
+
+    return _cached_fit("sft", name, data, {"method": "sft", "model": {"name": model}}, storage_path=storage_path,
+                       steps=steps, lr=lr, train=train, tag=tag, log=log, what=f"{len(rows)} examples")
+
+
+def needs_oracle(methods: Any) -> bool:
+    """Whether any of ``methods`` weighs tokens by an oracle model (``sparsepo.token_weights``)."""
+    from sparsepo.losses import LOSSES
+
+    return any(m in LOSSES and LOSSES[m].needs_oracle for m in methods)
+
+
+def train_oracle(
+    data_path: str,
+    *,
+    model: str,
+    storage_path: str,
+    steps: int,
+    lr: float,
+    train: dict[str, Any],
+    tag: str,
+    beta: float = 0.1,
+    log: Log = print,
+) -> str:
+    """The oracle stage of the zoo's weightings (TIS-DPO, cDPO, TGDPO, SePO): DPO (``beta``) for ``steps`` steps
+    on the experiment's own pairs ``data_path`` from ``model``, cached by model, pairs and settings like
+    :func:`train_sft`. Returns the policy folder (a URI under ``<storage>/oracle/`` with a remote storage)."""
+    key = cache_key(model=model_fingerprint(model), data=data_path, steps=steps, lr=lr, beta=beta, train=train)
+    fixed = {"method": "dpo", "loss": {"beta": beta}, "model": {"name": model}}
+    return _cached_fit("oracle", f"{tag}-oracle-{key}", lambda: data_path, fixed, storage_path=storage_path,
+                       steps=steps, lr=lr, train=train, tag=tag, log=log, what="the pairs")
+
+
+def _cached_fit(kind: str, name: str, data: Callable[[], str], fixed: dict[str, Any], *, storage_path: str,
+                steps: int, lr: float, train: dict[str, Any], tag: str, log: Log, what: str) -> str:
+    """Train ``fixed`` (method, model, loss) with ``train``'s other sections on ``data()`` once under
+    ``<storage>/<kind>/<name>``; the policy folder of its last complete checkpoint, reused when it exists."""
     from sparsepo.config import from_dict
     from sparsepo.train import fit
 
-    key = cache_key(model=model_fingerprint(model), rows=rows, steps=steps, lr=lr, train=train)
-    name = f"{tag}-sft-{key}"
-    run_root = f"{resolve_storage(storage_path)}/sft/{name}"  # where the Train run writes (maybe remote)
+    run_root = f"{resolve_storage(storage_path)}/{kind}/{name}"  # where the Train run writes (maybe remote)
     done = _sft_policy(run_root)
     if done:
-        log(f"[{tag}] sft: cached {done}")
+        log(f"[{tag}] {kind}: cached {done}")
         return done
-    data = publish(storage_path, f"sft/{name}", write_rows(local_cache(storage_path, "sft") / name / "sft.jsonl", rows))
-    values = {**train, "method": "sft", "model": {"name": model}}
-    values["data"] = {**train.get("data", {}), "path": data}
+    values = {**train, **fixed}
+    values["data"] = {**train.get("data", {}), "path": data()}
     values["optim"] = {"warmup_ratio": 0.1, **train.get("optim", {}), "lr": lr, "max_steps": steps}
     values["run"] = {**train.get("run", {}), "name": "train", "storage_path": run_root, "keep_checkpoints": 1,
-                     "eval_every": 0, "evaluator": None}
+                     "eval_every": 0, "evaluator": None, "evaluator_args": {}}
     t = time.perf_counter()
-    fit(from_dict(values, where=f"{tag} sft"))
+    fit(from_dict(values, where=f"{tag} {kind}"))
     policy = _sft_policy(run_root)
     if policy is None:
-        raise RuntimeError(f"[{tag}] sft: the run in {run_root}/train finished without a checkpoint")
-    log(f"[{tag}] sft: {steps} steps on {len(rows)} examples ({time.perf_counter() - t:.0f}s): {policy}")
+        raise RuntimeError(f"[{tag}] {kind}: the run in {run_root}/train finished without a checkpoint")
+    log(f"[{tag}] {kind}: {steps} steps on {what} ({time.perf_counter() - t:.0f}s): {policy}")
     return policy
 
 
 def _sft_policy(run_root: str) -> str | None:
-    """The ``policy`` folder of the last complete checkpoint of the SFT run in ``run_root`` (path or URI)."""
+    """The ``policy`` folder of the last complete checkpoint of the stage run in ``run_root`` (path or URI)."""
     from sparsepo.checkpoint import POLICY_DIR, complete_checkpoints
 
     found = complete_checkpoints(f"{run_root}/train")
@@ -165,7 +204,7 @@ def method_sweep_values(cfg: Any, model: str, data_path: str, *, evaluator: str 
     ``name``, ``storage_path``, ``num_workers``, ``use_gpu``, ``seed``): each trial saves (and runs
     ``evaluator``) once, at its last step, and keeps that checkpoint only."""
     last = cfg.steps or 10**9  # None: one epoch; the end of training saves
-    return {
+    values = {
         "method": cfg.methods[0],
         "model": {"name": model},
         "data": {"path": data_path, "max_length": cfg.max_length, "max_prompt_length": cfg.max_prompt_length,
@@ -177,16 +216,22 @@ def method_sweep_values(cfg: Any, model: str, data_path: str, *, evaluator: str 
                 "seed": cfg.seed, "log_every": 1, "save_every": last, "keep_checkpoints": 1,
                 "eval_every": last if evaluator else 0, "evaluator": evaluator, "evaluator_args": evaluator_args or {}},
     }
+    if needs_oracle(cfg.methods):  # the zoo's oracle: DPO on the same pairs, as long as a trial
+        values["model"]["oracle"] = train_oracle(data_path, model=model, storage_path=cfg.storage_path,
+                                                 steps=cfg.steps or 1, lr=cfg.lr, tag=cfg.name,
+                                                 train={k: values[k] for k in ("data", "optim", "run")})
+    return values
 
 
 def run_method_sweep(cfg: Any, base: Any, metric: str, mode: str, tag: str, log: Log = print) -> Any:
     """One Ray Tune trial per method of ``cfg.methods`` (beta ``cfg.beta``; SimPO's ``cfg.simpo_beta`` where the
     config has one) from the TrainConfig ``base``, under ``<storage>/<name>-sweep`` (``cfg.resume`` continues
     it); returns the results frame (:func:`sparsepo.tuning.results_frame`, variant names in :data:`AXIS`)."""
+    from sparsepo.losses import simpo_scale
     from sparsepo.tuning import results_frame, run_sweep
 
     simpo_beta = getattr(cfg, "simpo_beta", cfg.beta)
-    points = {m: {"method": m, "loss.beta": simpo_beta if m == "simpo" else cfg.beta} for m in cfg.methods}
+    points = {m: {"method": m, "loss.beta": simpo_beta if simpo_scale(m) else cfg.beta} for m in cfg.methods}
     log(f"[{tag}] sweep: {len(points)} trials: {', '.join(points)}")
     t = time.perf_counter()
     grid = run_sweep(base, {AXIS: {"variants": points}}, search="grid", metric=metric, mode=mode,

@@ -193,7 +193,8 @@ def test_errors_name_the_problem():
 
 
 def test_registry_lists_every_method():
-    assert set(LOSSES) == {"dpo", "simpo", "dpop", "tdpo1", "tdpo2", "sparsepo", "mapo", "sft"}
+    assert set(LOSSES) == {"dpo", "simpo", "dpop", "ipo", "tdpo1", "tdpo2", "sparsepo", "mapo", "sft", "confpo",
+                           "tisdpo", "cdpo", "tgdpo", "sepo", "sparsepo_simpo", "sparsepo_dpop", "sparsepo_ipo"}
     assert {n for n, s in LOSSES.items() if s.inputs == "sequences"} == {"sft"}
 
 

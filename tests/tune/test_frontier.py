@@ -7,6 +7,7 @@ the same points as the in-training evaluator.
 
 import dataclasses
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -117,6 +118,46 @@ def test_grid_uses_simpo_betas_for_simpo():
         "dpo/beta=0.2": {"method": "dpo", "loss.beta": 0.2, "run.seed": 0},
         "simpo/beta=2": {"method": "simpo", "loss.beta": 2.0, "run.seed": 0},
     }
+
+
+def test_zoo_grid_is_every_pair_method_on_its_beta_scale_and_two_seeds():
+    from sparsepo.losses import LOSSES
+
+    pts = grid_points(FrontierConfig(zoo=True, betas=(0.1, 0.5), simpo_betas=(2.0, 5.0)))
+    pair_methods = {n for n, s in LOSSES.items() if s.inputs == "pairs"}
+    assert {p["method"] for p in pts.values()} == pair_methods and len(pair_methods) >= 16
+    assert {p["run.seed"] for p in pts.values()} == {0, 1} and len(pts) == len(pair_methods) * 2 * 2
+    for simpo_family in ("simpo", "confpo", "sepo", "sparsepo_simpo"):
+        assert {p["loss.beta"] for p in pts.values() if p["method"] == simpo_family} == {2.0, 5.0}
+    assert {p["loss.beta"] for p in pts.values() if p["method"] == "tisdpo"} == {0.1, 0.5}
+
+
+@pytest.mark.slow
+def test_zoo_methods_train_in_the_frontier_sweep_with_a_cached_oracle_stage(local_ray, tmp_path):
+    """ConfPO, TIS-DPO, SePO and SparsePO-SimPO through the whole pipeline: the oracle stage trains DPO once (a
+    rerun finds it cached), every trial reports points, and the weightings' sparsity reaches the summary."""
+    logs = []
+    cfg = small(tmp_path, methods=("confpo", "tisdpo", "sepo", "sparsepo_simpo"), simpo_betas=(2.0,),
+                name="fr-zoo")
+    files = run_frontier(cfg, log=logs.append)
+    assert any("oracle: 2 steps on the pairs" in line for line in logs), logs
+    points = pd.read_csv(files["points"])
+    assert set(points["method"]) == {"reference", "confpo", "tisdpo", "sepo", "sparsepo_simpo"}
+    assert points.loc[points["method"] != "reference", "kl"].notna().all()
+    summary = pd.read_csv(files["sparsity_summary.csv"])
+    assert set(summary["method"]) == {"confpo", "sepo", "sparsepo_simpo", "tisdpo"}
+    # SePO keeps ceil(30%) of each response's tokens: most are weighted 0 from the first step on
+    assert summary.set_index("method").loc["sepo", "reward_start"] > 50
+    logs.clear()
+    run_frontier(dataclasses.replace(cfg, resume=True), log=logs.append)
+    assert any("oracle: cached" in line for line in logs), logs
+    # model.oracle may name the oracle's Train run or checkpoint folder: both resolve to its policy
+    from sparsepo.checkpoint import policy_folder
+
+    (run,) = (tmp_path / "oracle").glob("*/train")
+    policy = policy_folder(str(run))
+    assert (Path(policy) / "config.json").exists() and policy_folder(str(Path(policy).parent)) == policy
+    assert policy_folder("tiny-llama") == "tiny-llama"
 
 
 def test_paper_preset_is_a_valid_config_of_the_paper_setup():

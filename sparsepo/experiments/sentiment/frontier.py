@@ -60,8 +60,9 @@ class FrontierConfig:
     reward: str = "vader"  # sentiment scorer: vader (offline) or hf (a classifier, reward_kwargs={"model": ...})
     reward_kwargs: dict[str, Any] = field(default_factory=dict)  # options of the scorer, e.g. {"model": <hf name>}
     methods: tuple[str, ...] = ("dpo", "sparsepo", "mapo")  # preference losses of the grid
-    betas: tuple[float, ...] = (0.1, 0.5)  # beta grid of every method but SimPO
-    simpo_betas: tuple[float, ...] = (2.0,)  # SimPO's beta grid (another scale)
+    zoo: bool = False  # every registered preference method instead of `methods` (seeds default to 0 1)
+    betas: tuple[float, ...] = (0.1, 0.5)  # beta grid of every method but the SimPO family
+    simpo_betas: tuple[float, ...] = (2.0,)  # beta grid of SimPO, ConfPO, SePO, SparsePO-SimPO (another scale)
     steps: int = 48  # optimizer steps per trial
     eval_every: int = 48  # steps between evaluations (and, with eval_mode=checkpoints, checkpoints)
     n_train_prompts: int = 128  # train prompts; each gives at most one pair
@@ -165,17 +166,29 @@ def storage_root(cfg: FrontierConfig) -> str:
     return resolve_storage(cfg.storage_path)
 
 
+ZOO_SEEDS = (0, 1)
+
+
 def training_seeds(cfg: FrontierConfig) -> tuple[int, ...]:
-    """The seeds every grid point is trained with: ``seeds``, or ``(seed,)``."""
-    return tuple(cfg.seeds) or (cfg.seed,)
+    """The seeds every grid point is trained with: ``seeds``, or ``(seed,)`` (``zoo``: :data:`ZOO_SEEDS`)."""
+    return tuple(cfg.seeds) or (ZOO_SEEDS if cfg.zoo else (cfg.seed,))
+
+
+def grid_methods(cfg: FrontierConfig) -> tuple[str, ...]:
+    """``methods``, or with ``zoo`` every registered preference-pair objective."""
+    from sparsepo.losses import LOSSES
+
+    return tuple(n for n, s in LOSSES.items() if s.inputs == "pairs") if cfg.zoo else tuple(cfg.methods)
 
 
 def grid_points(cfg: FrontierConfig) -> dict[str, dict[str, Any]]:
     """Trial name -> its settings: every method x beta (x training seed, named only when there are several)."""
+    from sparsepo.losses import simpo_scale
+
     points = {}
     seeds = training_seeds(cfg)
-    for method in cfg.methods:
-        for beta in cfg.simpo_betas if method == "simpo" else cfg.betas:
+    for method in grid_methods(cfg):
+        for beta in cfg.simpo_betas if simpo_scale(method) else cfg.betas:
             for seed in seeds:
                 name = f"{method}/beta={beta:g}" + (f"/seed={seed}" if len(seeds) > 1 else "")
                 points[name] = {"method": method, "loss.beta": float(beta), "run.seed": int(seed)}
@@ -210,13 +223,14 @@ def evaluator_args(cfg: FrontierConfig, test_prompts: list[str]) -> dict[str, An
             "seed": cfg.seed, "batch_size": cfg.eval_batch_size}
 
 
-def base_config(cfg: FrontierConfig, data_path: str, test_prompts: list[str]):  # noqa: ANN201 - TrainConfig
+def base_config(cfg: FrontierConfig, data_path: str, test_prompts: list[str], oracle: str | None = None):  # noqa: ANN201
+    """The TrainConfig every trial shares (``oracle``: the zoo weightings' oracle model, when a method needs one)."""
     from sparsepo.config import apply_overrides
 
     inline = cfg.eval_mode == "inline"
     values = {
-        "method": cfg.methods[0],
-        "model": {"name": cfg.model, "ref": cfg.ref},
+        "method": grid_methods(cfg)[0],
+        "model": {"name": cfg.model, "ref": cfg.ref, "oracle": oracle},
         "data": {"path": data_path, "max_length": cfg.max_length, "max_prompt_length": cfg.max_prompt_length,
                  "truncate_prompt": True},
         "optim": {"lr": cfg.lr, "max_steps": cfg.steps, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
@@ -257,6 +271,18 @@ def reference_metrics(cfg: FrontierConfig, test_prompts: list[str], out: Path, l
     return metrics
 
 
+def oracle_stage(cfg: FrontierConfig, data_path: str, log: Any = print) -> str | None:
+    """The zoo's oracle (DPO at beta 0.1 on the same pairs, as long as a trial; cached), when a method needs it."""
+    from sparsepo.experiments.stages import needs_oracle, train_oracle
+
+    if not needs_oracle(grid_methods(cfg)):
+        return None
+    base = base_config(dataclasses.replace(cfg, zoo=False, methods=("dpo",)), data_path, [])
+    train = {k: dataclasses.asdict(getattr(base, k)) for k in ("data", "optim", "run")}
+    return train_oracle(data_path, model=cfg.ref or cfg.model, storage_path=cfg.storage_path, steps=cfg.steps,
+                        lr=cfg.lr, train=train, tag=cfg.name, log=log)
+
+
 def checkpoint_results(results: pd.DataFrame, evaluations: Any) -> pd.DataFrame:
     """``results`` with the ``eval/*`` metrics of every saved checkpoint (``evaluations``: the sweep's
     :class:`~sparsepo.experiments.sentiment.evaluation.CheckpointEvaluations`) joined on (trial_id, step)."""
@@ -281,7 +307,7 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
         ray.init()
     reference = reference_metrics(cfg, test_prompts, out, log)
     points = grid_points(cfg)
-    base = base_config(cfg, data_path, test_prompts)
+    base = base_config(cfg, data_path, test_prompts, oracle_stage(cfg, data_path, log))
     log(f"[frontier] sweep of {len(points)} trials: {', '.join(points)}")
     evaluations = None
     if cfg.eval_mode == "checkpoints":  # evaluation tasks start as checkpoints appear, beside the training

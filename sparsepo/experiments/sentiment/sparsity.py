@@ -18,13 +18,15 @@ SUMMARY_COLUMNS = ["method", "beta", "seed", "reward_start", "reward_end", "kl_s
 
 
 def sparsity_summary(train_points: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, beta, seed) with learned masks: chosen-side reward- and KL-mask sparsity (%) at the
-    start and end of training (see the module docstring). MaPO's masks, fixed by the reference, are left out."""
+    """One row per (method, beta, seed) with learned masks or zoo weightings (ConfPO, SePO: tokens weighted 0):
+    chosen-side reward- and KL-mask sparsity (%) at the start and end of training (see the module docstring).
+    MaPO's masks, fixed by the reference, are left out."""
     from sparsepo.losses import LOSSES
 
     if REWARD not in train_points or train_points[REWARD].isna().all():
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    learned = train_points["method"].map(lambda m: m in LOSSES and LOSSES[m].mask == "learned")
+    learned = train_points["method"].map(
+        lambda m: m in LOSSES and (LOSSES[m].mask == "learned" or LOSSES[m].weights is not None))
     df = train_points[learned].dropna(subset=[REWARD])
     df = df.assign(seed=df["seed"]) if "seed" in df else df.assign(seed=0)
     rows = []

@@ -1,7 +1,7 @@
 # Two commands on a fresh machine:  `make demo` (main job on the offline default)  and  `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export SPARSEPO_CACHE ?= $(CURDIR)/.cache/sparsepo
+# Assets live in $SPARSEPO_CACHE, else ~/.cache/sparsepo: one place, whether a command starts from make or a shell.
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 

@@ -71,8 +71,10 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sparsepo.envvars import bound_omp_spin
     from sparsepo.errors import run_cli
 
+    bound_omp_spin()  # before any command imports torch
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in commands():
         top_parser().parse_args(argv[:1] or ["--help"])  # prints help, or the unknown-command error

@@ -1,7 +1,8 @@
 """Per-token values of a trained checkpoint on preference pairs: beta * r_t, token KL k_t and the masks.
 
 Reads a training checkpoint (``sparsepo.checkpoint`` layout): the policy folder, the config it was trained
-with, and the mask networks (learned masks) or the reference's activations (MaPO). One forward pass, no
+with, and the mask networks (learned masks), the reference's activations (MaPO) or the zoo weighting's inputs
+(the oracle model). One forward pass, no
 gradient, the same code as training, so the values are exactly those the objective saw.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 import yaml
 
-from sparsepo.checkpoint import MASKS_FILE, POLICY_DIR
+from sparsepo.checkpoint import MASKS_FILE, POLICY_DIR, policy_folder
 from sparsepo.config import from_dict
 from sparsepo.data import DataConfig, PreferenceCollator, load_preference_data, read_rows
 from sparsepo.heatmap import TokenHeatmap
@@ -43,19 +44,22 @@ def checkpoint_token_values(
                             log_kl=True).eval()  # heatmaps show k_t for every method
     if model.masks is not None:
         model.masks.load_state_dict(torch.load(ckpt / MASKS_FILE, map_location="cpu"))
-    reference = Reference(ref, cfg.method, cfg.mask) if model.spec.needs_reference else None
+    oracle = load_causal_lm(policy_folder(cfg.model.oracle), dtype="float32") if model.spec.needs_oracle else None
+    reference = Reference(ref, cfg.method, cfg.mask, oracle=oracle) if model.spec.needs_reference else None
     out = model(batch, reference(batch) if reference is not None else None)
     beta = cfg.loss_hparams()["beta"]
     # Column t of the per-token stats belongs to token t+1 of its batch row; rejected rows follow the chosen ones.
     labels = batch["input_ids"][:, 1:]
     b = len(ds)
     return [
-        {"chosen": _heatmap(out.chosen, i, labels[i], beta, tok), "rejected": _heatmap(out.rejected, i, labels[b + i], beta, tok)}
+        {"chosen": _heatmap(out.chosen, i, labels[i], beta, tok, model.spec.needs_kl),
+         "rejected": _heatmap(out.rejected, i, labels[b + i], beta, tok, model.spec.needs_kl)}
         for i in range(b)
     ]
 
 
-def _heatmap(s: TokenStats, i: int, labels: torch.Tensor, beta: float, tok: Any) -> TokenHeatmap:
+def _heatmap(s: TokenStats, i: int, labels: torch.Tensor, beta: float, tok: Any, kl_term: bool) -> TokenHeatmap:
+    """One side's map; ``kl_term``: the objective weighs the token KL (so its mask gets a row)."""
     keep = s.mask[i] > 0
     ids = labels[keep].tolist()
     rows: dict[str, Any] = {}
@@ -64,8 +68,9 @@ def _heatmap(s: TokenStats, i: int, labels: torch.Tensor, beta: float, tok: Any)
     if s.kl is not None:
         rows["token KL k_t"] = s.kl[i][keep]
     if s.reward_mask is not None:
-        rows["reward mask"] = s.reward_mask[i][keep]
-        rows["KL mask"] = (s.kl_mask if s.kl_mask is not None else s.reward_mask)[i][keep]
+        rows["reward mask"] = s.reward_mask[i][keep]  # a zoo weighting's weights too
+        if kl_term:
+            rows["KL mask"] = (s.kl_mask if s.kl_mask is not None else s.reward_mask)[i][keep]
     if not rows:
         rows["log pi(y_t)"] = s.logps[i][keep]
     return TokenHeatmap([tok.decode([t]) for t in ids], rows)

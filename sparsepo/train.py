@@ -123,4 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from sparsepo.envvars import bound_omp_spin
+
+    bound_omp_spin()  # for the Ray workers this starts (torch is already loaded here)
     sys.exit(main())

@@ -1,8 +1,9 @@
 """Shared pytest set-up: offline HF hub, one asset cache per checkout, session fixtures for prepared assets.
 
 The environment is set at import time, before any test module imports transformers / huggingface_hub
-(which read HF_HUB_OFFLINE when first imported). The cache defaults to `<repo>/.cache/sparsepo` so a test
-session reuses the assets that `python -m sparsepo.assets prepare` (or an earlier session) built.
+(which read HF_HUB_OFFLINE when first imported). The asset cache is the commands' own ($SPARSEPO_CACHE, else
+~/.cache/sparsepo), so a test session reuses the assets `python -m sparsepo.assets prepare` (or an earlier
+session) built.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ.setdefault("SPARSEPO_CACHE", str(REPO_ROOT / ".cache" / "sparsepo"))
 
 
 def _forget_dead_ray_cluster(marker: Path = Path("/tmp/ray/ray_current_cluster")) -> None:
@@ -113,14 +113,14 @@ def humaneval_file() -> Path:
 # (besides tests marked @pytest.mark.slow themselves).
 SLOW_FIXTURES = {"local_ray", "vllm_run", "ray_run", "smollm2_dir", "multinode"}
 SLOW_MODULES = {
-    "tests/evals/test_run.py",
+    "tests/sparsepo/eval/test_cli_end_to_end.py",
     "tests/sparsepo/eval/test_openllm.py",
     "tests/sparsepo/test_smollm2_training.py",
     "tests/sparsepo/test_train.py",
     "tests/sparsepo/test_trainer.py",
     "tests/sparsepo/test_token_values.py",
-    "tests/tune/test_frontier.py",
-    "tests/tune/test_sweep.py",
+    "tests/sparsepo/experiments/sentiment/test_frontier.py",
+    "tests/sparsepo/test_sweep.py",
     "tests/sparsepo/experiments/sentiment/test_checkpoint_evaluation_s3.py",
 }
 

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from sparsepo.envvars import temporary_env
 from sparsepo.eval import openllm_scores
 from sparsepo.eval.openllm_scores import TaskSpec
 from sparsepo.io import read_jsonl
@@ -130,16 +131,16 @@ def ensure_punkt(nltk_data: str | Path | None = None) -> None:
         nltk.data.find(PUNKT_RESOURCE)
 
 
-def _prepare_vllm() -> None:
-    """Select vLLM's CPU platform on machines without CUDA (vLLM-CPU needs ``VLLM_TARGET_DEVICE=cpu``; set it
-    before vLLM starts its engine process) and import lm-eval's vLLM backend."""
+def _vllm_env(backend: str) -> dict[str, str]:
+    """vLLM's platform on machines without CUDA: vLLM-CPU needs ``VLLM_TARGET_DEVICE=cpu`` while it starts its
+    engine; set only for the evaluation (:func:`sparsepo.envvars.temporary_env`), never when the user chose one."""
     import os
 
     import torch
 
-    if not torch.cuda.is_available():
-        os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-    _import_lm_eval_vllm()
+    if backend != "vllm" or torch.cuda.is_available() or "VLLM_TARGET_DEVICE" in os.environ:
+        return {}
+    return {"VLLM_TARGET_DEVICE": "cpu"}
 
 
 def _import_lm_eval_vllm() -> None:
@@ -274,17 +275,18 @@ def run_openllm(
             f"{Path(output_dir, RESULTS_FILE)} exists; choose another output_dir or overwrite"
         )
     ensure_punkt(nltk_data)
-    if backend == "vllm":
-        _prepare_vllm()
     margs = model_args(
         resolve_model(model), backend, dtype=dtype, device=device, tokenizer=tokenizer, max_length=max_length,
         seed=seed, extra=extra_model_args,
     )
-    results = _simple_evaluate(
-        backend, margs, tasks, include_path, seed,
-        num_fewshot=num_fewshot, batch_size=batch_size, limit=limit, apply_chat_template=apply_chat_template,
-        gen_kwargs=gen_kwargs, use_cache=use_cache,
-    )
+    with temporary_env(**_vllm_env(backend)):
+        if backend == "vllm":
+            _import_lm_eval_vllm()
+        results = _simple_evaluate(
+            backend, margs, tasks, include_path, seed,
+            num_fewshot=num_fewshot, batch_size=batch_size, limit=limit, apply_chat_template=apply_chat_template,
+            gen_kwargs=gen_kwargs, use_cache=use_cache,
+        )
     out = Path(output_dir)
     save_results(results, out, overwrite=overwrite)
     name = label or Path(str(model)).name

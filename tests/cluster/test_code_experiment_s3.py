@@ -12,7 +12,7 @@ import pandas as pd
 from sparsepo.experiments.code.experiment import CodeConfig, run_code
 from sparsepo.generation import register_backend
 from tests.cluster.conftest import bucket_keys
-from tests.tune.test_code_experiment import EVAL, TRAIN, Canned
+from tests.sparsepo.experiments.code.test_experiment import EVAL, TRAIN, Canned
 
 
 def test_code_pipeline_on_s3_storage_and_two_worker_nodes(multinode, s3_bucket, tmp_path, monkeypatch):

@@ -25,6 +25,17 @@ def test_cache_dir_follows_env_then_home(monkeypatch, tmp_path):
     assert assets.cache_dir() == tmp_path / "home" / ".cache" / "sparsepo"
 
 
+def test_make_and_a_plain_shell_share_one_cache(tmp_path):
+    """`make demo` / `make test` leave SPARSEPO_CACHE alone, so a later `sparsepo train` from a shell finds the
+    assets they prepared (make's dry run prints the recipe with its environment)."""
+    repo = Path(__file__).resolve().parents[2]
+    assert "SPARSEPO_CACHE" not in "".join(
+        line for line in (repo / "Makefile").read_text().splitlines(keepends=True) if not line.startswith("#"))
+    env = {k: v for k, v in os.environ.items() if k != "SPARSEPO_CACHE"}
+    out = subprocess.run(["make", "-s", "-n", "-p", "demo"], cwd=repo, env=env, capture_output=True, text=True)
+    assert "SPARSEPO_CACHE" not in out.stdout
+
+
 def test_atomic_dir_builds_once_and_never_leaves_half_assets(monkeypatch, tmp_path):
     monkeypatch.setenv("SPARSEPO_CACHE", str(tmp_path))
     calls = []

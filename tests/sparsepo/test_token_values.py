@@ -13,10 +13,11 @@ from sparsepo.models import load_causal_lm, load_tokenizer
 from sparsepo.token_values import checkpoint_token_values
 
 
-@pytest.mark.parametrize("method", ["sparsepo", "mapo", "dpo"])
+@pytest.mark.parametrize("method", ["sparsepo", "mapo", "dpo", "sepo", "confpo"])
 def test_heatmaps_from_checkpoint(tmp_path, tiny_llama_path, method):
+    oracle = [f"model.oracle={tiny_llama_path}"] if method == "sepo" else []
     cfg = load_config(None, [f"method={method}", f"model.name={tiny_llama_path}", "data.path=offline:review-pairs",
-                             "data.max_length=64", "data.max_prompt_length=40"])
+                             "data.max_length=64", "data.max_prompt_length=40", *oracle])
     policy, tok = load_causal_lm(tiny_llama_path), load_tokenizer(tiny_llama_path)
     masks = build_mask_networks(cfg.mask, *model_dims(policy)) if method == "sparsepo" else None
     opt = torch.optim.AdamW(policy.parameters())
@@ -28,6 +29,10 @@ def test_heatmaps_from_checkpoint(tmp_path, tiny_llama_path, method):
     rows = maps[0]["chosen"].rows
     if method == "dpo":
         assert set(rows) == {"reward beta*r_t", "token KL k_t"}
+    elif method in ("sepo", "confpo"):  # the zoo weighting's weights, 0 or 1; no KL term, so no KL mask
+        assert "KL mask" not in rows and set(rows["reward mask"]) <= {0.0, 1.0} and 0 in rows["reward mask"]
+        if method == "confpo":
+            return  # reference-free: no r_t row
     else:
         assert {"reward mask", "KL mask"} <= set(rows)
         assert min(rows["reward mask"]) >= 0

@@ -70,13 +70,11 @@ def run_summarization(a: argparse.Namespace, out: Path) -> Any:
     from sparsepo.eval.nli_standin import nli_model_or_none
     from sparsepo.eval.summarization import evaluate_summarization
 
-    if not a.data:
-        raise SystemExit("--suite summarization needs --data (a local JSONL/CSV/Parquet file or a hub data set name)")
     rows = read_rows(a.data, a.split)[: a.limit or None]
     for i, r in enumerate(rows, start=1):
         for f in (a.document_field, a.summary_field):
             if not isinstance(r.get(f), str):
-                raise SystemExit(f"{a.data}: row {i}, field '{f}': missing or not text")
+                raise ValueError(f"{a.data}: row {i}, field '{f}': missing or not text")
     return evaluate_summarization(
         _generator(a), [r[a.document_field] for r in rows], [r[a.summary_field] for r in rows],
         temperatures=tuple(a.temperatures), n=a.n_samples, top_p=a.top_p, max_new_tokens=a.max_new_tokens,
@@ -172,6 +170,11 @@ def run(a: argparse.Namespace) -> int:
         return 0
     if not a.suite or not a.model:
         raise ValueError("give --suite and --model (or --compare RESULTS ...)")
+    for flag, name in (("--model", a.model), ("--ref", getattr(a, "ref", None))):
+        if name and (Path(name).is_absolute() or name.startswith((".", "~"))) and not Path(name).expanduser().exists():
+            raise FileNotFoundError(f"{flag} {name}: no such folder")  # before the output folder is made
+    if a.suite == "summarization" and not a.data:  # before any folder is made or model loaded
+        raise ValueError("--suite summarization needs --data (a local JSONL/CSV/Parquet file or a hub data set name)")
     if a.top_p is None:  # unset: the suite's default; a value the user gave is used as given
         a.top_p = SUITE_TOP_P.get(a.suite, 1.0)
     a.system = a.system or default_system_name(a.model)

@@ -219,6 +219,8 @@ def read_results(path: str | os.PathLike[str], *, stem: str = RESULTS_STEM) -> p
             if (path / f"{stem}{suffix}").exists():
                 return read_results(path / f"{stem}{suffix}")
         raise FileNotFoundError(f"{path}: no {stem}.parquet or {stem}.csv in this result folder")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such result file or folder")
     if path.suffix == ".parquet":
         df = pd.read_parquet(path)
     elif path.suffix == ".csv":

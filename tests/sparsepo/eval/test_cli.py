@@ -71,3 +71,15 @@ def test_default_output_folder_is_named_after_the_checkpoint(captured, tmp_path)
         cli.main(["--suite", "sentiment", "--model", str(policy)])
     assert captured["system"] == "trial_a-checkpoint_000003"
     assert captured["out"].as_posix() == "runs/evals/sentiment/trial_a-checkpoint_000003"
+
+
+def test_argument_errors_are_one_error_line_before_any_output_folder(tmp_path, capsys):
+    from sparsepo.cli import main
+
+    out = tmp_path / "out"
+    assert main(["eval", "--suite", "summarization", "--model", "tiny-llama", "--out", str(out)]) == 2
+    assert "sparsepo: error: --suite summarization needs --data" in capsys.readouterr().err and not out.exists()
+    assert main(["eval", "--suite", "sentiment", "--model", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "--model " in capsys.readouterr().err and not out.exists()
+    assert main(["eval", "--compare", str(tmp_path / "missing")]) == 2
+    assert "no such result file or folder" in capsys.readouterr().err

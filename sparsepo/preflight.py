@@ -97,12 +97,13 @@ def check_evaluator(cfg: TrainConfig) -> None:
         raise ConfigError(f"run.evaluator: {spec!r} is not an importable 'module:factory'")
 
 
-def preflight(cfg: TrainConfig) -> Preflight:
-    """Every cheap check of a training run, in the order a user would fix them."""
+def preflight(cfg: TrainConfig, check_name: bool = True) -> Preflight:
+    """Every cheap check of a training run, in the order a user would fix them. ``check_name``: also the run
+    folder (a sweep's base config names no run: each trial gets its own)."""
     from sparsepo import sft
     from sparsepo.data import load_preference_data
 
-    path = check_run_name(cfg)
+    path = check_run_name(cfg) if check_name else ""
     check_evaluator(cfg)
     check_quantization(cfg)
     tokenizer = check_models(cfg)

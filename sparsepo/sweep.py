@@ -40,6 +40,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--mlflow", action="store_true", help="also log to MLflow (needs mlflow)")
     ap.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (needs wandb)")
     ap.add_argument("--num-cpus", type=int, help="start a local Ray instance with this many CPUs")
+    ap.add_argument("--check", action="store_true", help="validate config, space, models and data; start nothing")
     ap.add_argument("overrides", nargs="*", help="base config overrides, e.g. model.name=tiny-llama optim.max_steps=4")
     return ap
 
@@ -68,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.space:
         check_space(load_space(args.space))
+    from sparsepo.preflight import preflight
+
+    found = preflight(base, check_name=False)  # models and data, before Ray starts
+    print(f"[sparsepo] sweep of {base.method}: {found.data_report}", flush=True)
+    if args.check:
+        print("[sparsepo] check passed: config, search space, models and data are valid", flush=True)
+        return 0
     return _sweep(args, base)
 
 

@@ -33,6 +33,7 @@ def build_parser(name: str, parser: argparse.ArgumentParser | None = None) -> ar
     ap.description = f"{exp.help}\n\n    " + exp.usage.replace("\n", "\n    ") + "\n\n" + __doc__.split("\n\n", 1)[1]
     ap.formatter_class = argparse.RawDescriptionHelpFormatter
     ap.add_argument("--paper", action="store_true", help="the paper's settings (a GPU cluster); explicit flags still win")
+    ap.add_argument("--check", action="store_true", help="validate settings, models and overrides; run nothing")
     add_dataclass_flags(ap, load(exp.config), skip=("overrides",))
     ap.add_argument("overrides", nargs="*", help="TrainConfig overrides for every trial, e.g. optim.grad_accum=4")
     return ap
@@ -53,10 +54,39 @@ def config_from_args(name: str, args: argparse.Namespace) -> Any:
     return cfg
 
 
+def check(cfg: Any) -> list[str]:
+    """What every experiment shares, checked before any stage samples, trains or starts Ray: its methods are
+    registered, its models (``model``, ``ref``) resolve to a tokenizer and a model config, and its training
+    overrides make a valid TrainConfig. Returns one line per finding; raises ConfigError / OSError otherwise."""
+    from sparsepo.config import apply_overrides, from_dict
+    from sparsepo.losses import LOSSES
+    from sparsepo.models import load_tokenizer, model_source
+
+    methods = list(getattr(cfg, "methods", ()))
+    unknown = [m for m in methods if m not in LOSSES]
+    if unknown:
+        raise ConfigError(f"--methods: {unknown} not registered ({', '.join(sorted(LOSSES))})")
+    lines = []
+    for flag in ("model", "ref"):
+        name = getattr(cfg, flag, None)
+        if name:
+            model_source(name, ("config.json",))
+            load_tokenizer(name)
+            lines.append(f"--{flag} {name}: resolves")
+    values = apply_overrides({"method": methods[0] if methods else "dpo"}, list(getattr(cfg, "overrides", ())))
+    from_dict(values, where="overrides")
+    return lines
+
+
 def run(name: str, args: argparse.Namespace) -> int:
     from sparsepo.logs import quiet_driver
 
     cfg = config_from_args(name, args)
+    for line in check(cfg):  # before any stage: a bad model or override fails here, not after the first stage
+        print(f"[{name}] {line}", flush=True)
+    if args.check:
+        print(f"[{name}] check passed: settings, models and overrides are valid", flush=True)
+        return 0
     # Progress lines must reach `ray job logs` / a piped terminal as each stage ends, not when a buffer fills.
     if hasattr(sys.stdout, "reconfigure"):  # not on a test's StringIO
         sys.stdout.reconfigure(line_buffering=True)

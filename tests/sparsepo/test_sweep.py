@@ -115,3 +115,12 @@ def test_resume_after_driver_kill_keeps_finished_trials_and_completes_the_rest(t
     cut_rows = table[table["trial_path"].str.endswith(cut)]
     replayed = cut_rows["checkpoint_path"].isna()
     assert 1 <= replayed.sum() < len(cut_rows) and not replayed.iloc[replayed.sum():].any()
+
+
+def test_check_validates_models_and_data_and_starts_nothing(tmp_path, capsys):
+    args = sweep_cmd(tmp_path, "--check")[2:]  # the flags, without the interpreter and script
+    assert sweep_main()(args) == 0
+    assert "check passed" in capsys.readouterr().out and not (tmp_path / "runs").exists()
+    bad = [a if a != "data.path=offline:review-pairs" else f"data.path={tmp_path / 'nope.jsonl'}" for a in args]
+    assert sweep_main()(bad) == 2
+    assert "nope.jsonl" in capsys.readouterr().err

@@ -62,7 +62,7 @@ class FrontierConfig:
     methods: tuple[str, ...] = ("dpo", "sparsepo", "mapo")  # preference losses of the grid
     zoo: bool = False  # every registered preference method instead of `methods` (seeds default to 0 1)
     betas: tuple[float, ...] = (0.1, 0.5)  # beta grid of every method but the SimPO family
-    simpo_betas: tuple[float, ...] = (2.0,)  # beta grid of SimPO, ConfPO, SePO, SparsePO-SimPO (another scale)
+    simpo_betas: tuple[float, ...] = (2.0, 5.0)  # beta grid of SimPO, ConfPO, SePO, SparsePO-SimPO (another scale)
     steps: int = 48  # optimizer steps per trial
     eval_every: int = 48  # steps between evaluations (and, with eval_mode=checkpoints, checkpoints)
     n_train_prompts: int = 128  # train prompts; each gives at most one pair

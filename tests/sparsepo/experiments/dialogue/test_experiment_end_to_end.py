@@ -16,7 +16,7 @@ import pytest
 
 from sparsepo.experiments.dialogue.experiment import DialogueConfig, run_dialogue
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.mark.slow

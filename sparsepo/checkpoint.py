@@ -29,6 +29,7 @@ from torch import nn
 
 from sparsepo.forward import unwrap_model
 from sparsepo.io import read_jsonl
+from sparsepo.models import merge_into_full_base
 
 POLICY_DIR, ADAPTER_DIR, MASKS_FILE, STATE_FILE, HISTORY_FILE = "policy", "adapter", "masks.pt", "train_state.pt", "metrics.jsonl"
 
@@ -105,20 +106,6 @@ def save_policy(policy: nn.Module, tokenizer: Any, out: Path) -> None:
         merged = unwrap_model(policy)
     merged.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-
-
-def merge_into_full_base(policy: nn.Module, adapter_dir: Path) -> nn.Module:
-    """A QLoRA policy's adapters (saved in ``adapter_dir``) merged into its base loaded unquantised: merging into
-    the 4-bit weights would requantise them, and the rounding (a step of the 4-bit grid) would swamp the small
-    LoRA update. This is how QLoRA adapters are released; the result differs from the trained policy by the
-    base's quantisation error only."""
-    from peft import PeftModel
-
-    from sparsepo.models import load_causal_lm
-
-    dtype = str(policy.get_input_embeddings().weight.dtype).removeprefix("torch.")
-    base = load_causal_lm(policy.peft_config["default"].base_model_name_or_path, dtype=dtype)
-    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
 
 
 def save_checkpoint(

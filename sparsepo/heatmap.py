@@ -9,7 +9,6 @@ that make SparsePO sparse are always white. A checkpoint's heatmaps go beside it
 
 from __future__ import annotations
 
-import argparse
 import html
 import math
 from collections.abc import Mapping, Sequence
@@ -217,27 +216,3 @@ def write_heatmaps(
 def checkpoint_heatmap_dir(checkpoint: str | Path) -> Path:
     """Where a checkpoint's heatmaps go by default: ``<checkpoint>/heatmaps/``, beside the weights they show."""
     return Path(checkpoint) / HEATMAP_DIR
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """``sparsepo heatmap``: token heatmaps of a trained checkpoint, by default into ``<checkpoint>/heatmaps/``."""
-    ap = parser or argparse.ArgumentParser(prog="sparsepo heatmap")
-    ap.description = "Token heatmaps of a trained checkpoint (paper Figure 4): beta * r_t, token KL and masks."
-    ap.formatter_class = argparse.ArgumentDefaultsHelpFormatter
-    ap.add_argument("--checkpoint", required=True, help="a training checkpoint folder (holds policy/ and config.yaml)")
-    ap.add_argument("--pairs", default=None, help="preference pairs file (default: the checkpoint's training data)")
-    ap.add_argument("-n", type=int, default=3, help="number of pairs")
-    ap.add_argument("--out", default=None, help="output folder (default: <checkpoint>/heatmaps/)")
-    return ap
-
-
-def run(args: argparse.Namespace) -> int:
-    """The ``heatmap`` command: ``pair<i>.html`` (hover for values) and ``pair<i>.png`` per pair."""
-    from sparsepo.data import read_rows
-    from sparsepo.token_values import checkpoint_token_values
-
-    maps = checkpoint_token_values(args.checkpoint, read_rows(args.pairs) if args.pairs else None, args.n)
-    out = Path(args.out) if args.out else checkpoint_heatmap_dir(args.checkpoint)
-    write_heatmaps(maps, out)
-    print(f"wrote {len(maps)} heatmaps (HTML + PNG) to {out}")
-    return 0

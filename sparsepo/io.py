@@ -8,7 +8,11 @@ every module asks :func:`is_remote` rather than testing for ``"://"`` itself. JS
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import os
+import shutil
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -136,8 +140,6 @@ def local_copy(uri: str) -> Path:
 
     import pyarrow.fs
 
-    from sparsepo.assets import _atomic_dir, cache_dir
-
     uri = uri.rstrip("/")
     fs, root = pyarrow.fs.FileSystem.from_uri(uri)
     info = fs.get_file_info(root)
@@ -150,5 +152,45 @@ def local_copy(uri: str) -> Path:
         target = tmp / name if is_file else tmp
         pyarrow.fs.copy_files(uri, str(target), destination_filesystem=pyarrow.fs.LocalFileSystem())
 
-    folder = _atomic_dir(cache_dir() / "remote" / f"{name}-{digest}", download)
+    folder = atomic_dir(cache_dir() / "remote" / f"{name}-{digest}", download)
     return folder / name if is_file else folder
+
+
+# ------------------------------------------------------------------------------------- the local cache
+def cache_dir() -> Path:
+    """The local cache root (offline assets, downloads of storage URIs): ``$SPARSEPO_CACHE``, else
+    ``~/.cache/sparsepo`` (read on every call)."""
+    env = os.environ.get("SPARSEPO_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "sparsepo"
+
+
+def atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
+    """Return ``final``, first building it with ``build(tmp_dir)`` and renaming tmp_dir into place if absent.
+
+    The lock makes concurrent preparers (pytest workers, Ray actors) build once; the rename makes the
+    folder appear complete or not at all.
+    """
+    from filelock import FileLock
+
+    if final.is_dir():
+        return final
+    locks = cache_dir() / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / f"{final.name}.lock")):
+        if final.is_dir():
+            return final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            build(tmp)
+            os.rename(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def cache_key(**spec: Any) -> str:
+    """16 hex digits naming ``spec`` (any JSON-able values; others by their text)."""
+    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]

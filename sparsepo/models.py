@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sparsepo.assets import MODEL_ALIASES, resolve_model
-from sparsepo.checkpoint import ADAPTER_DIR, POLICY_DIR
 from sparsepo.hardware import mixed_precision
 from sparsepo.preference_model import disable_dropout
 
@@ -120,12 +120,15 @@ def load_causal_lm(
     return model
 
 
-def build_policy(cfg: TrainConfig, device: torch.device, resume_dir: Path | None = None) -> torch.nn.Module:
-    """The trainable policy on ``device``: the config's model (resuming a full fine-tune: the checkpoint's
-    ``policy/``), wrapped in LoRA adapters when ``lora.r > 0`` (resuming: the checkpoint's) over a 4-bit base
-    when ``lora.quantize`` says so (QLoRA), with every dropout off, LoRA's own included (see ``disable_dropout``)."""
+def build_policy(
+    cfg: TrainConfig, device: torch.device, policy_dir: Path | None = None, adapter_dir: Path | None = None
+) -> torch.nn.Module:
+    """The trainable policy on ``device``: the config's model (resuming a full fine-tune: ``policy_dir``, the
+    checkpoint's policy), wrapped in LoRA adapters when ``lora.r > 0`` (resuming: those in ``adapter_dir``) over
+    a 4-bit base when ``lora.quantize`` says so (QLoRA), with every dropout off, LoRA's own included (see
+    ``disable_dropout``)."""
     lora = cfg.lora.r > 0
-    source = str(resume_dir / POLICY_DIR) if resume_dir is not None and not lora else cfg.model.name
+    source = str(policy_dir) if policy_dir is not None and not lora else cfg.model.name
     quantization = None
     if cfg.lora.quantize != "none":
         compute = torch.bfloat16 if mixed_precision(device, cfg.optim.bf16) is not None else torch.float32
@@ -146,7 +149,19 @@ def build_policy(cfg: TrainConfig, device: torch.device, resume_dir: Path | None
                 task_type="CAUSAL_LM",
             ),
         )
-        if resume_dir is not None:
-            set_peft_model_state_dict(policy, load_peft_weights(str(resume_dir / ADAPTER_DIR)))
+        if adapter_dir is not None:
+            set_peft_model_state_dict(policy, load_peft_weights(str(adapter_dir)))
     disable_dropout(policy)  # after get_peft_model, which adds its own lora_dropout modules
     return policy.to(device)
+
+
+def merge_into_full_base(policy: nn.Module, adapter_dir: Path) -> nn.Module:
+    """A QLoRA policy's adapters (saved in ``adapter_dir``) merged into its base loaded unquantised: merging into
+    the 4-bit weights would requantise them, and the rounding (a step of the 4-bit grid) would swamp the small
+    LoRA update. This is how QLoRA adapters are released; the result differs from the trained policy by the
+    base's quantisation error only."""
+    from peft import PeftModel
+
+    dtype = str(policy.get_input_embeddings().weight.dtype).removeprefix("torch.")
+    base = load_causal_lm(policy.peft_config["default"].base_model_name_or_path, dtype=dtype)
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()

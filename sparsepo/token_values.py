@@ -8,6 +8,7 @@ gradient, the same code as training, so the values are exactly those the objecti
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import yaml
 from sparsepo.checkpoint import MASKS_FILE, POLICY_DIR, policy_folder
 from sparsepo.config import from_dict
 from sparsepo.data import DataConfig, PreferenceCollator, load_preference_data, read_rows
-from sparsepo.heatmap import TokenHeatmap
+from sparsepo.heatmap import TokenHeatmap, checkpoint_heatmap_dir, write_heatmaps
 from sparsepo.losses import TokenStats
 from sparsepo.models import load_causal_lm, load_tokenizer
 from sparsepo.preference_model import PreferenceModel, Reference
@@ -74,3 +75,25 @@ def _heatmap(s: TokenStats, i: int, labels: torch.Tensor, beta: float, tok: Any,
     if not rows:
         rows["log pi(y_t)"] = s.logps[i][keep]
     return TokenHeatmap([tok.decode([t]) for t in ids], rows)
+
+
+# ------------------------------------------------------------------------------ the `heatmap` command
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """``sparsepo heatmap``: token heatmaps of a trained checkpoint, by default into ``<checkpoint>/heatmaps/``."""
+    ap = parser or argparse.ArgumentParser(prog="sparsepo heatmap")
+    ap.description = "Token heatmaps of a trained checkpoint (paper Figure 4): beta * r_t, token KL and masks."
+    ap.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    ap.add_argument("--checkpoint", required=True, help="a training checkpoint folder (holds policy/ and config.yaml)")
+    ap.add_argument("--pairs", default=None, help="preference pairs file (default: the checkpoint's training data)")
+    ap.add_argument("-n", type=int, default=3, help="number of pairs")
+    ap.add_argument("--out", default=None, help="output folder (default: <checkpoint>/heatmaps/)")
+    return ap
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``heatmap`` command: ``pair<i>.html`` (hover for values) and ``pair<i>.png`` per pair."""
+    maps = checkpoint_token_values(args.checkpoint, read_rows(args.pairs) if args.pairs else None, args.n)
+    out = Path(args.out) if args.out else checkpoint_heatmap_dir(args.checkpoint)
+    write_heatmaps(maps, out)
+    print(f"wrote {len(maps)} heatmaps (HTML + PNG) to {out}")
+    return 0

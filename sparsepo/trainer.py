@@ -31,6 +31,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from sparsepo import sft
 from sparsepo.checkpoint import (
+    ADAPTER_DIR,
     MASKS_FILE,
     POLICY_DIR,
     load_history,
@@ -160,7 +161,10 @@ def _setup_models(cfg: TrainConfig) -> Worker:
     with ckpt.as_directory() if ckpt is not None else tempfile.TemporaryDirectory() as d:
         resume_dir = Path(d) if ckpt is not None else None
         tokenizer = load_tokenizer(str(resume_dir / POLICY_DIR) if resume_dir else cfg.model.name)
-        policy = build_policy(cfg, device, resume_dir)
+        if resume_dir is not None:
+            policy = build_policy(cfg, device, resume_dir / POLICY_DIR, resume_dir / ADAPTER_DIR)
+        else:
+            policy = build_policy(cfg, device)
         reference = _build_reference(cfg, policy, device)
         dims = model_dims(reference.model) if reference is not None else None
         seq = sft.is_sequence_objective(cfg.method)  # SFT stage: single sequences, no reference

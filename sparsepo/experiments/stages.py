@@ -16,15 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sparsepo.io import is_remote, remote_listing, resolve_storage, upload_dir, write_text
+from sparsepo.io import cache_key, is_remote, remote_listing, resolve_storage, upload_dir, write_text
 
 _HASHED_FILE_BYTES = 1 << 20  # files up to this size (config, tokenizer) are hashed; larger ones by size + mtime
 Log = Callable[[str], Any]
-
-
-def cache_key(**spec: Any) -> str:
-    """16 hex digits naming ``spec`` (any JSON-able values; others by their text)."""
-    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def model_fingerprint(name: str) -> dict[str, Any]:

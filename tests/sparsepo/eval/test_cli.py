@@ -51,9 +51,9 @@ def captured(monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     ("suite", "args", "top_p"),
     [
-        ("summarization", ["--top-p", "1.0"], 1.0),  # was silently replaced by 0.5
-        ("summarization", ["--top-p", "0.9"], 0.9),
-        ("summarization", [], 0.5),
+        ("summarization", ["--data", "d.jsonl", "--top-p", "1.0"], 1.0),  # was silently replaced by 0.5
+        ("summarization", ["--data", "d.jsonl", "--top-p", "0.9"], 0.9),
+        ("summarization", ["--data", "d.jsonl"], 0.5),
         ("sentiment", [], 1.0),
         ("code", ["--top-p", "0.95"], 0.95),
     ],

@@ -298,7 +298,7 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
     """Run (or ``resume``) the whole experiment; returns the output files."""
     import ray
 
-    from sparsepo.tuning import results_frame, run_sweep
+    from sparsepo.tuning import DropFinishedCheckpoints, results_frame, run_sweep
 
     t0 = time.perf_counter()
     out = output_dir(cfg.storage_path, cfg.name)
@@ -326,7 +326,9 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
         storage_path=storage_root(cfg),
         name=f"{cfg.name}-sweep",
         resume=cfg.resume,
-        callbacks=[evaluations] if evaluations else (),
+        # in-loop evaluation: the table is the output, so a finished trial's checkpoint goes (it stays for --resume
+        # while the trial runs); checkpoint evaluation reads them after the sweep
+        callbacks=[evaluations] if evaluations else [DropFinishedCheckpoints()],
     )
     results = results_frame(grid)
     failed = results[results["error"].notna()]["trial_id"].unique() if "error" in results else []

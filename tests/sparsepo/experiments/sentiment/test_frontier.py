@@ -81,6 +81,10 @@ def test_frontier_pipeline_writes_points_with_cis_reference_curves_and_report(in
         assert section in report
     assert "sparsepo's best reward" in report  # the paired test against DPO, in words
 
+    # Finished trials leave no checkpoint (1.6 GB each on SmolLM2): the table is the output.
+    trials = list((root / "fr-sweep").glob("trial_*"))
+    assert len(trials) == 2 and not [c for t in trials for c in (t / "train").glob("checkpoint_*") if c.is_dir()]
+
     # A rerun reuses the cached pairs and, with resume, reruns no finished trial (nor the reference point).
     path, _, _ = prepare_pairs(small(root), **QUIET)
     mtime = os.path.getmtime(path)

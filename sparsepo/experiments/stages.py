@@ -145,7 +145,7 @@ def _cached_fit(kind: str, name: str, data: Callable[[], str], fixed: dict[str, 
     from sparsepo.train import fit
 
     run_root = f"{resolve_storage(storage_path)}/{kind}/{name}"  # where the Train run writes (maybe remote)
-    done = _sft_policy(run_root)
+    done = _stage_policy(run_root)
     if done:
         log(f"[{tag}] {kind}: cached {done}")
         return done
@@ -156,14 +156,14 @@ def _cached_fit(kind: str, name: str, data: Callable[[], str], fixed: dict[str, 
                      "eval_every": 0, "evaluator": None, "evaluator_args": {}}
     t = time.perf_counter()
     fit(from_dict(values, where=f"{tag} {kind}"))
-    policy = _sft_policy(run_root)
+    policy = _stage_policy(run_root)
     if policy is None:
         raise RuntimeError(f"[{tag}] {kind}: the run in {run_root}/train finished without a checkpoint")
     log(f"[{tag}] {kind}: {steps} steps on {what} ({time.perf_counter() - t:.0f}s): {policy}")
     return policy
 
 
-def _sft_policy(run_root: str) -> str | None:
+def _stage_policy(run_root: str) -> str | None:
     """The ``policy`` folder of the last complete checkpoint of the stage run in ``run_root`` (path or URI)."""
     from sparsepo.checkpoint import POLICY_DIR, complete_checkpoints
 

@@ -195,6 +195,8 @@ def render(row: dict[str, Any], tokenizer: Any, source: str, i: int) -> tuple[st
                 source, i, f, f"must be a string or a list of {{role, content}} messages, got {type(row[f]).__name__}"
             )
     prompt = row["prompt"]
+    if isinstance(prompt, list) and not prompt:  # the chat template has nothing to render
+        raise PreferenceDataError(source, i, "prompt", "empty prompt (no messages)")
     if not _is_messages(prompt):
         for f in ("chosen", "rejected"):
             if not isinstance(row[f], str):

@@ -105,3 +105,11 @@ def test_an_empty_csv_file_is_an_error_naming_it(tmp_path):
     path.write_text("")
     with pytest.raises(PreferenceDataError, match=r"empty.csv: field '<file>': empty CSV file"):
         read_rows(str(path))
+
+
+def test_an_empty_message_list_prompt_is_an_error_naming_row_and_field(tmp_path):
+    # found by the fuzz test above: the chat template raised its own error on a prompt of no messages
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"prompt": [], "chosen": "a", "rejected": "b"}\n')
+    with pytest.raises(PreferenceDataError, match=r"pairs.jsonl.*row 1.*'prompt'.*empty prompt"):
+        load_preference_data(DataConfig(path=str(path), max_length=64, max_prompt_length=32), TOKENIZER)

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sparsepo"
-UPPER = ("sparsepo.eval", "sparsepo.experiments", "sparsepo.bench")
+UPPER = ("sparsepo.evaluation", "sparsepo.experiments", "sparsepo.bench")
 TOP = {"sparsepo.cli"}  # the command line names every command
 
 
@@ -97,4 +97,22 @@ def test_no_import_circle():
 def test_lower_layers_never_import_evaluation_experiments_or_benchmarks():
     bad = {name: sorted(d for d in deps if d.startswith(UPPER))
            for name, deps in import_graph().items() if not name.startswith(UPPER) and name not in TOP}
+    assert {k: v for k, v in bad.items() if v} == {}
+
+
+# package -> packages it must never import: the objectives are pure functions over tensors (config's typed
+# helpers aside); the foundations (storage, assets, sampling) know nothing of training or objectives.
+FORBIDDEN = {
+    "sparsepo.objectives": ("sparsepo.training", "sparsepo.sweeps", "sparsepo.data", "sparsepo.analysis"),
+    "sparsepo.io": ("sparsepo.training", "sparsepo.objectives", "sparsepo.sweeps", "sparsepo.config"),
+    "sparsepo.assets": ("sparsepo.training", "sparsepo.objectives", "sparsepo.sweeps", "sparsepo.config"),
+    "sparsepo.generation": ("sparsepo.training", "sparsepo.objectives", "sparsepo.sweeps", "sparsepo.config"),
+    "sparsepo.training": ("sparsepo.sweeps", "sparsepo.analysis"),
+}
+
+
+def test_each_package_stays_within_its_layer():
+    bad = {name: sorted(d for d in deps if d.startswith(FORBIDDEN[pkg]))
+           for name, deps in import_graph().items()
+           for pkg in FORBIDDEN if name == pkg or name.startswith(pkg + ".")}
     assert {k: v for k, v in bad.items() if v} == {}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparsepo.eval.report import interval_cells, settings_markdown, to_markdown
+from sparsepo.evaluation.report import interval_cells, settings_markdown, to_markdown
 from sparsepo.experiments.code.evaluation import PAPER_PLAN, load_suite, table2
 from sparsepo.experiments.stages import (
     AXIS,
@@ -169,7 +169,7 @@ def stage_baseline(cfg: CodeConfig, model: str, log: Any = print) -> dict[str, f
 
 
 def sweep_config(cfg: CodeConfig, model: str, data_path: str):  # noqa: ANN201 - TrainConfig
-    from sparsepo.config import apply_overrides, from_dict
+    from sparsepo.config.schema import apply_overrides, from_dict
 
     values = method_sweep_values(cfg, model, data_path, evaluator="sparsepo.experiments.code.evaluation:CodeEvaluator",
                                  evaluator_args=eval_args(cfg))

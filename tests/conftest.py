@@ -108,32 +108,24 @@ def humaneval_file() -> Path:
     return humaneval_path()
 
 
-# The fast tier (`pytest -m "not slow"`, under 3 minutes on a 2-core CPU) leaves out whatever starts Ray, vLLM or
-# lm-eval, trains through Ray Train or runs a real SmolLM2: tests that use these fixtures or live in these modules
-# (besides tests marked @pytest.mark.slow themselves).
+# One rule marks the tiers: a test is slow if it carries the `slow` marker (`@pytest.mark.slow`, or
+# `pytestmark = pytest.mark.slow` for a whole module), and in the cluster tier if it carries `cluster` too. The
+# fast tier (`pytest -m "not slow"`, a few minutes on a 2-core CPU) leaves out whatever starts Ray, vLLM or
+# lm-eval, trains through Ray Train or runs a real SmolLM2; so that no such test slips into it unmarked, using one
+# of these fixtures without the marker (or `multinode` without `cluster`) is a collection error.
 SLOW_FIXTURES = {"local_ray", "vllm_run", "ray_run", "smollm2_dir", "multinode"}
-SLOW_MODULES = {
-    "tests/sparsepo/evaluation/test_cli_end_to_end.py",
-    "tests/sparsepo/evaluation/test_openllm.py",
-    "tests/sparsepo/training/test_smollm2_training.py",
-    "tests/sparsepo/training/test_train.py",
-    "tests/sparsepo/training/test_trainer.py",
-    "tests/sparsepo/analysis/test_token_values.py",
-    "tests/sparsepo/experiments/sentiment/test_frontier.py",
-    "tests/sparsepo/sweeps/test_sweep.py",
-    "tests/sparsepo/experiments/sentiment/test_checkpoint_evaluation_s3.py",
-}
 
 
 def pytest_collection_modifyitems(config, items) -> None:
+    unmarked = []
     for item in items:
-        module = Path(str(item.fspath)).resolve().relative_to(REPO_ROOT).as_posix()
-        if module.startswith("tests/cluster/") or "multinode" in getattr(item, "fixturenames", ()):
-            # the cluster tier: several Ray nodes, object storage
-            item.add_marker(pytest.mark.cluster)
-            item.add_marker(pytest.mark.slow)
-        elif module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.slow)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        marks = {m.name for m in item.iter_markers()}
+        if (SLOW_FIXTURES & fixtures and "slow" not in marks) or ("multinode" in fixtures and "cluster" not in marks):
+            unmarked.append(item.nodeid)
+    if unmarked:
+        raise pytest.UsageError("tests that start Ray/vLLM/SmolLM2 (or several nodes) need the slow (and cluster) "
+                                "marker:\n  " + "\n  ".join(unmarked))
 
 
 @pytest.fixture(scope="module")

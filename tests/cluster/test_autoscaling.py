@@ -17,6 +17,8 @@ from ray.cluster_utils import AutoscalingCluster
 from sparsepo.sweeps.tuning import results_frame, run_sweep
 from tests.cluster.conftest import bucket_keys, sweep_base
 
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
 STEPS = 4
 IDLE_TIMEOUT_S = 6
 

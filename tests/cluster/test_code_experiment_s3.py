@@ -8,11 +8,14 @@ from __future__ import annotations
 import shutil
 
 import pandas as pd
+import pytest
 
 from sparsepo.experiments.code.experiment import CodeConfig, run_code
 from sparsepo.generation import register_backend
 from tests.cluster.conftest import bucket_keys
 from tests.sparsepo.experiments.code.test_experiment import EVAL, TRAIN, Canned
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def test_code_pipeline_on_s3_storage_and_two_worker_nodes(multinode, s3_bucket, tmp_path, monkeypatch):

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.fs
+import pytest
 
 from tests.conftest import free_port
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")

@@ -11,6 +11,8 @@ import ray
 
 from tests.sparsepo.training.test_trainer import losses, tiny_cfg
 
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
 
 def test_ddp_across_two_nodes_on_s3_equals_one_worker_and_checkpoints_land_in_the_bucket(multinode, s3_bucket):
     from sparsepo.training.train import make_trainer

@@ -14,6 +14,8 @@ from sparsepo.sweeps.tuning import results_frame, run_sweep, saved_history
 from tests.cluster.conftest import bucket_keys, sweep_base
 from tests.conftest import free_port
 
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
 STEPS = 8
 # Dead nodes are noticed within a few seconds rather than Ray's default half a minute.
 FAST_HEALTH_CHECKS = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 1000,

@@ -17,6 +17,8 @@ from sparsepo.training.checkpoint import HISTORY_FILE, complete_checkpoints
 from sparsepo.training.train import make_trainer
 from tests.sparsepo.training.test_trainer import losses, tiny_cfg
 
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
 
 class FlakyProxy:
     """A TCP proxy in front of the S3 server that can go dark: while down it cuts every open connection and

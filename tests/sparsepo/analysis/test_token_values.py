@@ -12,6 +12,8 @@ from sparsepo.objectives.masks import build_mask_networks, model_dims
 from sparsepo.training.checkpoint import save_checkpoint
 from sparsepo.training.models import load_causal_lm, load_tokenizer
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("method", ["sparsepo", "mapo", "dpo", "sepo", "confpo"])
 def test_heatmaps_from_checkpoint(tmp_path, tiny_llama_path, method):

@@ -133,6 +133,7 @@ def test_nltk_sent_tokenize_uses_the_prepared_punkt(punkt_data_dir):
     ]
 
 
+@pytest.mark.slow
 def test_smollm2_folder_is_plain_hf_and_answers_sensibly(smollm2_dir):
     assert (smollm2_dir / "model.safetensors").is_file() and not list(smollm2_dir.glob("*.gguf"))
     tok = AutoTokenizer.from_pretrained(smollm2_dir)

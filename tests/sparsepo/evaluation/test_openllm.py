@@ -20,6 +20,8 @@ from sparsepo.evaluation import openllm_scores as lb
 from sparsepo.evaluation.lm_eval_tasks import TASKS_DIR
 from sparsepo.evaluation.openllm import ensure_punkt, load_results, resolve_model, run_openllm
 
+pytestmark = pytest.mark.slow
+
 TOY_TASKS = ["sparsepo_toy_mc", "sparsepo_toy_gen", "sparsepo_toy_ifeval"]
 MC_DATA = {
     "sparsepo_toy_mc_binary": "toy_mc/data/binary.jsonl",

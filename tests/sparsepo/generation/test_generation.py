@@ -175,12 +175,14 @@ def vllm_run(model_dir, stop_case):
     return run
 
 
+@pytest.mark.slow
 def test_vllm_greedy_equals_hf(hf, vllm_run, stop_case):
     assert vllm_run["greedy"] == hf.generate(PROMPTS, GREEDY)
     assert vllm_run["stop"] == hf.generate(PROMPTS[:1], stop_case)
     assert vllm_run["stop"][0][0].finish_reason == "stop"
 
 
+@pytest.mark.slow
 def test_vllm_sampling_is_seeded_with_n_samples(vllm_run):
     sampled = vllm_run["sampled"]
     assert sampled == vllm_run["sampled_again"]
@@ -188,6 +190,7 @@ def test_vllm_sampling_is_seeded_with_n_samples(vllm_run):
     assert all(len({tuple(x.token_ids) for x in c}) > 1 for c in sampled)
 
 
+@pytest.mark.slow
 def test_vllm_close_ends_engine_processes(vllm_run):
     assert vllm_run["engine_pids"], "vLLM's multiprocess engine should run in child processes"
     assert vllm_run["alive_after_close"] == []
@@ -203,11 +206,13 @@ def ray_run(model_dir, vllm_run):  # after vllm_run: its engine is closed before
     return run
 
 
+@pytest.mark.slow
 def test_ray_greedy_equals_hf_on_two_actors(hf, ray_run):
     assert len(set(ray_run["hosts"])) == 2
     assert ray_run["greedy"] == hf.generate(PROMPTS, GREEDY)
 
 
+@pytest.mark.slow
 def test_ray_sampling_equals_single_engine_vllm(vllm_run, ray_run):
     # prompts 0-2 went to one actor, 3-4 to the other: per-request seeds make the split invisible
     assert ray_run["sampled"] == vllm_run["sampled"]

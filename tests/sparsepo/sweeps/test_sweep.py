@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
+import pytest
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[3]
 SWEEP = REPO / "tune" / "sweep.py"

@@ -175,6 +175,7 @@ def test_pareto_front_of_last_values():
 # ---------------------------------------------------------------- real sweeps
 
 
+@pytest.mark.slow
 def test_grid_sweep_with_asha_reports_every_step_and_stops_the_weak_trial(local_ray, tmp_path):
     base = tiny_base(tmp_path, "run.save_every=2")
     # ASHA on the reported learning rate (deterministic: the 1e-5 trial's lr is 100x lower at every step); one
@@ -209,6 +210,7 @@ def test_grid_sweep_with_asha_reports_every_step_and_stops_the_weak_trial(local_
         run_sweep(base, {"optim.lr": {"grid": [1e-3]}}, name="grid")
 
 
+@pytest.mark.slow
 def test_optuna_multi_objective_runs_two_trials(local_ray, tmp_path):
     base = tiny_base(tmp_path)
     space = {
@@ -229,6 +231,7 @@ def test_optuna_multi_objective_runs_two_trials(local_ray, tmp_path):
     assert 1 <= len(front) <= 2 and {r.metrics["trial_id"] for r in front} <= set(df["trial_id"])
 
 
+@pytest.mark.slow
 def test_killed_worker_inside_a_trial_resumes_and_reports_every_step(local_ray, tmp_path):
     base = tiny_base(tmp_path, "run.chaos_kill_at_step=2", "run.max_failures=1", "run.save_every=1")
     grid = run_sweep(base, {"loss.beta": 0.2}, name="chaos")
@@ -239,6 +242,7 @@ def test_killed_worker_inside_a_trial_resumes_and_reports_every_step(local_ray, 
     assert list(df["step"]) == list(range(1, STEPS + 1)) and (df["loss.beta"] == 0.2).all()
 
 
+@pytest.mark.slow
 def test_failed_trial_keeps_its_params_and_error_in_the_table(local_ray, tmp_path):
     base = tiny_base(tmp_path, f"model.name={tmp_path / 'no-such-model'}")
     grid = run_sweep(base, {"loss.beta": 0.3}, name="fail")

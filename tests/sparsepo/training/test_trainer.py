@@ -12,6 +12,8 @@ from sparsepo.assets import tiny_model_path
 from sparsepo.config.schema import load_config
 from sparsepo.training.train import make_trainer
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def local_ray():

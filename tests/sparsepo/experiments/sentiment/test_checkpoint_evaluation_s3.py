@@ -12,6 +12,8 @@ import pytest
 from sparsepo.experiments.sentiment.evaluation import CheckpointEvaluations, evaluate_checkpoints
 from sparsepo.experiments.sentiment.frontier import FrontierConfig, run_frontier
 
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
 
 def read(uri: str) -> str:
     fs, path = pyarrow.fs.FileSystem.from_uri(uri)

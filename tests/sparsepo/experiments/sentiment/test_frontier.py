@@ -22,6 +22,8 @@ from sparsepo.experiments.sentiment.frontier import (
 )
 from sparsepo.experiments.sentiment.pareto import pareto_front
 
+pytestmark = pytest.mark.slow
+
 QUIET = {"log": lambda *_: None}
 
 

@@ -35,12 +35,12 @@ class Canned:
 
 
 @pytest.mark.slow
-def test_code_pipeline_writes_table2_with_every_method(local_ray, tmp_path):
+def test_code_pipeline_writes_table2_with_every_method_and_a_zoo_method_with_its_oracle_stage(local_ray, tmp_path):
     register_backend("canned", Canned)
     cfg = CodeConfig(
         model="tiny-llama", sft_steps=2, sft_data={"suite": "humaneval", "task_ids": ["HumanEval/60", "HumanEval/61"]},
         backend="canned", train={"suite": "humaneval", "task_ids": TRAIN},
-        eval_suites={"humaneval": {"suite": "humaneval", "task_ids": EVAL}}, pair_samples=4, methods=("dpo", "sparsepo"),
+        eval_suites={"humaneval": {"suite": "humaneval", "task_ids": EVAL}}, pair_samples=4, methods=("dpo", "sparsepo", "tisdpo"),
         steps=2, batch_size=2, lr=1e-4, max_length=256, max_prompt_length=192, eval_n=2, eval_plan=((0.8, (1,)),),
         eval_tokens=8, storage_path=str(tmp_path), name="code",
     )
@@ -49,7 +49,10 @@ def test_code_pipeline_writes_table2_with_every_method(local_ray, tmp_path):
     sft_policy = next((tmp_path / "sft").glob("code-sft-*/train/checkpoint_*/policy"))  # the SFT stage ran
     assert f"SFT model `{sft_policy}`" in files["report"].read_text()
     table = pd.read_csv(files["table"])
-    assert table["Method"].tolist() == ["SFT", "dpo", "sparsepo"]
+    assert table["Method"].tolist() == ["SFT", "dpo", "sparsepo", "tisdpo"]
+    # tisdpo's token weights come from an oracle: DPO on the experiment's own pairs, trained once as a stage
+    oracle = sorted(p.relative_to(tmp_path) for p in (tmp_path / "oracle").rglob("*") if p.is_file())
+    assert any(p.name == "config.json" and "policy" in p.parts for p in oracle), oracle
     assert list(table.columns[1:7]) == [f"{s} pass@{k}" for s in ("HumanEval", "MBPP") for k in (1, 10, 100)]
     assert table.loc[0, "HumanEval pass@1"] == 50.0  # canned baseline: 1 of 2 samples passes
     assert table["HumanEval pass@1"].between(0, 100).all()  # every method was evaluated after training
@@ -63,4 +66,5 @@ def test_code_pipeline_writes_table2_with_every_method(local_ray, tmp_path):
     logged.clear()
     again = run_code(CodeConfig(**{**cfg.__dict__, "resume": True}), log=logged.append)
     assert len(CALLS) == calls and any(line.startswith("[code] sft: cached") for line in logged)
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "oracle").rglob("*") if p.is_file()) == oracle
     pd.testing.assert_frame_equal(pd.read_csv(again["table"]), table)

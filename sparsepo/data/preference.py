@@ -299,15 +299,25 @@ def load_preference_data(
     cfg: DataConfig, tokenizer: Any, rows: list[dict[str, Any]] | None = None
 ) -> tuple[PreferenceDataset, LoadReport]:
     """Read (unless ``rows`` is given: numbered from 1), validate and tokenise preference pairs."""
+    return load_examples(cfg, rows, LoadReport(cfg.path or "<rows>"), "preference pairs",
+                         lambda row, number, source: tokenize_row(row, tokenizer, cfg, source, number))
+
+
+def load_examples(
+    cfg: DataConfig,
+    rows: list[dict[str, Any]] | None,
+    report: LoadReport,
+    what: str,
+    tokenize: Callable[[dict[str, Any], int, str], dict[str, list[int]]],
+) -> tuple[PreferenceDataset, LoadReport]:
+    """What every tokenised data set (preference pairs, SFT examples) shares: the length check,
+    ``tokenize(row, number, source)`` over the rows (:func:`convert_rows`) and an error when nothing is left."""
     if cfg.max_length <= cfg.max_prompt_length:
         raise ValueError(f"max_length ({cfg.max_length}) must exceed max_prompt_length ({cfg.max_prompt_length})")
-    report = LoadReport(cfg.path or "<rows>")
-    examples = convert_rows(
-        cfg.path, cfg.split, rows, cfg.limit, cfg.skip_invalid, report,
-        lambda row, number: tokenize_row(row, tokenizer, cfg, report.source, number),
-    )
+    examples = convert_rows(cfg.path, cfg.split, rows, cfg.limit, cfg.skip_invalid, report,
+                            lambda row, number: tokenize(row, number, report.source))
     if not examples:
-        raise ValueError(f"{report}: no usable preference pairs")
+        raise ValueError(f"{report}: no usable {what}")
     return PreferenceDataset(examples), report
 
 

@@ -25,7 +25,7 @@ from sparsepo.data.preference import (
     LoadReport,
     PreferenceDataError,
     PreferenceDataset,
-    convert_rows,
+    load_examples,
     render,
 )
 from sparsepo.objectives.losses import TokenStats, get_loss
@@ -99,16 +99,8 @@ def load_sft_data(
     cfg: DataConfig, tokenizer: Any, rows: list[dict[str, Any]] | None = None
 ) -> tuple[PreferenceDataset, LoadReport]:
     """Read (unless ``rows`` is given), validate and tokenise SFT rows; items hold ``prompt_ids``/``response_ids``."""
-    if cfg.max_length <= cfg.max_prompt_length:
-        raise ValueError(f"max_length ({cfg.max_length}) must exceed max_prompt_length ({cfg.max_prompt_length})")
-    report = SFTLoadReport(cfg.path or "<rows>")
-    examples = convert_rows(
-        cfg.path, cfg.split, rows, cfg.limit, cfg.skip_invalid, report,
-        lambda row, number: tokenize_sft_row(row, tokenizer, cfg, report.source, number),
-    )
-    if not examples:
-        raise ValueError(f"{report}: no usable SFT examples")
-    return PreferenceDataset(examples), report
+    return load_examples(cfg, rows, SFTLoadReport(cfg.path or "<rows>"), "SFT examples",
+                         lambda row, number, source: tokenize_sft_row(row, tokenizer, cfg, source, number))
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparsepo.config import ConfigError
+from sparsepo.typed_config import ConfigError  # not sparsepo.config: that loads torch before --help
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

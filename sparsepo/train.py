@@ -13,10 +13,13 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sparsepo.config import TrainConfig, load_config, with_run_name
 from sparsepo.errors import run_cli
 from sparsepo.io import resolve_storage
+
+if TYPE_CHECKING:  # sparsepo.config loads torch (data, masks, losses): `train --help` must not wait for it
+    from sparsepo.config import TrainConfig
 
 log = logging.getLogger("sparsepo.train")
 
@@ -58,6 +61,7 @@ def train(cfg: TrainConfig, check: bool = True):  # noqa: ANN201 - returns ray.t
     A missing ``run.name`` becomes a fresh one; with ``check`` the driver-side checks run first (see
     ``sparsepo.preflight``), so an existing run is never resumed unless ``run.resume`` says so.
     """
+    from sparsepo.config import with_run_name
     from sparsepo.logs import quiet_driver
     from sparsepo.preflight import preflight
 
@@ -92,6 +96,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def run(args: argparse.Namespace) -> int:
     """The ``train`` command on parsed ``args``."""
+    from sparsepo.config import load_config, with_run_name
     from sparsepo.logs import VERBOSE_ENV, quiet_driver
     from sparsepo.preflight import preflight
 

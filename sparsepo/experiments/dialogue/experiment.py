@@ -22,10 +22,8 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sparsepo.eval.report import settings_markdown
-from sparsepo.experiments.dialogue.leaderboard import LeaderboardSpec, evaluate_models, table
 from sparsepo.experiments.stages import (
     AXIS,
     cache_key,
@@ -37,6 +35,10 @@ from sparsepo.experiments.stages import (
     train_sft,
     write_rows,
 )
+
+# Heavy modules (torch, pandas, matplotlib) load inside the stages: `sparsepo dialogue --help` must not wait for them.
+if TYPE_CHECKING:
+    from sparsepo.experiments.dialogue.leaderboard import LeaderboardSpec
 
 PAPER_METHODS = ("dpo", "tdpo1", "tdpo2", "simpo", "dpop", "mapo", "sparsepo")
 LOCAL_TASKS = ("sparsepo_toy_mc", "sparsepo_toy_gen", "sparsepo_toy_ifeval")
@@ -181,6 +183,7 @@ def stage_sweep(cfg: DialogueConfig, model: str, pairs: list[dict[str, Any]], lo
 
 def leaderboard_spec(cfg: DialogueConfig) -> LeaderboardSpec:
     from sparsepo.eval.lm_eval_tasks import TASKS_DIR
+    from sparsepo.experiments.dialogue.leaderboard import LeaderboardSpec
 
     batch: int | str = int(cfg.eval_batch_size) if cfg.eval_batch_size.isdigit() else cfg.eval_batch_size
     extra = {"enforce_eager": True} if cfg.eval_backend == "vllm" and not cfg.use_gpu else {}
@@ -193,7 +196,8 @@ def leaderboard_spec(cfg: DialogueConfig) -> LeaderboardSpec:
 def write_report(cfg: DialogueConfig, results: dict[str, dict[str, Any]], sft_model: str, n_pairs: int,
                  out: Path, elapsed_s: float) -> dict[str, Path]:
     from sparsepo.eval.openllm_scores import to_markdown
-    from sparsepo.eval.report import interval_cells
+    from sparsepo.eval.report import interval_cells, settings_markdown
+    from sparsepo.experiments.dialogue.leaderboard import table
 
     out.mkdir(parents=True, exist_ok=True)
     df = table(results, cfg.eval_suite, seed=cfg.seed)
@@ -215,6 +219,8 @@ def write_report(cfg: DialogueConfig, results: dict[str, dict[str, Any]], sft_mo
 
 def run_dialogue(cfg: DialogueConfig, log: Any = print) -> dict[str, Path]:
     """Run (or ``resume``) the whole experiment; returns the output files."""
+    from sparsepo.experiments.dialogue.leaderboard import evaluate_models
+
     t0 = time.perf_counter()
     pairs = stage_data(cfg, log)
     sft_model = stage_sft(cfg, pairs, log)

@@ -22,21 +22,14 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from sparsepo.config import from_dict
-from sparsepo.experiments.sentiment.points import (
-    POINT_AXIS,
-    per_prompt_table,
-    points_by_seed,
-    points_table,
-    train_table,
-)
-from sparsepo.experiments.sentiment.report import write_outputs
 from sparsepo.experiments.stages import DRIVER_CPUS, local_cache, output_dir, publish
 from sparsepo.io import is_remote, resolve_storage, upload_dir
+
+# Heavy modules (torch, pandas, matplotlib) load inside the stages: `sparsepo frontier --help` must not wait for them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Paper grids (section 3.2) for clusters; SimPO's beta lives on another scale.
 PAPER_BETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0, 5.0)
@@ -225,7 +218,7 @@ def evaluator_args(cfg: FrontierConfig, test_prompts: list[str]) -> dict[str, An
 
 def base_config(cfg: FrontierConfig, data_path: str, test_prompts: list[str], oracle: str | None = None):  # noqa: ANN201
     """The TrainConfig every trial shares (``oracle``: the zoo weightings' oracle model, when a method needs one)."""
-    from sparsepo.config import apply_overrides
+    from sparsepo.config import apply_overrides, from_dict
 
     inline = cfg.eval_mode == "inline"
     values = {
@@ -298,6 +291,14 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
     """Run (or ``resume``) the whole experiment; returns the output files."""
     import ray
 
+    from sparsepo.experiments.sentiment.points import (
+        POINT_AXIS,
+        per_prompt_table,
+        points_by_seed,
+        points_table,
+        train_table,
+    )
+    from sparsepo.experiments.sentiment.report import write_outputs
     from sparsepo.tuning import DropFinishedCheckpoints, results_frame, run_sweep
 
     t0 = time.perf_counter()

@@ -21,7 +21,7 @@ from sparsepo.forward import (
     unwrap_model,
 )
 from sparsepo.fused_head import use_fused
-from sparsepo.losses import LossOutput, TokenStats, get_loss, preference_loss
+from sparsepo.losses import LossOutput, TokenStats, get_loss, loss_params, preference_loss
 from sparsepo.masks import ActivationMask, MaskConfig, build_mask_networks, model_dims, select_layers
 from sparsepo.packing import pack_pairs
 
@@ -91,7 +91,7 @@ class PreferenceModel(nn.Module):
         super().__init__()
         self.policy = policy
         self.spec = get_loss(method)
-        self.hparams = {**self.spec.defaults, **(hparams or {})}
+        self.hparams = loss_params(method, hparams)
         self.mask_cfg = mask or MaskConfig()
         self.chunk_size = chunk_size
         self.shared_prompt = shared_prompt  # each pair's prompt runs once (sparsepo.packing)

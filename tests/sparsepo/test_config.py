@@ -50,7 +50,7 @@ def test_yaml_file_and_overrides(tmp_path):
         ("foo: 1", "c.yaml: foo: unknown key; known keys: method, loss, model"),
         ("- a\n- b", "c.yaml: top level must be a mapping, got list"),
         ("optim: {lr: [1, 2", "c.yaml: not valid YAML"),
-        ("method: dpo\nloss: {l1_u: 0.1}", "c.yaml: loss.l1_u: method 'dpo' takes no 'l1_u'; it takes loss.['beta']"),
+        ("method: dpo\nloss: {l1_u: 0.1}", "c.yaml: loss.l1_u: method 'dpo' takes no 'l1_u'; it takes loss.beta"),
     ],
 )
 def test_bad_config_errors_name_the_file_and_key(tmp_path, text, message):

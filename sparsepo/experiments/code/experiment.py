@@ -46,7 +46,7 @@ MINI_EVAL = tuple(f"HumanEval/{i}" for i in (52, 55, 13, 29, 7, 16))
 MINI_SFT = tuple(f"HumanEval/{i}" for i in range(60, 164) if f"HumanEval/{i}" not in MINI_TRAIN + MINI_EVAL)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CodeConfig:
     """Everything the experiment depends on. Defaults: the offline miniature (SmolLM2-135M, HumanEval subsets)."""
 

@@ -22,7 +22,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sparsepo.experiments.stages import (
     AXIS,
@@ -44,7 +44,7 @@ PAPER_METHODS = ("dpo", "tdpo1", "tdpo2", "simpo", "dpop", "mapo", "sparsepo")
 LOCAL_TASKS = ("sparsepo_toy_mc", "sparsepo_toy_gen", "sparsepo_toy_ifeval")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DialogueConfig:
     """Everything the experiment depends on. Defaults: the offline miniature (SmolLM2-135M, review dialogues,
     the local lm-eval tasks)."""
@@ -54,7 +54,7 @@ class DialogueConfig:
     split: str = "train"
     sft_examples: int | None = 48  # first rows of the split used for SFT (None: all)
     train_pairs: int | None = 32  # first rows used for PO (None: all)
-    prompt_format: str = "chat"  # chat: the tokenizer's chat template; hh: HH's "\n\nHuman: ...\n\nAssistant:" text
+    prompt_format: Literal["chat", "hh"] = "chat"  # chat: the tokenizer's chat template; hh: HH's "\n\nHuman: ...\n\nAssistant:" text
     sft_steps: int | None = 8  # 0: model is the SFT model; None: one epoch over the SFT examples
     sft_lr: float = 1e-4
     methods: tuple[str, ...] = ("dpo", "sparsepo")
@@ -67,10 +67,10 @@ class DialogueConfig:
     max_length: int = 256
     max_prompt_length: int = 192
     eval_tasks: tuple[str, ...] = LOCAL_TASKS
-    eval_suite: str = "local_toy"  # the Table 1 columns: local_toy (offline) or open_llm_v2 (the paper's)
+    eval_suite: Literal["local_toy", "open_llm_v2"] = "local_toy"  # the Table 1 columns: offline, or the paper's
     eval_local_tasks: bool = True  # read eval_tasks from sparsepo/eval/lm_eval_tasks (offline)
     eval_limit: int | None = 4  # documents per subtask (None: all); the miniature: 4 of each toy subtask
-    eval_backend: str = "hf"  # hf or vllm
+    eval_backend: Literal["hf", "vllm"] = "hf"  # lm-eval's model backend
     eval_batch_size: str = "8"  # lm-eval batch size ("auto" on a GPU)
     num_workers: int = 1
     use_gpu: bool = False

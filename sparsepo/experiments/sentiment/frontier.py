@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sparsepo.experiments.stages import DRIVER_CPUS, local_cache, output_dir, publish
 from sparsepo.io import is_remote, resolve_storage, upload_dir
@@ -35,13 +36,14 @@ if TYPE_CHECKING:
 PAPER_BETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0, 5.0)
 PAPER_SIMPO_BETAS = (1.0, 2.0, 5.0, 10.0)
 PAPER_METHODS = ("dpo", "simpo", "dpop", "tdpo1", "tdpo2", "mapo", "sparsepo")
-EVAL_MODES = ("inline", "checkpoints")
-EVAL_BACKENDS = ("hf", "vllm")  # out-of-loop evaluation loads one model per task: no Ray-of-Ray backend
+EvalMode = Literal["inline", "checkpoints"]
+EvalBackend = Literal["hf", "vllm"]  # out-of-loop evaluation loads one model per task: no Ray-of-Ray backend
+EVAL_MODES, EVAL_BACKENDS = typing.get_args(EvalMode), typing.get_args(EvalBackend)
 # A public IMDB SFT GPT-2 (the paper fine-tunes GPT-2-large on IMDB; name yours with `model`).
 PAPER_SFT_MODEL = "lvwerra/gpt2-imdb"
 
 
-@dataclass
+@dataclass(frozen=True)
 class FrontierConfig:
     """Everything the experiment depends on. Defaults finish on a 2-core CPU, offline, in about 15 minutes."""
 
@@ -77,15 +79,16 @@ class FrontierConfig:
     resume: bool = False  # continue an interrupted sweep without rerunning finished trials
     seed: int = 0  # seed of prompts, pairs, training and evaluation sampling
     seeds: tuple[int, ...] = ()  # training seeds (order, mask start): every grid point once per seed; () = (seed,)
-    backend: str = "hf"  # generator of the pairs: hf, vllm or ray
-    eval_mode: str = "inline"  # inline: rank 0 evaluates in the loop; checkpoints: Ray tasks evaluate saved checkpoints
-    eval_backend: str = "hf"  # generator of out-of-loop evaluation (reference point, checkpoints): hf or vllm
+    backend: str = "hf"  # generator of the pairs: hf, vllm, ray or one added by sparsepo.generation.register_backend
+    eval_mode: EvalMode = "inline"  # inline: rank 0 evaluates in the loop; checkpoints: Ray tasks evaluate saved checkpoints
+    eval_backend: EvalBackend = "hf"  # generator of out-of-loop evaluation (reference point, checkpoints)
     eval_batch_size: int = 16  # prompts per generate call in evaluation (HF samples depend on it)
     n_resamples: int = 1000  # bootstrap resamples of every CI and paired test
     kl_budgets: tuple[float, ...] = ()  # KL budgets (nats) of the matched-KL comparison; () = terciles of the points' KL
     overrides: list[str] = field(default_factory=list)  # TrainConfig overrides for every trial, e.g. lora.r=8
 
     def __post_init__(self) -> None:
+        # the flags and config files are checked against the Literal types; these catch direct construction
         if self.eval_mode not in EVAL_MODES:
             raise ValueError(f"FrontierConfig.eval_mode: {self.eval_mode!r} is not one of {EVAL_MODES}")
         if self.eval_backend not in EVAL_BACKENDS:

@@ -49,7 +49,7 @@ PAPER_BERTSCORE = {"model": "roberta-large", "num_layers": 17, "idf": True}
 TEMPLATE = "{document}\nTL;DR:"  # the suite's prompt layout, also the TL;DR SFT models' own
 
 
-@dataclass
+@dataclass(frozen=True)
 class SummarizationConfig:
     """Everything the experiment depends on. Defaults: the offline miniature (SmolLM2-135M, Pang & Lee)."""
 

@@ -88,8 +88,8 @@ class RunConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     method: str = spec("sparsepo", choices=lambda: LOSSES)
-    # Only the values that differ from the method's defaults (so a sweep can switch methods); checked at load
-    # against the method's typed hyper-parameters (sparsepo.loss_params), merged by loss_hparams().
+    # The values given, not merged with the method's defaults (a sweep that switches method keeps those the new
+    # method takes); checked at load against its typed hyper-parameters (sparsepo.loss_params): loss_hparams().
     loss: dict[str, float] = field(default_factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

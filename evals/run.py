@@ -9,7 +9,7 @@
 
 import sys
 
-from sparsepo.eval.cli import main
+from sparsepo.evaluation.cli import main
 
 if __name__ == "__main__":  # vLLM starts worker processes with spawn
     sys.exit(main())

@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 # command -> (module with build_parser/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("sparsepo.train", "train one policy with Ray Train (configs/<method>.yaml + key=value overrides)"),
-    "sweep": ("sparsepo.sweep", "Ray Tune sweep over a training config with a YAML search space"),
-    "eval": ("sparsepo.eval.cli", "evaluate a model on a suite (sentiment, summarization, code, openllm)"),
-    "heatmap": ("sparsepo.token_values", "token heatmaps of a trained checkpoint (paper Figure 4)"),
+    "train": ("sparsepo.training.train", "train one policy with Ray Train (configs/<method>.yaml + key=value overrides)"),
+    "sweep": ("sparsepo.sweeps.sweep", "Ray Tune sweep over a training config with a YAML search space"),
+    "eval": ("sparsepo.evaluation.cli", "evaluate a model on a suite (sentiment, summarization, code, openllm)"),
+    "heatmap": ("sparsepo.analysis.token_values", "token heatmaps of a trained checkpoint (paper Figure 4)"),
     "assets": ("sparsepo.assets", "prepare or locate the offline models and data"),
     "bench": ("sparsepo.bench", "benchmarks: step time per method, vs TRL, generation backends, a profiled step"),
 }

@@ -113,14 +113,14 @@ def humaneval_file() -> Path:
 # (besides tests marked @pytest.mark.slow themselves).
 SLOW_FIXTURES = {"local_ray", "vllm_run", "ray_run", "smollm2_dir", "multinode"}
 SLOW_MODULES = {
-    "tests/sparsepo/eval/test_cli_end_to_end.py",
-    "tests/sparsepo/eval/test_openllm.py",
-    "tests/sparsepo/test_smollm2_training.py",
-    "tests/sparsepo/test_train.py",
-    "tests/sparsepo/test_trainer.py",
-    "tests/sparsepo/test_token_values.py",
+    "tests/sparsepo/evaluation/test_cli_end_to_end.py",
+    "tests/sparsepo/evaluation/test_openllm.py",
+    "tests/sparsepo/training/test_smollm2_training.py",
+    "tests/sparsepo/training/test_train.py",
+    "tests/sparsepo/training/test_trainer.py",
+    "tests/sparsepo/analysis/test_token_values.py",
     "tests/sparsepo/experiments/sentiment/test_frontier.py",
-    "tests/sparsepo/test_sweep.py",
+    "tests/sparsepo/sweeps/test_sweep.py",
     "tests/sparsepo/experiments/sentiment/test_checkpoint_evaluation_s3.py",
 }
 

@@ -127,7 +127,7 @@ def test_rayignore_keeps_artifacts_out_of_the_working_dir_package(tmp_path):
     """Ray's own packaging (the code `ray job submit --working-dir` runs), with .gitignore turned off so the
     .rayignore alone is tested."""
     src = tmp_path / "repo"
-    keep = ["pyproject.toml", "sparsepo/pareto.py", "tune/frontier.py", "configs/a.yaml", "tests/test_x.py"]
+    keep = ["pyproject.toml", "sparsepo/experiments/sentiment/pareto.py", "tune/frontier.py", "configs/a.yaml", "tests/test_x.py"]
     drop = [
         ".venv/lib/x.py",
         ".cache/sparsepo/model/config.json",

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sparsepo"
-UPPER = ("sparsepo.eval", "sparsepo.experiments", "sparsepo.bench")
+UPPER = ("sparsepo.evaluation", "sparsepo.experiments", "sparsepo.bench")
 TOP = {"sparsepo.cli"}  # the command line names every command
 
 

@@ -17,8 +17,8 @@ import torch
 
 def hidden_tokens(model_name: str, texts: list[str], max_length: int = 48) -> list[torch.Tensor]:
     """Per transformer layer, the hidden states of every non-padding token that predicts a next one, ``(N, d)``."""
-    from sparsepo.masks import select_layers
-    from sparsepo.models import load_causal_lm, load_tokenizer
+    from sparsepo.objectives.masks import select_layers
+    from sparsepo.training.models import load_causal_lm, load_tokenizer
 
     tok = load_tokenizer(model_name)
     model = load_causal_lm(model_name, dtype="float32").eval()
@@ -38,7 +38,7 @@ def shared_component(tokens: torch.Tensor) -> tuple[float, float, list[int]]:
 
 def start_figures(tokens: list[torch.Tensor], held: list[torch.Tensor], seed: int, init: str) -> dict[str, float]:
     """One seed's mask start: per-layer pre-activation spread and the mask on the held-out tokens."""
-    from sparsepo.masks import MaskConfig, build_mask_networks
+    from sparsepo.objectives.masks import MaskConfig, build_mask_networks
 
     torch.manual_seed(seed)
     net = build_mask_networks(MaskConfig(init=init), tokens[0].shape[-1], len(tokens))["reward"]

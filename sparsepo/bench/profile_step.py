@@ -45,14 +45,14 @@ def profile_ours(args: argparse.Namespace, data: Path, device: Any) -> tuple[str
     import torch
 
     from sparsepo.bench.common import make_step
-    from sparsepo.config import load_config
-    from sparsepo.data import PreferenceCollator, load_preference_data
-    from sparsepo.hardware import mixed_precision
-    from sparsepo.losses import get_loss
-    from sparsepo.masks import MaskConfig, model_dims
-    from sparsepo.models import build_policy, load_causal_lm, load_tokenizer
-    from sparsepo.preference_model import PreferenceModel, Reference
-    from sparsepo.trainer import adamw_kernel
+    from sparsepo.config.schema import load_config
+    from sparsepo.data.preference import PreferenceCollator, load_preference_data
+    from sparsepo.objectives.losses import get_loss
+    from sparsepo.objectives.masks import MaskConfig, model_dims
+    from sparsepo.training.hardware import mixed_precision
+    from sparsepo.training.models import build_policy, load_causal_lm, load_tokenizer
+    from sparsepo.training.preference_model import PreferenceModel, Reference
+    from sparsepo.training.trainer import adamw_kernel
 
     cfg = load_config(None, [f"model.name={args.model}", f"data.path={data}", f"data.limit={args.batch_size}",
                              f"data.max_length={args.max_length}", f"data.max_prompt_length={args.max_length // 2}"])
@@ -89,7 +89,7 @@ def profile_trl(args: argparse.Namespace, data: Path, device: Any) -> tuple[str,
     from trl import DPOTrainer
 
     from sparsepo.bench.vs_trl import trl_config
-    from sparsepo.models import load_causal_lm, load_tokenizer
+    from sparsepo.training.models import load_causal_lm, load_tokenizer
 
     torch.manual_seed(0)
     tokenizer = load_tokenizer(args.model)

@@ -27,14 +27,14 @@ def measure(args: argparse.Namespace) -> dict:
     import torch
 
     from sparsepo.bench.common import make_step
-    from sparsepo.config import load_config
-    from sparsepo.forward import AdaptersOff
-    from sparsepo.hardware import mixed_precision
-    from sparsepo.losses import get_loss
-    from sparsepo.masks import MaskConfig
-    from sparsepo.models import build_policy, load_causal_lm
-    from sparsepo.preference_model import PreferenceModel, Reference
-    from sparsepo.trainer import adamw_kernel
+    from sparsepo.config.schema import load_config
+    from sparsepo.objectives.losses import get_loss
+    from sparsepo.objectives.masks import MaskConfig
+    from sparsepo.training.forward import AdaptersOff
+    from sparsepo.training.hardware import mixed_precision
+    from sparsepo.training.models import build_policy, load_causal_lm
+    from sparsepo.training.preference_model import PreferenceModel, Reference
+    from sparsepo.training.trainer import adamw_kernel
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ Systems (each in its own process, interleaved over ``--repeats`` rounds; numbers
   gradient checkpointing on, its fused AdamW.
 - ``trl-best``: TRL tuned for this machine: gradient checkpointing off, bf16 only where it is native
   (AVX512-BF16/AMX, CUDA), fused AdamW; ``--trl key=value`` sets any further ``DPOConfig`` field.
-- any of our methods (``dpo``, ``sparsepo``, ...): ``python -m sparsepo.train`` at its defaults (Ray started
+- any of our methods (``dpo``, ``sparsepo``, ...): ``python -m sparsepo.training.train`` at its defaults (Ray started
   inside the measured process, so its start-up counts).
 Ratios are taken against the faster TRL. Workloads (``sparsepo.bench.workloads``): ``short`` (one shared
 ~40-token prompt, one-sentence responses) and ``realistic`` (distinct prompts and responses of 64-256 tokens).
@@ -72,10 +72,10 @@ def summary(clocks: list[float], first_step_end_wall: float, t0: float) -> dict:
 def run_ours(args: argparse.Namespace, method: str, data: Path, out_dir: Path) -> dict:
     import torch
 
-    from sparsepo.config import load_config
-    from sparsepo.hardware import mixed_precision
-    from sparsepo.train import train
-    from sparsepo.trainer import adamw_name
+    from sparsepo.config.schema import load_config
+    from sparsepo.training.hardware import mixed_precision
+    from sparsepo.training.train import train
+    from sparsepo.training.trainer import adamw_name
 
     overrides = [
         f"method={method}", f"model.name={args.model}", f"data.path={data}", f"data.max_length={args.max_length}",
@@ -97,7 +97,7 @@ def trl_config(settings: str, extra: list[str], **common) -> object:  # noqa: AN
     import yaml
     from trl import DPOConfig
 
-    from sparsepo.hardware import cpu_has_native_bf16
+    from sparsepo.training.hardware import cpu_has_native_bf16
 
     cuda = torch.cuda.is_available()
     tuned = {} if settings == "default" else {"gradient_checkpointing": False, "bf16": cuda or cpu_has_native_bf16(),
@@ -113,7 +113,7 @@ def run_trl(args: argparse.Namespace, settings: str, data: Path, out_dir: Path) 
     from transformers import TrainerCallback
     from trl import DPOTrainer
 
-    from sparsepo.models import load_causal_lm, load_tokenizer
+    from sparsepo.training.models import load_causal_lm, load_tokenizer
 
     torch.manual_seed(0)
     clocks: list[float] = []
@@ -138,7 +138,7 @@ def matmul_peaks(model: str) -> dict:
     """This process's matmul peak in GFLOP/s for fp32 and bf16 (2048^3, best of 5) and N, the model's matmul weights."""
     import torch
 
-    from sparsepo.models import load_causal_lm
+    from sparsepo.training.models import load_causal_lm
 
     peaks = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):

@@ -18,7 +18,7 @@ TOKENS_PER_WORD = 1.25  # SmolLM2's tokenizer on the Pang & Lee reviews: median 
 
 def short_pairs(n: int) -> list[dict]:
     """``n`` pairs of the ``offline:review-pairs`` set, every field conversational (TRL requires that)."""
-    from sparsepo.offline_pairs import review_pairs
+    from sparsepo.data.offline_pairs import review_pairs
 
     rows = review_pairs(n=n, seed=0)
     if len(rows) < n:
@@ -63,7 +63,7 @@ def write_workload(path: Path, workload: str, n: int) -> None:
 def tokens_per_pair(path: Path, model: str, max_length: int) -> float:
     """Mean tokens a pair costs when its prompt+chosen and prompt+rejected sequences are run separately (as TRL
     does), each cut to ``max_length``: the work both systems are credited with in tokens/s and FLOP utilisation."""
-    from sparsepo.models import load_tokenizer
+    from sparsepo.training.models import load_tokenizer
 
     tok = load_tokenizer(model)
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

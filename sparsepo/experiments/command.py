@@ -16,9 +16,9 @@ import sys
 import time
 from typing import Any
 
+from sparsepo.config.flags import add_dataclass_flags, dataclass_from_args
+from sparsepo.config.typed import ConfigError
 from sparsepo.experiments import EXPERIMENTS
-from sparsepo.flags import add_dataclass_flags, dataclass_from_args
-from sparsepo.typed_config import ConfigError
 
 
 def load(spec: str) -> Any:
@@ -58,9 +58,9 @@ def check(cfg: Any) -> list[str]:
     """What every experiment shares, checked before any stage samples, trains or starts Ray: its methods are
     registered, its models (``model``, ``ref``) resolve to a tokenizer and a model config, and its training
     overrides make a valid TrainConfig. Returns one line per finding; raises ConfigError / OSError otherwise."""
-    from sparsepo.config import apply_overrides, from_dict
-    from sparsepo.losses import LOSSES
-    from sparsepo.models import load_tokenizer, model_source
+    from sparsepo.config.schema import apply_overrides, from_dict
+    from sparsepo.objectives.losses import LOSSES
+    from sparsepo.training.models import load_tokenizer, model_source
 
     methods = list(getattr(cfg, "methods", ()))
     unknown = [m for m in methods if m not in LOSSES]

@@ -110,8 +110,8 @@ def train_sft(
 
 
 def needs_oracle(methods: Any) -> bool:
-    """Whether any of ``methods`` weighs tokens by an oracle model (``sparsepo.token_weights``)."""
-    from sparsepo.losses import LOSSES
+    """Whether any of ``methods`` weighs tokens by an oracle model (``sparsepo.objectives.token_weights``)."""
+    from sparsepo.objectives.losses import LOSSES
 
     return any(m in LOSSES and LOSSES[m].needs_oracle for m in methods)
 
@@ -141,8 +141,8 @@ def _cached_fit(kind: str, name: str, data: Callable[[], str], fixed: dict[str, 
                 steps: int, lr: float, train: dict[str, Any], tag: str, log: Log, what: str) -> str:
     """Train ``fixed`` (method, model, loss) with ``train``'s other sections on ``data()`` once under
     ``<storage>/<kind>/<name>``; the policy folder of its last complete checkpoint, reused when it exists."""
-    from sparsepo.config import from_dict
-    from sparsepo.train import fit
+    from sparsepo.config.schema import from_dict
+    from sparsepo.training.train import fit
 
     run_root = f"{resolve_storage(storage_path)}/{kind}/{name}"  # where the Train run writes (maybe remote)
     done = _stage_policy(run_root)
@@ -165,7 +165,7 @@ def _cached_fit(kind: str, name: str, data: Callable[[], str], fixed: dict[str, 
 
 def _stage_policy(run_root: str) -> str | None:
     """The ``policy`` folder of the last complete checkpoint of the stage run in ``run_root`` (path or URI)."""
-    from sparsepo.checkpoint import POLICY_DIR, complete_checkpoints
+    from sparsepo.training.checkpoint import POLICY_DIR, complete_checkpoints
 
     found = complete_checkpoints(f"{run_root}/train")
     return f"{found[-1][1]}/{POLICY_DIR}" if found else None
@@ -221,9 +221,9 @@ def method_sweep_values(cfg: Any, model: str, data_path: str, *, evaluator: str 
 def run_method_sweep(cfg: Any, base: Any, metric: str, mode: str, tag: str, log: Log = print) -> Any:
     """One Ray Tune trial per method of ``cfg.methods`` (beta ``cfg.beta``; SimPO's ``cfg.simpo_beta`` where the
     config has one) from the TrainConfig ``base``, under ``<storage>/<name>-sweep`` (``cfg.resume`` continues
-    it); returns the results frame (:func:`sparsepo.tuning.results_frame`, variant names in :data:`AXIS`)."""
-    from sparsepo.losses import simpo_scale
-    from sparsepo.tuning import results_frame, run_sweep
+    it); returns the results frame (:func:`sparsepo.sweeps.tuning.results_frame`, variant names in :data:`AXIS`)."""
+    from sparsepo.objectives.losses import simpo_scale
+    from sparsepo.sweeps.tuning import results_frame, run_sweep
 
     simpo_beta = getattr(cfg, "simpo_beta", cfg.beta)
     points = {m: {"method": m, "loss.beta": simpo_beta if simpo_scale(m) else cfg.beta} for m in cfg.methods}

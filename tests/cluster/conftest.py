@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import boto3
 
-from sparsepo.config import TrainConfig
-from tests.sparsepo.test_tuning import tiny_base
+from sparsepo.config.schema import TrainConfig
+from tests.sparsepo.sweeps.test_tuning import tiny_base
 
 
 def sweep_base(storage: str, steps: int, *over: str) -> TrainConfig:

@@ -14,7 +14,7 @@ import pytest
 import ray
 from ray.cluster_utils import AutoscalingCluster
 
-from sparsepo.tuning import results_frame, run_sweep
+from sparsepo.sweeps.tuning import results_frame, run_sweep
 from tests.cluster.conftest import bucket_keys, sweep_base
 
 STEPS = 4

@@ -9,11 +9,11 @@ import boto3
 import pytest
 import ray
 
-from tests.sparsepo.test_trainer import losses, tiny_cfg
+from tests.sparsepo.training.test_trainer import losses, tiny_cfg
 
 
 def test_ddp_across_two_nodes_on_s3_equals_one_worker_and_checkpoints_land_in_the_bucket(multinode, s3_bucket):
-    from sparsepo.train import make_trainer
+    from sparsepo.training.train import make_trainer
 
     alive = [n for n in ray.nodes() if n["Alive"]]
     assert len(alive) == 3 and sorted(n["Resources"].get("CPU", 0) for n in alive) == [0, 2, 2]
@@ -36,7 +36,7 @@ def test_a_yaml_sweep_through_the_sweep_command_on_s3(multinode, s3_bucket, tmp_
 
     import pandas as pd
 
-    from sparsepo.sweep import main
+    from sparsepo.sweeps.sweep import main
 
     space = tmp_path / "space.yaml"
     space.write_text("loss.beta: {grid: [0.1, 0.5]}\n")

@@ -10,7 +10,7 @@ import pytest
 import ray
 from ray.util.state import list_actors
 
-from sparsepo.tuning import results_frame, run_sweep, saved_history
+from sparsepo.sweeps.tuning import results_frame, run_sweep, saved_history
 from tests.cluster.conftest import bucket_keys, sweep_base
 from tests.conftest import free_port
 

@@ -12,10 +12,10 @@ import pyarrow.fs
 import pytest
 import ray
 
-from sparsepo.checkpoint import HISTORY_FILE, complete_checkpoints
-from sparsepo.train import make_trainer
-from sparsepo.tuning import saved_history
-from tests.sparsepo.test_trainer import losses, tiny_cfg
+from sparsepo.sweeps.tuning import saved_history
+from sparsepo.training.checkpoint import HISTORY_FILE, complete_checkpoints
+from sparsepo.training.train import make_trainer
+from tests.sparsepo.training.test_trainer import losses, tiny_cfg
 
 
 class FlakyProxy:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sparsepo import cli, train
+from sparsepo import cli
+from sparsepo.training import train
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = str(REPO / "configs" / "smoke" / "sparsepo.yaml")

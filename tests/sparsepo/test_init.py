@@ -12,7 +12,7 @@ CHILD = "import os; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_
 
 def _env_seen_by_a_child(env: dict[str, str], via_cli: bool) -> str:
     start = ("from sparsepo import cli\ntry:\n    cli.main(['--version'])\nexcept SystemExit:\n    pass\n"
-             if via_cli else "import sparsepo, sparsepo.losses\n")
+             if via_cli else "import sparsepo, sparsepo.objectives.losses\n")
     code = start + f"import subprocess, sys; print(subprocess.run([sys.executable, '-c', {CHILD!r}], " \
                    "capture_output=True, text=True).stdout.strip())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

@@ -29,12 +29,12 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def test_file_uri_standing_in_for_s3_loads_through_every_loader_like_the_local_folder(remote_model, tmp_path):
     from sparsepo.assets import resolve_model
-    from sparsepo.config import from_dict
-    from sparsepo.eval.openllm import resolve_model as lm_eval_model
+    from sparsepo.config.preflight import check_models
+    from sparsepo.config.schema import from_dict
+    from sparsepo.evaluation.openllm import resolve_model as lm_eval_model
     from sparsepo.experiments.stages import model_fingerprint
     from sparsepo.generation import SamplingConfig, make_generator
-    from sparsepo.models import load_causal_lm, load_tokenizer
-    from sparsepo.preflight import check_models
+    from sparsepo.training.models import load_causal_lm, load_tokenizer
 
     uri, local = remote_model
     fingerprint = model_fingerprint(uri)  # the listing only: nothing downloaded yet
@@ -61,7 +61,7 @@ def test_file_uri_standing_in_for_s3_loads_through_every_loader_like_the_local_f
 
 
 def test_missing_uri_is_an_error_naming_it(tmp_path, monkeypatch):
-    from sparsepo.models import load_causal_lm
+    from sparsepo.training.models import load_causal_lm
 
     monkeypatch.setenv("SPARSEPO_CACHE", str(tmp_path / "node-cache"))
     uri = f"file://{tmp_path}/bucket/nothing/policy"

@@ -14,10 +14,10 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
-from sparsepo.eval.code import CodeProblem, evaluate_code, load_humaneval, load_mbpp
-from sparsepo.eval.report import CI_HIGH, CI_LOW
-from sparsepo.eval.sandbox import SandboxConfig
-from sparsepo.eval.stats import bootstrap_ci
+from sparsepo.evaluation.code import CodeProblem, evaluate_code, load_humaneval, load_mbpp
+from sparsepo.evaluation.report import CI_HIGH, CI_LOW
+from sparsepo.evaluation.sandbox import SandboxConfig
+from sparsepo.evaluation.stats import bootstrap_ci
 from sparsepo.generation import Generator, SamplingConfig
 
 SUITES = ("humaneval", "mbpp")

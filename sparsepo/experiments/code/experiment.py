@@ -174,7 +174,7 @@ def stage_baseline(cfg: CodeConfig, model: str, log: Any = print) -> dict[str, f
 
 
 def sweep_config(cfg: CodeConfig, model: str, data_path: str):  # noqa: ANN201 - TrainConfig
-    from sparsepo.config import apply_overrides, from_dict
+    from sparsepo.config.schema import apply_overrides, from_dict
 
     values = method_sweep_values(cfg, model, data_path, evaluator="sparsepo.experiments.code.evaluation:CodeEvaluator",
                                  evaluator_args=eval_args(cfg))
@@ -190,7 +190,7 @@ def stage_sweep(cfg: CodeConfig, model: str, data_path: str, log: Any = print) -
 
 def write_report(cfg: CodeConfig, rows: dict[str, dict[str, float]], pairs: dict[str, Any], model: str,
                  out: Path, elapsed_s: float) -> dict[str, Path]:
-    from sparsepo.eval.report import interval_cells, settings_markdown, to_markdown
+    from sparsepo.evaluation.report import interval_cells, settings_markdown, to_markdown
     from sparsepo.experiments.code.evaluation import table2
 
     out.mkdir(parents=True, exist_ok=True)

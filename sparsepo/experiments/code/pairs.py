@@ -1,7 +1,7 @@
 """Code preference pairs as in the paper (appendix B.5): execute sampled solutions, pair passing with failing.
 
-The SFT model samples ``n`` solutions per training problem; each runs in the sandbox (``sparsepo.eval.sandbox``)
-against the problem's tests (through ``sparsepo.eval.code.evaluate_code``, which also gives the problem's
+The SFT model samples ``n`` solutions per training problem; each runs in the sandbox (``sparsepo.evaluation.sandbox``)
+against the problem's tests (through ``sparsepo.evaluation.code.evaluate_code``, which also gives the problem's
 pass@k). Every distinct passing solution is paired with a failing solution of the same problem, drawn at random
 (seeded); problems with no passing or no failing solution give no pairs. Blank solutions are left out: the
 preference data loader rejects empty responses. Pairs are cached in a JSONL file named by a hash of everything
@@ -17,8 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sparsepo.eval.code import CodeEvalResult, CodeProblem, evaluate_code
-from sparsepo.eval.sandbox import SandboxConfig
+from sparsepo.evaluation.code import CodeEvalResult, CodeProblem, evaluate_code
+from sparsepo.evaluation.sandbox import SandboxConfig
 from sparsepo.experiments.stages import cache_key, model_fingerprint, write_rows
 from sparsepo.generation import Generator, SamplingConfig
 from sparsepo.io import read_jsonl

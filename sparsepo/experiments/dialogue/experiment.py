@@ -68,7 +68,7 @@ class DialogueConfig:
     max_prompt_length: int = 192
     eval_tasks: tuple[str, ...] = LOCAL_TASKS
     eval_suite: Literal["local_toy", "open_llm_v2"] = "local_toy"  # the Table 1 columns: offline, or the paper's
-    eval_local_tasks: bool = True  # read eval_tasks from sparsepo/eval/lm_eval_tasks (offline)
+    eval_local_tasks: bool = True  # read eval_tasks from sparsepo/evaluation/lm_eval_tasks (offline)
     eval_limit: int | None = 4  # documents per subtask (None: all); the miniature: 4 of each toy subtask
     eval_backend: Literal["hf", "vllm"] = "hf"  # lm-eval's model backend
     eval_batch_size: str = "8"  # lm-eval batch size ("auto" on a GPU)
@@ -86,7 +86,7 @@ def paper_config(cfg: DialogueConfig) -> DialogueConfig:
     """The paper's settings (appendix B.4, for a GPU cluster): Anthropic/hh-rlhf, Pythia-1.4B SFT for one epoch on
     the chosen responses, every PO method for one epoch at full precision, the six leaderboard tasks with vLLM.
     Pythia has no chat template: HH's own text format is used. ``cfg``'s storage and name are kept."""
-    from sparsepo.eval.openllm import LEADERBOARD_TASKS
+    from sparsepo.evaluation.openllm import LEADERBOARD_TASKS
     from sparsepo.experiments.dialogue.transcripts import HUB_NAME
 
     return dataclasses.replace(
@@ -155,7 +155,7 @@ def stage_sft(cfg: DialogueConfig, pairs: list[dict[str, Any]], log: Any = print
 
 
 def sweep_config(cfg: DialogueConfig, model: str, data_path: str):  # noqa: ANN201 - TrainConfig
-    from sparsepo.config import apply_overrides, from_dict
+    from sparsepo.config.schema import apply_overrides, from_dict
 
     return from_dict(apply_overrides(method_sweep_values(cfg, model, data_path), list(cfg.overrides)), where="dialogue")
 
@@ -163,7 +163,7 @@ def sweep_config(cfg: DialogueConfig, model: str, data_path: str):  # noqa: ANN2
 def stage_sweep(cfg: DialogueConfig, model: str, pairs: list[dict[str, Any]], log: Any = print) -> dict[str, str]:
     """One trial per method on the first ``train_pairs`` pairs; ``{method: its final checkpoint}`` (failed
     trials are left out with a warning)."""
-    from sparsepo.checkpoint import complete_checkpoints
+    from sparsepo.training.checkpoint import complete_checkpoints
 
     rows = pairs[: cfg.train_pairs]
     data = write_rows(local_cache(cfg.storage_path, "pairs") / f"dialogue-pairs-{cache_key(p=rows)}.jsonl", rows)
@@ -182,7 +182,7 @@ def stage_sweep(cfg: DialogueConfig, model: str, pairs: list[dict[str, Any]], lo
 
 
 def leaderboard_spec(cfg: DialogueConfig) -> LeaderboardSpec:
-    from sparsepo.eval.lm_eval_tasks import TASKS_DIR
+    from sparsepo.evaluation.lm_eval_tasks import TASKS_DIR
     from sparsepo.experiments.dialogue.leaderboard import LeaderboardSpec
 
     batch: int | str = int(cfg.eval_batch_size) if cfg.eval_batch_size.isdigit() else cfg.eval_batch_size
@@ -195,8 +195,8 @@ def leaderboard_spec(cfg: DialogueConfig) -> LeaderboardSpec:
 
 def write_report(cfg: DialogueConfig, results: dict[str, dict[str, Any]], sft_model: str, n_pairs: int,
                  out: Path, elapsed_s: float) -> dict[str, Path]:
-    from sparsepo.eval.openllm_scores import to_markdown
-    from sparsepo.eval.report import interval_cells, settings_markdown
+    from sparsepo.evaluation.openllm_scores import to_markdown
+    from sparsepo.evaluation.report import interval_cells, settings_markdown
     from sparsepo.experiments.dialogue.leaderboard import table
 
     out.mkdir(parents=True, exist_ok=True)

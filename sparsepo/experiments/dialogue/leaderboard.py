@@ -1,5 +1,5 @@
 """The leaderboard stage of the dialogue experiment: each model's final checkpoint through the Open LLM Leaderboard
-suite (:func:`sparsepo.eval.openllm.run_openllm`), one Ray task per model, then paper Table 1.
+suite (:func:`sparsepo.evaluation.openllm.run_openllm`), one Ray task per model, then paper Table 1.
 
 Why after the sweep and not in an in-training evaluator: lm-eval loads a model by path and, with the vLLM
 backend, starts its own engine that wants the whole accelerator; inside a Train worker the policy, the reference
@@ -41,7 +41,7 @@ class LeaderboardSpec:
 
 def _evaluate(model: str, spec: dict[str, Any]) -> dict[str, Any]:
     """lm-eval results (with samples) of ``model`` (a local folder or URI of a checkpoint, or a model name)."""
-    from sparsepo.eval.openllm import load_results, run_openllm
+    from sparsepo.evaluation.openllm import load_results, run_openllm
 
     s = LeaderboardSpec(**spec)
     with tempfile.TemporaryDirectory() as out:
@@ -60,7 +60,7 @@ def evaluate_models(models: dict[str, str], spec: LeaderboardSpec, cache: Path, 
     left out with a warning (and retried by a rerun); raises when all failed."""
     import ray
 
-    from sparsepo.eval.openllm import load_results, save_results
+    from sparsepo.evaluation.openllm import load_results, save_results
 
     todo, results = {}, {}
     for label, model in models.items():
@@ -90,11 +90,11 @@ def evaluate_models(models: dict[str, str], spec: LeaderboardSpec, cache: Path, 
 def table(results: dict[str, dict[str, Any]], suite: str, seed: int = 0) -> pd.DataFrame:
     """Paper Table 1: one row per system in ``results`` order (the SFT model first), normalised scores (0-100),
     the suite's columns and ``Average``, then each one's 95% bootstrap interval over documents
-    (``<column> CI low`` / ``CI high``, :func:`sparsepo.eval.openllm_intervals.column_intervals`); index name
+    (``<column> CI low`` / ``CI high``, :func:`sparsepo.evaluation.openllm_intervals.column_intervals`); index name
     ``Method``."""
-    from sparsepo.eval.openllm_intervals import column_intervals
-    from sparsepo.eval.openllm_scores import table1
-    from sparsepo.eval.report import CI_HIGH, CI_LOW
+    from sparsepo.evaluation.openllm_intervals import column_intervals
+    from sparsepo.evaluation.openllm_scores import table1
+    from sparsepo.evaluation.report import CI_HIGH, CI_LOW
 
     df = table1(results, suite)
     intervals = {name: column_intervals(res, suite, seed=seed) for name, res in results.items()}

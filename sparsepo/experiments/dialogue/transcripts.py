@@ -6,7 +6,7 @@ conversational form the trainer reads: ``prompt`` = the shared turns as ``{"role
 (Human -> ``user``, Assistant -> ``assistant``), ``chosen`` / ``rejected`` = the last assistant turn of each.
 A malformed transcript (no turn markers, text before the first marker, turns not alternating Human/Assistant,
 not ending with a non-empty assistant response, chosen and rejected diverging before it) raises a
-:class:`~sparsepo.data.PreferenceDataError` naming the source, row and field and what is wrong.
+:class:`~sparsepo.data.preference.PreferenceDataError` naming the source, row and field and what is wrong.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sparsepo.data import LoadReport, PreferenceDataError, convert_rows
+from sparsepo.data.preference import LoadReport, PreferenceDataError, convert_rows
 
 HUB_NAME = "Anthropic/hh-rlhf"
 ROLES = {"Human": "user", "Assistant": "assistant"}

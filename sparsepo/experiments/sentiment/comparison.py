@@ -1,6 +1,6 @@
 """What the frontier shows, with its uncertainty: gain over the reference, methods at matched KL, front areas.
 
-All tests are paired bootstrap tests (:func:`sparsepo.eval.stats.paired_bootstrap_test`) on per-prompt values:
+All tests are paired bootstrap tests (:func:`sparsepo.evaluation.stats.paired_bootstrap_test`) on per-prompt values:
 every point is evaluated on the same held-out prompts with the same sampling seed, so prompt difficulty cancels.
 
 Verdicts are selection-free when given a :class:`PromptSplit`: every choice (the best point, each method's best
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sparsepo.eval.stats import holm, paired_bootstrap_test, two_sided
+from sparsepo.evaluation.stats import holm, paired_bootstrap_test, two_sided
+from sparsepo.experiments.sentiment.pareto import best_within, front_area, front_value
 from sparsepo.experiments.sentiment.points import REFERENCE, points_with_cis
-from sparsepo.pareto import best_within, front_area, front_value
 
 BASELINE = "dpo"
 COMPARISON_COLUMNS = ["budget", "method", "beta", "step", "kl", "reward", "reward_low", "reward_high", "vs",

@@ -1,6 +1,6 @@
 """Sentiment evaluation outside the training loop: the reference (step-0) point and saved checkpoints.
 
-Both run :class:`sparsepo.eval.sentiment.SentimentEvaluator` with the experiment's evaluator arguments (same
+Both run :class:`sparsepo.evaluation.sentiment.SentimentEvaluator` with the experiment's evaluator arguments (same
 prompts, sampling seed and estimator as the in-training path), as Ray tasks, so that on a cluster they run on
 their own GPUs while (or after) the trials train:
 
@@ -22,16 +22,16 @@ from typing import Any
 
 import pandas as pd
 
-from sparsepo.eval.sentiment import METRICS, PER_PROMPT_KEY
+from sparsepo.evaluation.sentiment import METRICS, PER_PROMPT_KEY
 
 EVAL_COLUMNS = [*(f"eval/{m}" for m in METRICS), PER_PROMPT_KEY]
 
 
 def _evaluate(policy_path: str, evaluator_args: dict[str, Any], backend: str, is_reference: bool) -> dict[str, Any]:
     """Metrics of the policy saved at ``policy_path`` (a Hugging Face folder or offline alias)."""
-    from sparsepo.eval.sentiment import SentimentEvaluator, eval_metrics
+    from sparsepo.evaluation.sentiment import SentimentEvaluator, eval_metrics
     from sparsepo.generation import make_generator
-    from sparsepo.models import load_causal_lm, load_tokenizer
+    from sparsepo.training.models import load_causal_lm, load_tokenizer
 
     evaluator = SentimentEvaluator(**evaluator_args)
     tokenizer = load_tokenizer(policy_path)
@@ -51,7 +51,7 @@ def _task(fn: Any, use_gpu: bool, num_cpus: float = 1):  # noqa: ANN202 - a Ray 
     import ray
 
     def granted(*args: Any) -> Any:
-        from sparsepo.hardware import use_granted_cpus
+        from sparsepo.training.hardware import use_granted_cpus
 
         use_granted_cpus()
         return fn(*args)
@@ -74,7 +74,7 @@ def evaluate_reference(ref: str, evaluator_args: dict[str, Any], *, backend: str
 def _evaluate_checkpoint(path: str, evaluator_args: dict[str, Any], backend: str) -> dict[str, Any]:
     from ray.train import Checkpoint
 
-    from sparsepo.checkpoint import POLICY_DIR
+    from sparsepo.training.checkpoint import POLICY_DIR
 
     with Checkpoint(path).as_directory() as d:  # a local folder as is; a URI is downloaded first
         return _evaluate(str(Path(d) / POLICY_DIR), evaluator_args, backend, False)
@@ -91,7 +91,7 @@ def evaluate_checkpoints(
     (``trial_id``, ``step``, ``path``, ``error``) and every other row is kept. Checkpoints whose URI is in
     ``skip`` are not evaluated.
     """
-    from sparsepo.checkpoint import complete_checkpoints
+    from sparsepo.training.checkpoint import complete_checkpoints
 
     task = _task(_evaluate_checkpoint, use_gpu)
     keys, refs = [], []
@@ -137,7 +137,7 @@ class CheckpointEvaluations(_tune_callback_base()):
 
     ``storage`` is the sweep's storage root: on object storage the reported path lacks its scheme, which is put
     back. Tune pickles its callbacks with the experiment; a copy restored from there holds no tasks (see
-    ``__getstate__``), and a resumed sweep attaches the driver's fresh instance instead (``sparsepo.tuning``).
+    ``__getstate__``), and a resumed sweep attaches the driver's fresh instance instead (``sparsepo.sweeps.tuning``).
     """
 
     def __init__(self, evaluator_args: dict[str, Any], *, backend: str = "hf", use_gpu: bool = False,

@@ -108,9 +108,9 @@ _LOWER_BOUNDS = (("steps", 1, True), ("eval_every", 1, True), ("n_train_prompts"
 
 def settings_problems(cfg: FrontierConfig) -> list[str]:
     """Every setting of ``cfg`` that is out of range or names nothing registered, as ``flag: problem`` texts."""
-    from sparsepo.eval.reward_models import available_scorers
+    from sparsepo.evaluation.reward_models import available_scorers
     from sparsepo.generation import available_backends
-    from sparsepo.losses import LOSSES
+    from sparsepo.objectives.losses import LOSSES
 
     out = [f"{name} must be {'>=' if closed else '>'} {low}, got {getattr(cfg, name)}"
            for name, low, closed in _LOWER_BOUNDS
@@ -172,14 +172,14 @@ def training_seeds(cfg: FrontierConfig) -> tuple[int, ...]:
 
 def grid_methods(cfg: FrontierConfig) -> tuple[str, ...]:
     """``methods``, or with ``zoo`` every registered preference-pair objective."""
-    from sparsepo.losses import LOSSES
+    from sparsepo.objectives.losses import LOSSES
 
     return tuple(n for n, s in LOSSES.items() if s.inputs == "pairs") if cfg.zoo else tuple(cfg.methods)
 
 
 def grid_points(cfg: FrontierConfig) -> dict[str, dict[str, Any]]:
     """Trial name -> its settings: every method x beta (x training seed, named only when there are several)."""
-    from sparsepo.losses import simpo_scale
+    from sparsepo.objectives.losses import simpo_scale
 
     points = {}
     seeds = training_seeds(cfg)
@@ -195,7 +195,7 @@ def prepare_pairs(cfg: FrontierConfig, log: Any = print) -> tuple[str, list[str]
     """(data path the workers read, held-out test prompts, number of pairs)."""
     from sparsepo.experiments.sentiment.pairs import build_sentiment_pairs
     from sparsepo.experiments.sentiment.prompts import split_prompts
-    from sparsepo.models import load_tokenizer
+    from sparsepo.training.models import load_tokenizer
 
     tok = load_tokenizer(cfg.ref or cfg.model)
     train, test = split_prompts(cfg.reviews, tok, cfg.n_train_prompts, cfg.n_test_prompts, seed=cfg.seed,
@@ -221,7 +221,7 @@ def evaluator_args(cfg: FrontierConfig, test_prompts: list[str]) -> dict[str, An
 
 def base_config(cfg: FrontierConfig, data_path: str, test_prompts: list[str], oracle: str | None = None):  # noqa: ANN201
     """The TrainConfig every trial shares (``oracle``: the zoo weightings' oracle model, when a method needs one)."""
-    from sparsepo.config import apply_overrides, from_dict
+    from sparsepo.config.schema import apply_overrides, from_dict
 
     inline = cfg.eval_mode == "inline"
     values = {
@@ -239,7 +239,7 @@ def base_config(cfg: FrontierConfig, data_path: str, test_prompts: list[str], or
             # inline: the last checkpoint, for --resume (the table, not the policies, is the output);
             # checkpoints: every one, for the evaluation tasks.
             "keep_checkpoints": 1 if inline else None,
-            "evaluator": "sparsepo.eval.sentiment:SentimentEvaluator" if inline else None,
+            "evaluator": "sparsepo.evaluation.sentiment:SentimentEvaluator" if inline else None,
             "evaluator_args": evaluator_args(cfg, test_prompts) if inline else {},
         },
     }
@@ -302,7 +302,7 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
         train_table,
     )
     from sparsepo.experiments.sentiment.report import write_outputs
-    from sparsepo.tuning import DropFinishedCheckpoints, results_frame, run_sweep
+    from sparsepo.sweeps.tuning import DropFinishedCheckpoints, results_frame, run_sweep
 
     t0 = time.perf_counter()
     out = output_dir(cfg.storage_path, cfg.name)

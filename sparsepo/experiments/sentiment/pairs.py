@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from sparsepo.eval.reward_models import make_scorer
+from sparsepo.evaluation.reward_models import make_scorer
 from sparsepo.experiments.stages import cache_key, model_fingerprint, write_rows
 from sparsepo.generation import SamplingConfig, make_generator
 from sparsepo.io import read_jsonl

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sparsepo.eval.sentiment import METRICS, PER_PROMPT_KEY
-from sparsepo.eval.stats import bootstrap_ci, seeds_prompts_bootstrap_ci
+from sparsepo.evaluation.sentiment import METRICS, PER_PROMPT_KEY
+from sparsepo.evaluation.stats import bootstrap_ci, seeds_prompts_bootstrap_ci
 
 POINT_AXIS = "point"
 REFERENCE = "reference"
@@ -124,7 +124,7 @@ def points_table(results: pd.DataFrame, points: dict[str, dict[str, Any]], refer
 
 def seed_cis(table: pd.DataFrame, by_seed: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Points trained with several seeds get CIs from a bootstrap over seeds and prompts
-    (:func:`sparsepo.eval.stats.seeds_prompts_bootstrap_ci`) in place of the one over prompts of the seed means."""
+    (:func:`sparsepo.evaluation.stats.seeds_prompts_bootstrap_ci`) in place of the one over prompts of the seed means."""
     table = table.copy()
     for i, row in table[table["n_seeds"] > 1].iterrows():
         g = by_seed[(by_seed["method"] == row["method"]) & (by_seed["beta"] == row["beta"])

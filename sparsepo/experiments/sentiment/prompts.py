@@ -18,7 +18,7 @@ def load_review_texts(source: str = "pang-lee", split: str = "train") -> list[st
         from sparsepo.assets import load_reviews
 
         return [r["text"] for r in load_reviews()]
-    from sparsepo.data import PreferenceDataError, read_source_rows
+    from sparsepo.data.preference import PreferenceDataError, read_source_rows
 
     texts = []
     for r in read_source_rows(source, split):  # rows numbered from 1 (JSONL: its line; CSV: the line it starts on)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from sparsepo.eval.report import settings_markdown, to_markdown
+from sparsepo.evaluation.report import settings_markdown, to_markdown
 from sparsepo.experiments.sentiment.comparison import (
     ALPHA,
     adjust,
@@ -21,10 +21,15 @@ from sparsepo.experiments.sentiment.comparison import (
     points_on,
     split_prompts,
 )
+from sparsepo.experiments.sentiment.pareto import pareto_front
+from sparsepo.experiments.sentiment.plots import (
+    REJECTED_PANELS,
+    SPARSITY_PANELS,
+    plot_frontier,
+    plot_sparsity,
+)
 from sparsepo.experiments.sentiment.points import REFERENCE, reference_point
 from sparsepo.experiments.sentiment.sparsity import sparsity_findings, sparsity_summary
-from sparsepo.pareto import pareto_front
-from sparsepo.plots import REJECTED_PANELS, SPARSITY_PANELS, plot_frontier, plot_sparsity
 
 POINT_VIEW = ["method", "beta", "step", "reward", "reward_low", "reward_high", "kl", "kl_low", "kl_high"]
 TARGET_GAIN = 0.15  # the reward gain over the reference the default run must show (issue 7)

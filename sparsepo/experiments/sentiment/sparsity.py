@@ -21,7 +21,7 @@ def sparsity_summary(train_points: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, beta, seed) with learned masks or zoo weightings (ConfPO, SePO: tokens weighted 0):
     chosen-side reward- and KL-mask sparsity (%) at the start and end of training (see the module docstring).
     MaPO's masks, fixed by the reference, are left out."""
-    from sparsepo.losses import LOSSES
+    from sparsepo.objectives.losses import LOSSES
 
     if REWARD not in train_points or train_points[REWARD].isna().all():
         return pd.DataFrame(columns=SUMMARY_COLUMNS)

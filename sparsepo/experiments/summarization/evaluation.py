@@ -1,10 +1,10 @@
 """Figure 5's measurements: the summarisation suite at several temperatures, inside training or on the driver.
 
-:class:`SummarizationEvaluator` runs :func:`sparsepo.eval.summarization.evaluate_summarization` (``n`` nucleus
+:class:`SummarizationEvaluator` runs :func:`sparsepo.evaluation.summarization.evaluate_summarization` (``n`` nucleus
 samples per evaluation document at each temperature; ROUGE-L F1, BERTScore F1, self-BLEU and, given an NLI
 model, EDNA) and reports each metric's mean over documents and its 95% bootstrap CI as
 ``eval/<metric>@<temperature>`` and ``eval/<metric>@<temperature>/ci_low|ci_high`` (:func:`metric_key`).
-Offline, EDNA's NLI model is the stand-in of :mod:`sparsepo.eval.nli_standin` (``"standin"``); without an NLI
+Offline, EDNA's NLI model is the stand-in of :mod:`sparsepo.evaluation.nli_standin` (``"standin"``); without an NLI
 model (``None``/``"none"``) EDNA is not measured and its cells stay empty.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
-from sparsepo.eval.summarization import DEFAULT_PROMPT_TEMPLATE, BERTScore, evaluate_summarization
+from sparsepo.evaluation.summarization import DEFAULT_PROMPT_TEMPLATE, BERTScore, evaluate_summarization
 from sparsepo.generation import Generator
 
 # Figure 5's panels: suite metric -> column / axis label (ROUGE-L, BERTScore, EDNA in [0, 1]; self-BLEU in [0, 100]).
@@ -55,8 +55,8 @@ class SummarizationEvaluator:
                  n: int = 5, top_p: float = 0.5, max_new_tokens: int = 48, seed: int = 0,
                  prompt_template: str = DEFAULT_PROMPT_TEMPLATE, bertscore: dict[str, Any] | None = None,
                  nli_model: str | None = None, batch_size: int = 8, n_resamples: int = 1000):
-        from sparsepo.eval.edna import EdnaScorer
-        from sparsepo.eval.nli_standin import nli_model_or_none
+        from sparsepo.evaluation.edna import EdnaScorer
+        from sparsepo.evaluation.nli_standin import nli_model_or_none
 
         self.documents, self.references = list(documents), list(references)
         self.kw = {"temperatures": [float(t) for t in temperatures], "n": n, "top_p": top_p,

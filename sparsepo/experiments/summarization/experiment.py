@@ -10,7 +10,7 @@ Stages, each printing its progress and caching what it makes under ``<storage>/`
 2. ``sft`` (``sft_steps > 0``): SFT of ``model`` on the SFT split; with ``sft_steps=0`` ``model`` is the SFT
    model (the paper: ``CarperAI/openai_summarize_tldr_sft``);
 3. ``nli`` (``nli_model="standin"``, the default): the offline NLI stand-in for EDNA, built once (cached) on the
-   driver before any evaluation (``sparsepo.eval.nli_standin``; the paper preset uses the SummaC model);
+   driver before any evaluation (``sparsepo.evaluation.nli_standin``; the paper preset uses the SummaC model);
 4. ``baseline``: the summarisation suite on the SFT model itself (the figure's "SFT" line);
 5. ``sweep``: one Ray Tune trial per PO method (LoRA adapters when ``lora_r > 0``, over a 4-bit base with
    ``lora_quantize="nf4"``: the paper's QLoRA), each a Ray Train run from the SFT model whose evaluator runs the
@@ -99,7 +99,7 @@ def paper_config(cfg: SummarizationConfig) -> SummarizationConfig:
     LoRA, 120 evaluation posts x 5 samples, BERTScore with RoBERTa-large + IDF, EDNA with the SummaC NLI model.
     Values the paper's text does not give (LoRA rank, lr, batch) are common QLoRA choices. ``cfg``'s storage and
     name are kept; a ``model`` other than the offline default is kept as the SFT model."""
-    from sparsepo.eval.edna import DEFAULT_NLI_MODEL
+    from sparsepo.evaluation.edna import DEFAULT_NLI_MODEL
     from sparsepo.experiments.summarization.tldr import PAPER_TEST, PAPER_TRAIN
 
     model = PAPER_SFT_MODEL if cfg.model == SummarizationConfig.model else cfg.model
@@ -132,7 +132,7 @@ def feedback_data(cfg: SummarizationConfig) -> dict[str, Any]:
 def sft_split(source: str) -> list[dict[str, str]]:
     """SFT rows from a file or hub data set with ``prompt`` (ending in ``TL;DR:``) and ``label`` columns
     (the schema of ``CarperAI/openai_summarize_tldr``)."""
-    from sparsepo.data import PreferenceDataError, read_source_rows
+    from sparsepo.data.preference import PreferenceDataError, read_source_rows
 
     rows = []
     for r in read_source_rows(source):
@@ -180,11 +180,11 @@ def stage_sft(cfg: SummarizationConfig, rows: list[dict[str, str]], log: Any = p
 def stage_nli(cfg: SummarizationConfig, log: Any = print) -> tuple[str | None, dict[str, Any] | None]:
     """EDNA's NLI model as the evaluators load it, and the stand-in's ``standin.json`` when it is the stand-in.
 
-    ``nli_model="standin"``: the offline stand-in (``sparsepo.eval.nli_standin``) with ``cfg.nli_standin``
+    ``nli_model="standin"``: the offline stand-in (``sparsepo.evaluation.nli_standin``) with ``cfg.nli_standin``
     settings, built here once (cached in ``$SPARSEPO_CACHE/models``) so that the trials' evaluators only load
     it; under a remote storage it is uploaded next to the pairs and the workers copy it to their node. ``none``
     or empty: ``(None, None)``, EDNA off. Any other name is passed on unchanged (hub name or folder)."""
-    from sparsepo.eval.nli_standin import (
+    from sparsepo.evaluation.nli_standin import (
         STANDIN,
         nli_model_or_none,
         standin_info,
@@ -221,7 +221,7 @@ def edna_note(nli_model: str | None, standin: dict[str, Any] | None) -> str:
     acc = standin["test_accuracy"]
     per_label = ", ".join(f"{k} {v:.2f}" for k, v in acc.items() if k != "overall")
     return ("EDNA comes from the offline NLI **stand-in**, not a real NLI model: MiniLM-L6 fine-tuned on synthetic "
-            "Pang & Lee pairs (sparsepo/eval/nli_standin.py; premises never from the evaluation documents), "
+            "Pang & Lee pairs (sparsepo/evaluation/nli_standin.py; premises never from the evaluation documents), "
             f"held-out accuracy {acc['overall']:.2f} ({per_label}). Compare its EDNA across methods, not with "
             "the paper's numbers.")
 
@@ -240,7 +240,7 @@ def stage_baseline(cfg: SummarizationConfig, model: str, args: dict[str, Any], l
 
 
 def sweep_config(cfg: SummarizationConfig, model: str, data_path: str, args: dict[str, Any]):  # noqa: ANN201
-    from sparsepo.config import apply_overrides, from_dict
+    from sparsepo.config.schema import apply_overrides, from_dict
 
     values = method_sweep_values(cfg, model, data_path, evaluator_args=args,
                                  evaluator="sparsepo.experiments.summarization.evaluation:SummarizationEvaluator")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from sparsepo.eval.summarization import DEFAULT_PROMPT_TEMPLATE
+from sparsepo.evaluation.summarization import DEFAULT_PROMPT_TEMPLATE
 
 
 def review_documents(sentences: int = 3, max_words: int = 70,

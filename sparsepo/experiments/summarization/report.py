@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sparsepo.eval.report import settings_markdown, to_markdown
+from sparsepo.analysis.figures import new_figure, save_png
+from sparsepo.evaluation.report import settings_markdown, to_markdown
 from sparsepo.experiments.summarization.evaluation import FIGURE5_METRICS
-from sparsepo.plots import new_figure, save_png
 
 _ARROW = {"ROUGE-L F1": "higher is better", "BERTScore F1": "higher is better", "self-BLEU": "lower = more diverse",
           "EDNA": "higher is better"}

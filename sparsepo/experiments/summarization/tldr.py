@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sparsepo.data import LOCAL_FORMATS, PreferenceDataError, SourceRow
+from sparsepo.data.preference import LOCAL_FORMATS, PreferenceDataError, SourceRow
 
 FEEDBACK = "openai/summarize_from_feedback"
 # The paper's preference data: comparisons and the binarised rated-summary subset, 20k train / 4k test pairs each.
@@ -111,7 +111,7 @@ def length_filter(pairs: Iterable[dict[str, str]], max_word_diff: int = MAX_WORD
 
 def read_feedback(spec: str) -> tuple[str, list[SourceRow]]:
     """``(source name for errors, numbered rows)`` of a local file or ``<hub name>:<subset>:<split>``."""
-    from sparsepo.data import read_source_rows
+    from sparsepo.data.preference import read_source_rows
 
     if Path(spec).suffix in LOCAL_FORMATS or Path(spec).exists():
         return spec, read_source_rows(spec)

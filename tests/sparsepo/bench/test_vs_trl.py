@@ -10,7 +10,7 @@ from sparsepo.bench.workloads import realistic_pairs, tokens_per_pair, write_wor
 
 
 def test_the_realistic_workload_has_distinct_prompts_and_responses_of_64_to_256_tokens():
-    from sparsepo.models import load_tokenizer
+    from sparsepo.training.models import load_tokenizer
 
     tok = load_tokenizer("smollm2")
     rows = realistic_pairs(40)
@@ -21,7 +21,7 @@ def test_the_realistic_workload_has_distinct_prompts_and_responses_of_64_to_256_
 
 
 def test_tokens_per_pair_counts_both_sequences_cut_to_max_length(tmp_path):
-    from sparsepo.models import load_tokenizer
+    from sparsepo.training.models import load_tokenizer
 
     tok = load_tokenizer("smollm2")
     path = tmp_path / "pairs.jsonl"
@@ -35,7 +35,7 @@ def test_tokens_per_pair_counts_both_sequences_cut_to_max_length(tmp_path):
 
 
 def test_trl_at_its_best_turns_off_checkpointing_and_emulated_bf16_and_keeps_fused_adamw(tmp_path):
-    from sparsepo.hardware import cpu_has_native_bf16
+    from sparsepo.training.hardware import cpu_has_native_bf16
 
     default = trl_config("default", [], output_dir=str(tmp_path))
     best = trl_config("best", ["padding_free=true"], output_dir=str(tmp_path))

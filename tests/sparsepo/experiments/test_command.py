@@ -58,7 +58,7 @@ def test_choice_types_match_what_runs_them():
     # The Literal types repeat names that live beside the code that uses them (which --help must not import).
     import typing
 
-    from sparsepo.eval import openllm, openllm_scores
+    from sparsepo.evaluation import openllm, openllm_scores
     from sparsepo.experiments.dialogue.experiment import DialogueConfig
     from sparsepo.experiments.sentiment.frontier import FrontierConfig
     from sparsepo.generation import available_backends

@@ -74,7 +74,7 @@ def test_train_sft_on_file_uri_storage_standing_in_for_s3_returns_a_uri_that_a_s
         tmp_path, monkeypatch, tiny_llama_path):
     import ray
 
-    from sparsepo.models import load_causal_lm
+    from sparsepo.training.models import load_causal_lm
 
     monkeypatch.setenv("SPARSEPO_CACHE", str(tmp_path / "node"))  # the node's copies (Ray workers inherit it)
     storage = f"file://{tmp_path}/bucket/runs"

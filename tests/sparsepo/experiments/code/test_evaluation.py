@@ -57,7 +57,7 @@ def test_pass_at_k_carries_a_bootstrap_ci_over_problems():
 
 
 def test_table2_appends_ci_columns_and_prints_cells_with_their_interval():
-    from sparsepo.eval.report import interval_cells
+    from sparsepo.evaluation.report import interval_cells
 
     t = table2({"SFT": {"humaneval/pass@1": 0.25, "humaneval/pass@1/ci_low": 0.1, "humaneval/pass@1/ci_high": 0.4,
                         "humaneval/pass@10": 0.5}})

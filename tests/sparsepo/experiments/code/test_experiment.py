@@ -12,7 +12,7 @@ import json
 import pandas as pd
 import pytest
 
-from sparsepo.eval.code import load_humaneval
+from sparsepo.evaluation.code import load_humaneval
 from sparsepo.experiments.code.experiment import CodeConfig, run_code
 from sparsepo.generation import Completion, SamplingConfig, register_backend
 

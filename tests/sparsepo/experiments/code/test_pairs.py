@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from sparsepo.eval.code import load_humaneval
-from sparsepo.eval.sandbox import SandboxConfig, run_program
+from sparsepo.evaluation.code import load_humaneval
+from sparsepo.evaluation.sandbox import SandboxConfig, run_program
 from sparsepo.experiments.code.pairs import cached_code_pairs, pair_solutions, sample_code_pairs
 from sparsepo.generation import Completion, SamplingConfig
 

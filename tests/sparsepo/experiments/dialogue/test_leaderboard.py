@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sparsepo.eval.lm_eval_tasks import TASKS_DIR
+from sparsepo.evaluation.lm_eval_tasks import TASKS_DIR
 from sparsepo.experiments.dialogue.experiment import LOCAL_TASKS
 from sparsepo.experiments.dialogue.leaderboard import LeaderboardSpec, evaluate_models, table
 

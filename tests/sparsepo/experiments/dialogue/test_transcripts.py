@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from sparsepo.data import DataConfig, PreferenceDataError, load_preference_data
+from sparsepo.data.preference import DataConfig, PreferenceDataError, load_preference_data
 from sparsepo.experiments.dialogue.transcripts import hh_row_to_pair, load_hh_pairs, parse_transcript
-from sparsepo.models import load_tokenizer
-from sparsepo.sft import load_sft_data
+from sparsepo.training.models import load_tokenizer
+from sparsepo.training.sft import load_sft_data
 
 PREFIX = ("\n\nHuman: What is a good film for tonight?\n\nAssistant: What do you like?"
           "\n\nHuman: Something calm.\n\nAssistant:")

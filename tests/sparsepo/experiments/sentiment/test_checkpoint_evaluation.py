@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from sparsepo.eval.sentiment import PER_PROMPT_KEY, SentimentEvaluator, eval_metrics
+from sparsepo.evaluation.sentiment import PER_PROMPT_KEY, SentimentEvaluator, eval_metrics
 from sparsepo.experiments.sentiment.evaluation import (
     CheckpointEvaluations,
     _evaluate,
     checkpoint_uri,
 )
-from sparsepo.models import load_causal_lm, load_tokenizer
+from sparsepo.training.models import load_causal_lm, load_tokenizer
 
 PROMPTS = ["this movie was", "i hated the", "the acting is", "a film that"]
 

@@ -75,7 +75,7 @@ def test_a_failed_evaluation_is_retried_then_reported_by_trial_and_step_and_the_
 def test_a_resumed_sweep_sends_its_trials_events_to_the_drivers_fresh_callback(s3_run):
     from ray import tune
 
-    from sparsepo.tuning import _restored_tuner, trial_trainable
+    from sparsepo.sweeps.tuning import _restored_tuner, trial_trainable
 
     fresh = CheckpointEvaluations({"prompts": []}, storage="s3://frontier/runs")
     tuner = _restored_tuner("s3://frontier/runs/fr-s3-sweep", trial_trainable, [fresh])

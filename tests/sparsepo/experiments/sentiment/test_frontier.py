@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sparsepo.eval.stats import bootstrap_ci
+from sparsepo.evaluation.stats import bootstrap_ci
 from sparsepo.experiments.sentiment.frontier import (
     FrontierConfig,
     grid_points,
@@ -20,7 +20,7 @@ from sparsepo.experiments.sentiment.frontier import (
     prepare_pairs,
     run_frontier,
 )
-from sparsepo.pareto import pareto_front
+from sparsepo.experiments.sentiment.pareto import pareto_front
 
 QUIET = {"log": lambda *_: None}
 
@@ -125,7 +125,7 @@ def test_grid_uses_simpo_betas_for_simpo():
 
 
 def test_zoo_grid_is_every_pair_method_on_its_beta_scale_and_two_seeds():
-    from sparsepo.losses import LOSSES
+    from sparsepo.objectives.losses import LOSSES
 
     pts = grid_points(FrontierConfig(zoo=True, betas=(0.1, 0.5), simpo_betas=(2.0, 5.0)))
     pair_methods = {n for n, s in LOSSES.items() if s.inputs == "pairs"}
@@ -156,7 +156,7 @@ def test_zoo_methods_train_in_the_frontier_sweep_with_a_cached_oracle_stage(loca
     run_frontier(dataclasses.replace(cfg, resume=True), log=logs.append)
     assert any("oracle: cached" in line for line in logs), logs
     # model.oracle may name the oracle's Train run or checkpoint folder: both resolve to its policy
-    from sparsepo.checkpoint import policy_folder
+    from sparsepo.training.checkpoint import policy_folder
 
     (run,) = (tmp_path / "oracle").glob("*/train")
     policy = policy_folder(str(run))

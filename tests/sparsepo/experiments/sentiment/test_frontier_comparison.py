@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsepo.eval.stats import paired_bootstrap_test
+from sparsepo.evaluation.stats import paired_bootstrap_test
 from sparsepo.experiments.sentiment.comparison import (
     conclusions,
     front_areas,
@@ -13,8 +13,8 @@ from sparsepo.experiments.sentiment.comparison import (
     matched_kl,
     verdict,
 )
+from sparsepo.experiments.sentiment.pareto import best_within, front_area
 from sparsepo.experiments.sentiment.points import REFERENCE, points_with_cis
-from sparsepo.pareto import best_within, front_area
 
 N = 200
 
@@ -86,7 +86,7 @@ def test_gain_areas_budgets_and_plain_words():
 
 
 def test_holm_against_the_step_down_by_hand():
-    from sparsepo.eval.stats import holm, two_sided
+    from sparsepo.evaluation.stats import holm, two_sided
 
     # sorted: 0.005 x 4 = 0.02; 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 -> raised to 0.06 (monotone)
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
@@ -178,7 +178,7 @@ def test_each_verdict_says_on_how_many_seeds_its_difference_holds():
 
 def test_interpolated_fronts_read_each_method_at_the_budget_with_paired_cis():
     from sparsepo.experiments.sentiment.comparison import adjust, interpolated_fronts
-    from sparsepo.pareto import front_value
+    from sparsepo.experiments.sentiment.pareto import front_value
 
     points, per_prompt = hand_made()
     table = interpolated_fronts(per_prompt, [1.0, 4.0, 8.0], n_resamples=300, seed=2).set_index(["budget", "method"])
@@ -194,7 +194,7 @@ def test_interpolated_fronts_read_each_method_at_the_budget_with_paired_cis():
     assert table.loc[(8.0, "sparsepo")]["beyond_last"] and table.loc[(8.0, "sparsepo")]["delta"] < 0
     assert table.loc[(1.0, "dpo")][["delta", "p_value"]].isna().all()  # the baseline is not tested against itself
     _, _, n = adjust(None, pd.DataFrame(columns=["p_value", "p_holm"]), fronts := table.reset_index())
-    from sparsepo.eval.stats import two_sided
+    from sparsepo.evaluation.stats import two_sided
 
     tested = fronts[fronts["p_value"].notna()]
     assert n == len(tested) == 3

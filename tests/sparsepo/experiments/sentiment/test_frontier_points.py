@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsepo.eval.sentiment import PER_PROMPT_KEY
-from sparsepo.eval.stats import bootstrap_ci
+from sparsepo.evaluation.sentiment import PER_PROMPT_KEY
+from sparsepo.evaluation.stats import bootstrap_ci
 from sparsepo.experiments.sentiment.points import (
     REFERENCE,
     points_table,
@@ -84,7 +84,7 @@ def test_several_seeds_average_per_prompt_and_keep_each_seed_apart():
     want = (np.array(values["dpo/beta=0.1/seed=3"]["reward"]) + np.array(values["dpo/beta=0.1/seed=4"]["reward"])) / 2
     np.testing.assert_allclose(per.sort_values("prompt_id")["reward"], want)
     assert table["reward"].iloc[0] == want.mean()
-    from sparsepo.eval.stats import seeds_prompts_bootstrap_ci  # its CI: over seeds and prompts
+    from sparsepo.evaluation.stats import seeds_prompts_bootstrap_ci  # its CI: over seeds and prompts
 
     grid = np.array([values[f"dpo/beta=0.1/seed={s}"]["reward"] for s in (3, 4)])
     ci = seeds_prompts_bootstrap_ci(grid, n_resamples=200, seed=1)

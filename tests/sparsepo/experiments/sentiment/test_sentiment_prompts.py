@@ -48,7 +48,7 @@ def test_too_few_distinct_prompts_is_a_clear_error():
 
 
 def test_pang_lee_split_with_the_real_tokenizer_shares_no_text(tiny_llama_path):
-    from sparsepo.models import load_tokenizer
+    from sparsepo.training.models import load_tokenizer
 
     train, test = split_prompts("pang-lee", load_tokenizer(tiny_llama_path), 300, 200, seed=0)
     assert len(train) == 300 and len(test) == 200 and not set(train) & set(test)
@@ -66,7 +66,7 @@ def test_a_train_prompt_that_a_test_prompt_begins_or_ends_inside_is_skipped(monk
 
 
 def test_a_review_file_without_text_names_its_first_row_from_one(tmp_path):
-    from sparsepo.data import PreferenceDataError
+    from sparsepo.data.preference import PreferenceDataError
     from sparsepo.experiments.sentiment.prompts import load_review_texts
 
     path = tmp_path / "reviews.jsonl"

@@ -1,11 +1,11 @@
 """The summarisation experiment's NLI stage and its flags: the stand-in by default, hub models passed on, and
-``--nli-model none`` switching EDNA off (the stand-in build itself: tests/sparsepo/eval/test_nli_standin.py)."""
+``--nli-model none`` switching EDNA off (the stand-in build itself: tests/sparsepo/evaluation/test_nli_standin.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from sparsepo.eval.nli_standin import standin_settings
+from sparsepo.evaluation.nli_standin import standin_settings
 from sparsepo.experiments.command import build_parser, config_from_args
 from sparsepo.experiments.summarization.experiment import (
     SummarizationConfig,

@@ -12,7 +12,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from sparsepo.eval.nli_standin import standin_dir, standin_settings
+from sparsepo.evaluation.nli_standin import standin_dir, standin_settings
 from sparsepo.experiments.summarization.experiment import SummarizationConfig, run_summarization
 
 TINY_STANDIN = {"train_per_label": 8, "test_per_label": 4, "steps": 2, "batch_size": 4}  # seconds, not minutes

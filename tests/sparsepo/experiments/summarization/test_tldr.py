@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from sparsepo.data import PreferenceDataError
+from sparsepo.data.preference import PreferenceDataError
 from sparsepo.experiments.summarization.tldr import (
     binarise_axis,
     feedback_pairs,

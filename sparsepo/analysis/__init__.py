@@ -1,0 +1,1 @@
+"""Looking inside trained policies: per-token values, token heatmaps, shared figure helpers."""

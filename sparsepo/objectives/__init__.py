@@ -1,0 +1,1 @@
+"""Preference objectives: the registered losses, token masks and token weightings."""

@@ -1,0 +1,1 @@
+"""The training runtime on Ray Train: the worker loop, forward passes, packing, checkpoints, models."""

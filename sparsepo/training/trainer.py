@@ -1,0 +1,413 @@
+"""The Ray Train loop: ``train_loop_per_worker`` for ``TorchTrainer`` (CPU/gloo or GPU/nccl, DDP).
+
+Each worker loads the policy and a frozen reference, builds the objective's mask networks, and trains with
+AdamW (policy and mask-network parameter groups), a cosine schedule with warm-up, gradient accumulation and
+clipping. Every ``log_every`` steps it reports the METHODS.md metrics (averaged over workers) and tokens/s;
+every ``save_every`` steps and at the end rank 0 writes a checkpoint (see ``sparsepo.training.checkpoint``). A restarted
+worker group resumes from ``ray.train.get_checkpoint()`` at the exact step, data position and RNG state.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+from transformers import get_cosine_schedule_with_warmup
+
+from sparsepo.config.schema import TrainConfig, from_dict
+from sparsepo.data.preference import PreferenceCollator, load_preference_data
+from sparsepo.logs import quiet_worker
+from sparsepo.objectives.losses import get_loss
+from sparsepo.objectives.masks import decay_groups, model_dims
+from sparsepo.training import sft
+from sparsepo.training.checkpoint import (
+    ADAPTER_DIR,
+    MASKS_FILE,
+    POLICY_DIR,
+    load_history,
+    load_train_state,
+    policy_folder,
+    remove_stale_staging,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    staging_dir,
+)
+from sparsepo.training.forward import AdaptersOff, unwrap_model
+from sparsepo.training.hardware import mixed_precision, use_granted_cpus
+from sparsepo.training.models import build_policy, load_causal_lm, load_tokenizer
+from sparsepo.training.preference_model import PreferenceModel, Reference
+
+# Ray Train V2 patches print() in workers to log *and* echo, so a printed line reaches the driver twice;
+# a logger line reaches it once (and Train's per-worker log file).
+log = logging.getLogger("sparsepo.training.trainer")
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(cfg: TrainConfig, model: PreferenceModel) -> torch.optim.AdamW:
+    """AdamW: the policy's trainable parameters at ``optim.weight_decay``; mask Linear weights at ``mask.weight_decay``,
+    the mask networks at their own ``mask.lr`` (``null``: ``optim.lr``)."""
+    groups = [
+        {"params": [p for p in model.policy.parameters() if p.requires_grad], "weight_decay": cfg.optim.weight_decay, "name": "policy"}
+    ]
+    if model.masks is not None:
+        groups += decay_groups(model.masks, cfg.mask.weight_decay, cfg.mask.lr)
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), **adamw_kernel(cfg.optim.adamw))
+
+
+def adamw_name(setting: str) -> str:
+    """``optim.adamw`` -> the kernel it runs (auto: fused, for CPU and CUDA float parameters since torch 2.4)."""
+    return "fused" if setting == "auto" else setting
+
+
+def adamw_kernel(setting: str) -> dict[str, bool]:
+    """``optim.adamw`` -> AdamW's keyword argument selecting the kernel."""
+    return {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}[adamw_name(setting)]
+
+
+def load_evaluator(spec: str | None, args: dict[str, Any]) -> Any:
+    """``"module:factory"`` -> ``factory(**args)``: a callable ``(policy, ref | None, tokenizer, step) -> metrics``
+    run on rank 0 (see ``sparsepo.evaluation.sentiment.SentimentEvaluator``)."""
+    if not spec:
+        return None
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)(**args)
+
+
+def _mean_over_workers(metrics: dict[str, float], world: int) -> dict[str, float]:
+    if world == 1:
+        return metrics
+    keys = sorted(metrics)
+    t = torch.tensor([metrics[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {k: float(v) / world for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+@dataclass
+class Worker:
+    """Everything one Train worker holds while it trains (built by the ``_setup_*`` steps)."""
+
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    tokenizer: Any
+    model: PreferenceModel
+    reference: Reference | None
+    history: list[dict[str, float]]
+    state: dict[str, Any] | None = None
+    loader: DataLoader | None = None
+    sampler: DistributedSampler | None = None
+    total: int = 0
+    step: int = 0
+    ddp_model: Any = None
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: Any = None
+    evaluator: Any = None
+    masks_restored: bool = False
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | None:
+    """Ray Train entry: ``config`` is ``TrainConfig.to_dict()``.
+
+    Returns, on rank 0, every reported metrics dict of the run (carried across restarts in the checkpoints),
+    which Ray exposes as ``Result.return_value``.
+    """
+    use_granted_cpus()  # torch threads = the CPUs Ray granted this worker
+    quiet_worker()
+    w = _setup_models(from_dict(config))
+    _setup_data(w)
+    _setup_masks(w)
+    _setup_optimizer(w)
+    _train(w)
+    return w.history if w.rank == 0 else None
+
+
+def _setup_models(cfg: TrainConfig) -> Worker:
+    """Tokenizer, policy (+ masks) and reference, from the run's latest checkpoint if Ray restarted us."""
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    seed_everything(cfg.run.seed)  # same seed on every rank: mask networks start identical
+    remove_stale_staging()  # checkpoints staged by killed workers on this node
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None and cfg.run.resume_from:
+        ckpt = ray.train.Checkpoint.from_directory(cfg.run.resume_from)
+    with ckpt.as_directory() if ckpt is not None else tempfile.TemporaryDirectory() as d:
+        resume_dir = Path(d) if ckpt is not None else None
+        tokenizer = load_tokenizer(str(resume_dir / POLICY_DIR) if resume_dir else cfg.model.name)
+        if resume_dir is not None:
+            policy = build_policy(cfg, device, resume_dir / POLICY_DIR, resume_dir / ADAPTER_DIR)
+        else:
+            policy = build_policy(cfg, device)
+        reference = _build_reference(cfg, policy, device)
+        dims = model_dims(reference.model) if reference is not None else None
+        seq = sft.is_sequence_objective(cfg.method)  # SFT stage: single sequences, no reference
+        model = (sft.SFTModel(policy, cfg.run.chunk_size) if seq else PreferenceModel(
+            policy, cfg.method, cfg.loss_hparams(), cfg.mask, dims, cfg.run.chunk_size, cfg.run.log_kl,
+            shared_prompt=cfg.run.shared_prompt, fused_head=cfg.run.fused_head,
+        )).to(device)
+        w = Worker(cfg, rank, world, device, tokenizer, model, reference, history=[])
+        if resume_dir is not None:
+            if model.masks is not None and (resume_dir / MASKS_FILE).exists():
+                model.masks.load_state_dict(torch.load(resume_dir / MASKS_FILE, map_location=device))
+                w.masks_restored = True
+            if (resume_dir / "train_state.pt").exists():
+                w.state = load_train_state(resume_dir)
+            w.history = load_history(resume_dir)
+    return w
+
+
+def _build_reference(cfg: TrainConfig, policy: torch.nn.Module, device: torch.device) -> Reference | None:
+    if not get_loss(cfg.method).needs_reference:
+        return None
+    spec_ref = cfg.model.ref or cfg.model.name
+    if cfg.lora.r > 0 and spec_ref == cfg.model.name:  # the policy's own frozen base: no second copy
+        ref_model = AdaptersOff(policy)
+    else:
+        ref_model = load_causal_lm(spec_ref, dtype=cfg.model.dtype, gguf_file=cfg.model.gguf_file).to(device)
+    oracle = None
+    if get_loss(cfg.method).needs_oracle:  # a trained folder: never the GGUF file of the base model
+        oracle = load_causal_lm(policy_folder(cfg.model.oracle), dtype=cfg.model.dtype).to(device)
+    return Reference(ref_model, cfg.method, cfg.mask, shared_prompt=cfg.run.shared_prompt, oracle=oracle)
+
+
+def _setup_data(w: Worker) -> None:
+    """This rank's shard of the pairs, and the run length in optimizer steps."""
+    cfg = w.cfg
+    seq = sft.is_sequence_objective(cfg.method)  # SFT stage: single sequences
+    dataset, report = (sft.load_sft_data if seq else load_preference_data)(cfg.data, w.tokenizer)
+    if w.rank == 0:
+        log.info(f"[sparsepo] {report}")
+    w.sampler = DistributedSampler(
+        dataset, num_replicas=w.world, rank=w.rank, shuffle=True, seed=cfg.run.seed, drop_last=True
+    )
+    w.loader = DataLoader(
+        dataset,
+        batch_size=cfg.optim.batch_size,
+        sampler=w.sampler,
+        collate_fn=(sft.SFTCollator if seq else PreferenceCollator)(w.tokenizer.pad_token_id),
+        drop_last=True,
+        # Its own generator: creating an iterator must not draw from the global RNG that resumes exactly.
+        generator=torch.Generator().manual_seed(cfg.run.seed),
+    )
+    if len(w.loader) == 0:
+        raise ValueError(
+            f"{len(dataset)} pairs are too few for batch_size={cfg.optim.batch_size} x {w.world} workers; "
+            "lower optim.batch_size"
+        )
+    w.total = cfg.optim.max_steps or max(1, math.floor(cfg.optim.epochs * len(w.loader) / cfg.optim.grad_accum))
+
+
+CALIBRATION_PAIRS = 32  # pairs whose response tokens set the centred start of the masks
+
+
+def _setup_masks(w: Worker) -> None:
+    """A fresh run's learned masks start centred (``mask.init=centred``), calibrated on the first
+    ``CALIBRATION_PAIRS`` pairs of the run's global order (the same for any number of workers, so every rank
+    computes the same start), read without drawing from any RNG."""
+    if w.masks_restored or w.reference is None or getattr(w.model, "masks", None) is None:
+        return
+    dataset, size = w.loader.dataset, w.cfg.optim.batch_size
+    order = list(DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=w.cfg.run.seed))
+    order = order[:CALIBRATION_PAIRS]
+    batches = [
+        {k: v.to(w.device) for k, v in w.loader.collate_fn([dataset[i] for i in order[j : j + size]]).items()}
+        for j in range(0, len(order), size)
+    ]
+    with mixed_precision(w.device, w.cfg.optim.bf16) or nullcontext():
+        n = w.model.calibrate_masks(batches, [w.reference(b) for b in batches])
+    if n and w.rank == 0:
+        log.info(f"[sparsepo] masks calibrated on {n} response tokens of {len(order)} pairs "
+                 f"(mask.init_sparsity={w.cfg.mask.init_sparsity})")
+
+
+def _setup_optimizer(w: Worker) -> None:
+    """DDP wrapper, AdamW + cosine schedule, restored step/RNG when resuming, and rank 0's evaluator."""
+    cfg = w.cfg
+    w.ddp_model = ray.train.torch.prepare_model(w.model) if w.world > 1 else w.model
+    w.optimizer = build_optimizer(cfg, w.model)
+    w.scheduler = get_cosine_schedule_with_warmup(w.optimizer, math.ceil(cfg.optim.warmup_ratio * w.total), w.total)
+    if w.state is not None:
+        w.optimizer.load_state_dict(w.state["optimizer"])
+        w.scheduler.load_state_dict(w.state["scheduler"])
+        w.step = w.state["step"]
+        set_rng_state(w.state["rng"][w.rank % len(w.state["rng"])])
+    w.evaluator = load_evaluator(cfg.run.evaluator, cfg.run.evaluator_args) if w.rank == 0 else None
+
+
+def _batches(w: Worker) -> Iterator[dict[str, torch.Tensor]]:
+    """Micro-batches on the device, forever, starting exactly after the ones already consumed."""
+    epoch, skip = divmod(w.step * w.cfg.optim.grad_accum, len(w.loader))
+    while True:
+        w.sampler.set_epoch(epoch)
+        for i, b in enumerate(w.loader):
+            if i >= skip:
+                yield {k: v.to(w.device) for k, v in b.items()}
+        epoch, skip = epoch + 1, 0
+
+
+def _train_step(
+    w: Worker, stream: Iterator[dict[str, torch.Tensor]], autocast: Any
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """One optimizer step over ``grad_accum`` micro-batches: (mean metrics, grad norm, tokens processed), as
+    device scalars: no host sync per micro-batch (:func:`_to_host` makes one per logged step)."""
+    accum = w.cfg.optim.grad_accum
+    w.optimizer.zero_grad(set_to_none=True)
+    sums: dict[str, torch.Tensor] = {}
+    tokens = torch.zeros((), dtype=torch.int64, device=w.device)
+    for micro in range(accum):
+        batch = next(stream)
+        sync = micro == accum - 1 or w.world == 1
+        ctx_sync = w.ddp_model.no_sync() if not sync and hasattr(w.ddp_model, "no_sync") else nullcontext()
+        with ctx_sync, (autocast or nullcontext()):
+            ref_out = w.reference(batch) if w.reference is not None else None
+            out = w.ddp_model(batch, ref_out)
+            (out.loss / accum).backward()
+        tokens += batch["attention_mask"].sum()
+        for k, v in out.result.metrics.items():
+            # fp64, in the order Python floats were summed before: the logged values are unchanged
+            v = v.detach().double() / accum
+            sums[k] = sums[k] + v if k in sums else v
+    if getattr(w.model, "masks", None) is not None:  # METHODS.md diagnostics: how hard each part is pushed
+        sums["grad_norm/masks"] = _grad_norm(w.model.masks.parameters()).double()
+    grad_norm = torch.nn.utils.clip_grad_norm_(w.model.parameters(), w.cfg.optim.max_grad_norm)
+    if "grad_norm/masks" in sums:
+        sums["grad_norm/policy"] = (grad_norm.double() ** 2 - sums["grad_norm/masks"] ** 2).clamp_min(0).sqrt()
+    w.optimizer.step()
+    w.scheduler.step()
+    w.step += 1
+    return sums, grad_norm.detach(), tokens
+
+
+def _grad_norm(params: Iterator[torch.nn.Parameter]) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
+
+
+def _to_host(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar device tensors as Python floats, in one device-to-host copy (one sync, not one per value)."""
+    keys = list(values)
+    flat = torch.stack([values[k].reshape(()).to(torch.float64) for k in keys]).tolist() if keys else []
+    return dict(zip(keys, flat, strict=True))
+
+
+def _train(w: Worker) -> None:
+    """The loop: step, and at logging / evaluation / checkpoint steps report to Ray (with a checkpoint)."""
+    cfg = w.cfg
+    autocast = mixed_precision(w.device, cfg.optim.bf16)
+    stream = _batches(w)
+    t0, tokens, since, window = time.perf_counter(), torch.zeros((), dtype=torch.int64, device=w.device), 0, []
+    w.model.train()
+    while w.step < w.total:
+        sums, grad_norm, n = _train_step(w, stream, autocast)
+        tokens = tokens + n
+        since += 1
+        if cfg.run.chaos_kill_at_step and w.step == cfg.run.chaos_kill_at_step:
+            _chaos_kill(cfg, w.rank)
+        step, last = w.step, w.step == w.total
+        evaluate = w.evaluator is not None and cfg.run.eval_every and (step % cfg.run.eval_every == 0 or last)
+        save = last or (cfg.run.save_every and step % cfg.run.save_every == 0)
+        if not (step % cfg.run.log_every == 0 or save or evaluate):
+            continue
+        host = _to_host({**sums, "grad_norm": grad_norm, "tokens": tokens})
+        n_tokens = host.pop("tokens")
+        metrics = _mean_over_workers(host, w.world)
+        elapsed = time.perf_counter() - t0
+        metrics.update(step=step, lr=w.scheduler.get_last_lr()[0], tokens_per_s=_sum_over_workers(n_tokens, w.world) / max(elapsed, 1e-9))
+        window.append(elapsed / since)
+        t0, tokens, since = time.perf_counter(), torch.zeros_like(tokens), 0
+        if evaluate:
+            ref_model = w.reference.model if w.reference is not None else None
+            metrics.update(w.evaluator(unwrap_model(w.model.policy), ref_model, w.tokenizer, step))
+        w.history.append(metrics)
+        _report(w, metrics, save, window)
+
+
+def _sum_over_workers(value: float, world: int) -> float:
+    t = torch.tensor([value], dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(t)
+    return float(t)
+
+
+def _report(w: Worker, metrics: dict[str, float], save: bool, window: list[float]) -> None:
+    # report() copies the staged folder into run storage; leaving the staging copy behind
+    # would leak one full checkpoint (1.6 GB for SmolLM2 with optimizer state) per save.
+    with staging_dir(w.step) if save and w.rank == 0 else nullcontext() as staging:
+        checkpoint = (
+            _save(staging, w.cfg, w.model, w.tokenizer, w.optimizer, w.scheduler, w.step, w.rank, w.world, w.history)
+            if save else None
+        )
+        if w.rank == 0:
+            _progress(w.step, w.total, metrics, window)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _save(path, cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history):  # noqa: ANN001, ANN202
+    states = [None] * world
+    if world > 1:
+        dist.all_gather_object(states, rng_state())
+    else:
+        states = [rng_state()]
+    if rank != 0:
+        return None
+    save_checkpoint(
+        Path(path),
+        policy=model.policy,
+        tokenizer=tokenizer,
+        masks=model.masks,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        step=step,
+        rng_states=states,
+        config=cfg.to_dict(),
+        history=history,
+    )
+    return ray.train.Checkpoint.from_directory(str(path))
+
+
+def _chaos_kill(cfg: TrainConfig, rank: int) -> None:
+    """Fault-tolerance drill: SIGKILL this worker once at ``run.chaos_kill_at_step`` (marker file in storage)."""
+    marker = Path(cfg.run.storage_path).expanduser() / f".chaos-{cfg.run.name}-{cfg.run.chaos_kill_at_step}"
+    if rank == 0 and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(os.getpid()))
+        log.warning(f"[sparsepo] chaos: killing worker pid {os.getpid()} at step {cfg.run.chaos_kill_at_step}")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_SHOWN = {"loss": "loss", "rewards/accuracy": "acc", "rewards/margin": "margin", "kl/chosen": "kl_w",
+          "mask/reward/chosen/sparsity": "sparsity_u", "eval/reward": "reward", "eval/kl": "eval_kl"}
+
+
+def _progress(step: int, total: int, m: dict[str, float], window: list[float]) -> None:
+    per_step = sum(window[-20:]) / len(window[-20:])
+    eta = per_step * (total - step)
+    shown = " ".join(f"{short}={m[k]:.4g}" for k, short in _SHOWN.items() if k in m)
+    log.info(f"[sparsepo] step {step}/{total} {shown} tok/s={m['tokens_per_s']:.0f} eta={eta:.0f}s")

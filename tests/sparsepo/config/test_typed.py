@@ -1,0 +1,97 @@
+"""Typed config machinery (sparsepo.config.typed) and the flags generated from it (sparsepo.config.flags)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pytest
+
+from sparsepo.config.flags import add_dataclass_flags, dataclass_from_args, field_help
+from sparsepo.config.typed import ConfigError, build, spec
+
+NAMES = ["alpha", "beta"]
+
+
+@dataclass(frozen=True)
+class Inner:
+    depth: Literal[1, 2] = 1
+    kind: str = spec("alpha", choices=lambda: NAMES)
+
+
+@dataclass(frozen=True)
+class Outer:
+    lr: float = spec(1e-3, gt=0)  # learning rate
+    steps: int | None = spec(None, ge=1)
+    betas: tuple[float, ...] = (0.1, 0.5)
+    pair: tuple[float, float] = (0.9, 0.99)
+    mode: Literal["fast", "exact"] = "fast"
+    flag: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_values_are_converted_to_their_types():
+    got = build(Outer, {"lr": "1e-4", "steps": 3.0, "betas": [1, "2"], "pair": "0.8,0.9", "inner": {"depth": 2}}, "f.yaml")
+    assert got.lr == 1e-4 and isinstance(got.lr, float)
+    assert got.steps == 3 and isinstance(got.steps, int)
+    assert got.betas == (1.0, 2.0) and got.pair == (0.8, 0.9) and got.inner == Inner(depth=2)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"lrr": 1}, "f.yaml: lrr: unknown key (did you mean 'lr'?); known keys: lr, steps"),
+        ({"lr": 0}, "f.yaml: lr: must be > 0, got 0.0"),
+        ({"lr": "fast"}, "f.yaml: lr: expected a number, got 'fast'"),
+        ({"steps": 2.5}, "f.yaml: steps: expected an integer, got 2.5"),
+        ({"steps": 0}, "f.yaml: steps: must be >= 1, got 0"),
+        ({"pair": [1]}, "f.yaml: pair: expected 2 values, got 1"),
+        ({"betas": [0.1, "x"]}, "f.yaml: betas[1]: expected a number, got 'x'"),
+        ({"mode": "exakt"}, "f.yaml: mode: 'exakt' is not one of 'fast', 'exact' (did you mean 'exact'?)"),
+        ({"flag": "yes"}, "f.yaml: flag: expected true or false, got 'yes'"),
+        ({"extra": 3}, "f.yaml: extra: expected a mapping, got 3"),
+        ({"inner": {"depth": 3}}, "f.yaml: inner.depth: 3 is not one of 1, 2"),
+        ({"inner": {"kind": "gamma"}}, "f.yaml: inner.kind: 'gamma' is not one of 'alpha', 'beta'"),
+        ({"inner": {"knd": "alpha"}}, "f.yaml: inner.knd: unknown key (did you mean 'kind'?)"),
+    ],
+)
+def test_errors_name_source_and_dotted_key(values, message):
+    with pytest.raises(ConfigError) as err:
+        build(Outer, values, "f.yaml")
+    assert message in str(err.value)
+
+
+def test_run_time_choices_follow_the_registry(monkeypatch):
+    monkeypatch.setattr(f"{__name__}.NAMES", [*NAMES, "gamma"])
+    assert build(Outer, {"inner": {"kind": "gamma"}}, "f").inner.kind == "gamma"
+
+
+def parse(*argv: str) -> Outer:
+    ap = argparse.ArgumentParser()
+    add_dataclass_flags(ap, Outer, skip=("inner",))
+    return dataclass_from_args(Outer, ap.parse_args(list(argv)))
+
+
+def test_flags_cover_every_field_and_keep_defaults():
+    assert parse() == Outer()
+    got = parse("--lr", "0.01", "--betas", "0.2", "0.3", "--flag", "--mode", "exact", "--extra", "a=1", "b=x")
+    assert got == Outer(lr=0.01, betas=(0.2, 0.3), flag=True, mode="exact", extra={"a": 1, "b": "x"})
+    assert parse("--flag", "--no-flag").flag is False
+
+
+def test_flag_help_shows_comment_type_and_default(capsys):
+    ap = argparse.ArgumentParser()
+    add_dataclass_flags(ap, Outer, skip=("inner",))
+    help_text = " ".join(ap.format_help().split())
+    assert "--lr LR learning rate [float; default: 0.001]" in help_text
+    assert "--betas BETAS [BETAS ...] [tuple; default: 0.1 0.5]" in help_text
+    assert field_help(Outer)["lr"] == "learning rate"
+
+
+def test_flag_values_are_validated_like_a_config_file():
+    with pytest.raises(ConfigError, match=r"flags: lr: must be > 0, got -1.0"):
+        parse("--lr", "-1")
+    with pytest.raises(SystemExit):  # argparse itself refuses a Literal outside its choices
+        parse("--mode", "slow")

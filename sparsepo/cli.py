@@ -2,7 +2,9 @@
 
 Each command lives in the module of its concept and exposes ``build_parser(parser)`` and ``run(args)``;
 the scripts in ``tune/``, ``evals/`` and ``bench/`` call the same functions. Commands are imported only when
-chosen, so ``sparsepo --help`` is instant and a bad flag fails before torch or Ray load.
+chosen, and a command's module imports torch, Ray, transformers, pandas and matplotlib only inside the functions
+that run it, so every ``--help``, ``--version`` and bad flag is answered before any of them loads
+(``tests/sparsepo/test_cli_startup.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def _command(name: str) -> tuple[Callable[..., argparse.ArgumentParser], Callabl
 def command_parser(name: str) -> argparse.ArgumentParser:
     """The argument parser of command ``name`` (its module is imported here)."""
     parser = argparse.ArgumentParser(prog=f"sparsepo {name}", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"sparsepo {_version()}")
     return _command(name)[0](parser=parser)
 
 

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import yaml
+# torch, transformers and matplotlib load inside the functions: `sparsepo heatmap --help` must not wait for them.
+if TYPE_CHECKING:
+    import torch
 
-from sparsepo.analysis.heatmap import TokenHeatmap, checkpoint_heatmap_dir, write_heatmaps
-from sparsepo.config.schema import from_dict
-from sparsepo.data.preference import DataConfig, PreferenceCollator, load_preference_data, read_rows
-from sparsepo.objectives.losses import TokenStats
-from sparsepo.training.checkpoint import MASKS_FILE, POLICY_DIR, policy_folder
-from sparsepo.training.models import load_causal_lm, load_tokenizer
-from sparsepo.training.preference_model import PreferenceModel, Reference
+    from sparsepo.analysis.heatmap import TokenHeatmap
+    from sparsepo.objectives.losses import TokenStats
 
 
-@torch.no_grad()
 def checkpoint_token_values(
     checkpoint: str | Path, rows: list[dict[str, Any]] | None = None, n: int = 3
 ) -> list[dict[str, TokenHeatmap]]:
@@ -33,7 +28,22 @@ def checkpoint_token_values(
     Each map's rows: ``reward beta*r_t`` and ``token KL k_t`` (nats), and for masked methods ``reward mask`` and
     ``KL mask``; tokens are the response tokens, decoded one by one.
     """
-    ckpt = Path(checkpoint)
+    import torch
+
+    with torch.no_grad():
+        return _token_values(Path(checkpoint), rows, n)
+
+
+def _token_values(ckpt: Path, rows: list[dict[str, Any]] | None, n: int) -> list[dict[str, TokenHeatmap]]:
+    import torch
+    import yaml
+
+    from sparsepo.config.schema import from_dict
+    from sparsepo.data.preference import DataConfig, PreferenceCollator, load_preference_data, read_rows
+    from sparsepo.training.checkpoint import MASKS_FILE, POLICY_DIR, policy_folder
+    from sparsepo.training.models import load_causal_lm, load_tokenizer
+    from sparsepo.training.preference_model import PreferenceModel, Reference
+
     cfg = from_dict(yaml.safe_load((ckpt / "config.yaml").read_text()), where=str(ckpt / "config.yaml"))
     tok = load_tokenizer(str(ckpt / POLICY_DIR))
     rows = (rows if rows is not None else read_rows(cfg.data.path, cfg.data.split))[:n]
@@ -61,6 +71,8 @@ def checkpoint_token_values(
 
 def _heatmap(s: TokenStats, i: int, labels: torch.Tensor, beta: float, tok: Any, kl_term: bool) -> TokenHeatmap:
     """One side's map; ``kl_term``: the objective weighs the token KL (so its mask gets a row)."""
+    from sparsepo.analysis.heatmap import TokenHeatmap
+
     keep = s.mask[i] > 0
     ids = labels[keep].tolist()
     rows: dict[str, Any] = {}
@@ -92,6 +104,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def run(args: argparse.Namespace) -> int:
     """The ``heatmap`` command: ``pair<i>.html`` (hover for values) and ``pair<i>.png`` per pair."""
+    from sparsepo.analysis.heatmap import checkpoint_heatmap_dir, write_heatmaps
+    from sparsepo.data.preference import read_rows
+
     maps = checkpoint_token_values(args.checkpoint, read_rows(args.pairs) if args.pairs else None, args.n)
     out = Path(args.out) if args.out else checkpoint_heatmap_dir(args.checkpoint)
     write_heatmaps(maps, out)

@@ -31,6 +31,14 @@ def field_help(cls: type) -> dict[str, str]:
     return {f.name: f.metadata.get("help") or comments.get(f.name, "") for f in dataclasses.fields(cls)}
 
 
+def field_default(f: dataclasses.Field) -> Any:
+    """A field's default without instantiating its dataclass: ``__post_init__`` checks may import torch or read
+    registries, which ``--help`` and a bad flag must not wait for."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
 def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
@@ -53,11 +61,10 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[
     and are left ``None`` when not given, so the dataclass default applies (see :func:`dataclass_from_args`)."""
     helps = field_help(cls)
     tps = hints(cls)
-    defaults = cls()
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        tp, default = tps[f.name], getattr(defaults, f.name)
+        tp, default = tps[f.name], field_default(f)
         text = f"{helps[f.name]} " if helps[f.name] else ""
         kwargs: dict[str, Any] = {"dest": f.name, "default": None}
         if tp is bool:

@@ -4,7 +4,6 @@ at load time (types, ranges, registered names, incompatible combinations), befor
 from __future__ import annotations
 
 import dataclasses
-import math
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -13,9 +12,9 @@ from typing import Any, Literal
 
 import yaml
 
-from sparsepo.config.typed import ConfigError, as_number, build, maybe_number, spec, suggest
+from sparsepo.config.typed import ConfigError, as_number, build, maybe_number, spec
 from sparsepo.data.preference import DataConfig
-from sparsepo.objectives.losses import LOSSES, get_loss
+from sparsepo.objectives.losses import LOSSES, get_loss, loss_params
 from sparsepo.objectives.masks import MaskConfig
 
 __all__ = ["ConfigError", "TrainConfig", "as_number", "load_config", "maybe_number"]
@@ -89,6 +88,8 @@ class RunConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     method: str = spec("sparsepo", choices=lambda: LOSSES)
+    # The values given, not merged with the method's defaults (a sweep that switches method keeps those the new
+    # method takes); checked at load against its typed hyper-parameters (sparsepo.objectives.loss_params): loss_hparams().
     loss: dict[str, float] = field(default_factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -99,7 +100,7 @@ class TrainConfig:
 
     def loss_hparams(self) -> dict[str, float]:
         """The method's hyper-parameters: its METHODS.md defaults updated by ``loss``; unknown names are an error."""
-        return loss_hparams(self.method, self.loss, "loss")
+        return loss_params(self.method, self.loss)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -109,24 +110,6 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "mask": MaskConfig, "optim
 # mask.* keys that apply to each kind of mask source (LossSpec.mask)
 MASK_KEYS = {"learned": {"kind", "layers", "depth", "sharing", "weight_decay", "hidden", "init", "init_sparsity", "lr"},
              "activation": {"mapo"}}
-
-
-def loss_hparams(method: str, values: dict[str, Any], where: str) -> dict[str, float]:
-    """``method``'s defaults updated by ``values``; each name must be the method's and each value finite, >= 0
-    (beta > 0). ``where`` names the source in errors."""
-    spec_ = get_loss(method)
-    out = dict(spec_.defaults)
-    for k, v in values.items():
-        if k not in spec_.defaults:
-            raise ConfigError(
-                f"{where}.{k}: method {method!r} takes no {k!r}{suggest(k, spec_.defaults)}; "
-                f"it takes loss.{sorted(spec_.defaults)}"
-            )
-        x = float(as_number(v, f"{where}.{k}"))
-        if not math.isfinite(x) or x < 0 or (k == "beta" and x == 0):
-            raise ConfigError(f"{where}.{k}: must be {'> 0' if k == 'beta' else '>= 0'} and finite, got {v!r}")
-        out[k] = x
-    return out
 
 
 def check_combinations(values: dict[str, Any], cfg: TrainConfig, where: str) -> None:
@@ -196,8 +179,9 @@ def from_dict(values: dict[str, Any], where: str = "config") -> TrainConfig:
     """A validated TrainConfig from a nested mapping (also a full ``to_dict()``); ConfigError naming ``where``
     and the key otherwise."""
     cfg = build(TrainConfig, values, where)
-    loss_hparams(cfg.method, cfg.loss, f"{where}: loss")
-    return cfg
+    checked = loss_params(cfg.method, cfg.loss, f"{where}: loss")
+    # `loss` keeps only the keys given (a sweep may switch methods), now as the floats they were checked as
+    return dataclasses.replace(cfg, loss={k: checked[k] for k in cfg.loss})
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sparsepo.objectives.loss_params import merge_params, param_defaults, params_class
 from sparsepo.objectives.token_weights import WEIGHTINGS, token_weights
 
 
@@ -139,12 +140,13 @@ LossFn = Callable[..., tuple[Tensor, ...]]  # (losses, rw, rl) or (losses, rw, r
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A registered objective: its function, what the forward pass must provide, and default hyper-parameters.
+    """A registered objective: its function, what the forward pass must provide, and its hyper-parameters.
 
     ``mask`` names where SparsePO-style masks come from: ``None`` (no mask), ``"learned"`` (mask networks
     trained with the policy) or ``"activation"`` (MaPO: fixed masks from the reference's activations).
     ``inputs`` is ``"pairs"`` (``fn(chosen, rejected, **hparams)``) or ``"sequences"`` (``fn(stats)`` on single
-    prompt/response sequences: the SFT stage, trained through ``sparsepo.training.sft``).
+    prompt/response sequences: the SFT stage, trained through ``sparsepo.training.sft``). ``params`` is the frozen
+    dataclass of its hyper-parameters (``sparsepo.objectives.loss_params``); :func:`loss_params` merges values into it.
     """
 
     name: str
@@ -152,9 +154,14 @@ class LossSpec:
     needs_reference: bool
     needs_kl: bool
     mask: str | None
-    defaults: dict[str, float]
+    params: type
     inputs: str = "pairs"
     weights: str | None = None  # a registered token weighting (sparsepo.objectives.token_weights) applied before ``fn``
+
+    @property
+    def defaults(self) -> dict[str, float]:
+        """Hyper-parameter name -> default, as given to ``register_loss``."""
+        return param_defaults(self.params)
 
     @property
     def needs_oracle(self) -> bool:
@@ -186,7 +193,7 @@ def register_loss(
     def deco(fn: LossFn) -> LossFn:
         if name in LOSSES:
             raise ValueError(f"loss {name!r} is already registered")
-        LOSSES[name] = LossSpec(name, fn, needs_reference, needs_kl, mask, params, inputs, weights)
+        LOSSES[name] = LossSpec(name, fn, needs_reference, needs_kl, mask, params_class(name, params), inputs, weights)
         return fn
 
     return deco
@@ -197,6 +204,12 @@ def get_loss(name: str) -> LossSpec:
         return LOSSES[name]
     except KeyError:
         raise KeyError(f"unknown method {name!r}; registered: {sorted(LOSSES)}") from None
+
+
+def loss_params(method: str, values: Mapping[str, Any] | None = None, where: str = "loss") -> dict[str, float]:
+    """``method``'s hyper-parameters: its registered defaults updated by ``values`` (a config's ``loss:``), each
+    checked; a ConfigError names ``<where>.<key>`` and the method. The one merge of defaults and values."""
+    return merge_params(method, get_loss(method).params, values, where)
 
 
 def simpo_scale(method: str) -> bool:
@@ -337,7 +350,8 @@ def preference_loss(
         method: a name in ``LOSSES`` (dpo, simpo, dpop, tdpo1, tdpo2, sparsepo, mapo).
         chosen, rejected: per-token tensors (see module docstring), each ``(batch, tokens)``.
         hparams: the method's hyper-parameters (``beta``, ``gamma``, ``lam``, ``alpha``, ``l1_u``, ``l1_d``);
-            missing ones take the defaults of METHODS.md; ones the method does not use are an error.
+            missing ones take the defaults of METHODS.md; ones the method does not use are an error
+            (:func:`loss_params`).
 
     Returns:
         :class:`LossOutput` with per-pair ``losses`` (batch,) and the METHODS.md metrics.
@@ -345,11 +359,8 @@ def preference_loss(
     spec = get_loss(method)
     if spec.inputs != "pairs":
         raise ValueError(f"method {method!r} trains on single sequences (sparsepo.training.sft), not on preference pairs")
-    unknown = set(hparams) - set(spec.defaults)
-    if unknown:
-        raise TypeError(f"method {method!r} takes {sorted(spec.defaults)}, not {sorted(unknown)}")
+    values = loss_params(method, hparams)
     c, r = TokenStats.coerce(chosen), TokenStats.coerce(rejected)
-    values = {**spec.defaults, **hparams}
     if spec.weights is not None:
         c, r = apply_weighting(spec.weights, c, r, values)
         values = {k: v for k, v in values.items() if k not in WEIGHTINGS[spec.weights].defaults}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparsepo.config.schema import ConfigError
+from sparsepo.config.typed import ConfigError  # not sparsepo.config.schema: that loads torch before --help
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from sparsepo.objectives.losses import LossOutput, TokenStats, get_loss, preference_loss
+from sparsepo.objectives.losses import LossOutput, TokenStats, get_loss, loss_params, preference_loss
 from sparsepo.objectives.masks import (
     ActivationMask,
     MaskConfig,
@@ -97,7 +97,7 @@ class PreferenceModel(nn.Module):
         super().__init__()
         self.policy = policy
         self.spec = get_loss(method)
-        self.hparams = {**self.spec.defaults, **(hparams or {})}
+        self.hparams = loss_params(method, hparams)
         self.mask_cfg = mask or MaskConfig()
         self.chunk_size = chunk_size
         self.shared_prompt = shared_prompt  # each pair's prompt runs once (sparsepo.training.packing)

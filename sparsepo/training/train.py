@@ -13,10 +13,13 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sparsepo.config.schema import TrainConfig, load_config, with_run_name
 from sparsepo.errors import run_cli
 from sparsepo.io import resolve_storage
+
+if TYPE_CHECKING:  # sparsepo.config.schema loads torch (data, masks, losses): `train --help` must not wait for it
+    from sparsepo.config.schema import TrainConfig
 
 log = logging.getLogger("sparsepo.training.train")
 
@@ -59,6 +62,7 @@ def train(cfg: TrainConfig, check: bool = True):  # noqa: ANN201 - returns ray.t
     ``sparsepo.config.preflight``), so an existing run is never resumed unless ``run.resume`` says so.
     """
     from sparsepo.config.preflight import preflight
+    from sparsepo.config.schema import with_run_name
     from sparsepo.logs import quiet_driver
 
     cfg = with_run_name(cfg)
@@ -93,6 +97,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def run(args: argparse.Namespace) -> int:
     """The ``train`` command on parsed ``args``."""
     from sparsepo.config.preflight import preflight
+    from sparsepo.config.schema import load_config, with_run_name
     from sparsepo.logs import VERBOSE_ENV, quiet_driver
 
     if args.verbose:

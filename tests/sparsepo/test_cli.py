@@ -71,7 +71,7 @@ def test_installed_console_script_runs():
 
 BAD = [
     (["mask.kind=banana"], "mask.kind: 'banana' is not one of 'binary', 'learned', 'random'"),
-    (["loss.beta=-1"], "loss.beta: must be > 0 and finite, got -1"),
+    (["loss.beta=-1"], "loss.beta: must be > 0, got -1.0 (method 'sparsepo')"),
     (["optim.lr=0"], "optim.lr: must be > 0, got 0.0"),
     (["mask.shaing=common"], "mask.shaing: unknown key (did you mean 'sharing'?)"),
     (["method=tdpo1", "loss={beta: 0.1}", "mask.kind=random"], "mask.kind: method 'tdpo1' has no mask; remove the key or change method"),

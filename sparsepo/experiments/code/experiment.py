@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparsepo.evaluation.report import interval_cells, settings_markdown, to_markdown
-from sparsepo.experiments.code.evaluation import PAPER_PLAN, load_suite, table2
 from sparsepo.experiments.stages import (
     AXIS,
     cached_baseline,
@@ -35,6 +33,8 @@ from sparsepo.experiments.stages import (
     train_sft,
 )
 
+# Heavy modules (torch, pandas, matplotlib) load inside the stages: `sparsepo code --help` must not wait for them.
+
 PAPER_METHODS = ("dpo", "simpo", "dpop", "tdpo1", "tdpo2", "mapo", "sparsepo")
 # Miniature problem sets (HumanEval task ids). Training: short, easy problems; after the miniature's SFT stage
 # SmolLM2-135M solves 8 of these 12 in some but not all of 8 samples at temperature 0.8 (19 pairs, measured), so
@@ -46,7 +46,7 @@ MINI_EVAL = tuple(f"HumanEval/{i}" for i in (52, 55, 13, 29, 7, 16))
 MINI_SFT = tuple(f"HumanEval/{i}" for i in range(60, 164) if f"HumanEval/{i}" not in MINI_TRAIN + MINI_EVAL)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CodeConfig:
     """Everything the experiment depends on. Defaults: the offline miniature (SmolLM2-135M, HumanEval subsets)."""
 
@@ -95,6 +95,8 @@ def paper_preset(cfg: CodeConfig, mbpp: str = "mbpp") -> CodeConfig:
     """The paper's settings (for a GPU cluster): MBPP train (384 problems) for pairs, all PO methods, pass@1/10/100
     with 100 samples on HumanEval (164) and MBPP test (500); ``cfg.model`` is the SFT model (no SFT stage unless
     ``sft_steps`` is set again). ``cfg``'s model, storage and name are kept."""
+    from sparsepo.experiments.code.evaluation import PAPER_PLAN
+
     return dataclasses.replace(
         cfg, train={"suite": "mbpp", "source": mbpp, "split": "train"},
         eval_suites={"humaneval": {"suite": "humaneval"}, "mbpp": {"suite": "mbpp", "source": mbpp, "split": "test"}},
@@ -108,6 +110,8 @@ def paper_preset(cfg: CodeConfig, mbpp: str = "mbpp") -> CodeConfig:
 def stage_sft(cfg: CodeConfig, log: Any = print) -> str:
     """The SFT model: ``cfg.model`` itself, or (``sft_steps > 0``) an SFT run on the ``sft_data`` problems' reference
     solutions (:func:`~sparsepo.experiments.stages.train_sft`). Returns a model path the later stages load."""
+    from sparsepo.experiments.code.evaluation import load_suite
+
     if cfg.sft_steps <= 0:
         log(f"[code] sft: using {cfg.model} as the SFT model")
         return cfg.model
@@ -121,6 +125,7 @@ def stage_sft(cfg: CodeConfig, log: Any = print) -> str:
 
 def stage_pairs(cfg: CodeConfig, model: str, log: Any = print) -> tuple[str, dict[str, Any]]:
     """(data path the workers read, pair statistics). Raises when no problem had both a pass and a fail."""
+    from sparsepo.experiments.code.evaluation import load_suite
     from sparsepo.experiments.code.pairs import cached_code_pairs
     from sparsepo.generation import SamplingConfig, make_generator
 
@@ -150,7 +155,7 @@ def eval_args(cfg: CodeConfig) -> dict[str, Any]:
 
 def stage_baseline(cfg: CodeConfig, model: str, log: Any = print) -> dict[str, float]:
     """pass@k of the SFT model (no PO), cached by model and evaluation settings."""
-    from sparsepo.experiments.code.evaluation import pass_at_k
+    from sparsepo.experiments.code.evaluation import load_suite, pass_at_k
 
     args = eval_args(cfg)
 
@@ -185,6 +190,9 @@ def stage_sweep(cfg: CodeConfig, model: str, data_path: str, log: Any = print) -
 
 def write_report(cfg: CodeConfig, rows: dict[str, dict[str, float]], pairs: dict[str, Any], model: str,
                  out: Path, elapsed_s: float) -> dict[str, Path]:
+    from sparsepo.evaluation.report import interval_cells, settings_markdown, to_markdown
+    from sparsepo.experiments.code.evaluation import table2
+
     out.mkdir(parents=True, exist_ok=True)
     table = table2(rows)
     files = {"table": out / "table2.csv", "report": out / "report.md"}

@@ -22,10 +22,8 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from sparsepo.evaluation.report import settings_markdown
-from sparsepo.experiments.dialogue.leaderboard import LeaderboardSpec, evaluate_models, table
 from sparsepo.experiments.stages import (
     AXIS,
     cache_key,
@@ -38,11 +36,15 @@ from sparsepo.experiments.stages import (
     write_rows,
 )
 
+# Heavy modules (torch, pandas, matplotlib) load inside the stages: `sparsepo dialogue --help` must not wait for them.
+if TYPE_CHECKING:
+    from sparsepo.experiments.dialogue.leaderboard import LeaderboardSpec
+
 PAPER_METHODS = ("dpo", "tdpo1", "tdpo2", "simpo", "dpop", "mapo", "sparsepo")
 LOCAL_TASKS = ("sparsepo_toy_mc", "sparsepo_toy_gen", "sparsepo_toy_ifeval")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DialogueConfig:
     """Everything the experiment depends on. Defaults: the offline miniature (SmolLM2-135M, review dialogues,
     the local lm-eval tasks)."""
@@ -52,7 +54,7 @@ class DialogueConfig:
     split: str = "train"
     sft_examples: int | None = 48  # first rows of the split used for SFT (None: all)
     train_pairs: int | None = 32  # first rows used for PO (None: all)
-    prompt_format: str = "chat"  # chat: the tokenizer's chat template; hh: HH's "\n\nHuman: ...\n\nAssistant:" text
+    prompt_format: Literal["chat", "hh"] = "chat"  # chat: the tokenizer's chat template; hh: HH's "\n\nHuman: ...\n\nAssistant:" text
     sft_steps: int | None = 8  # 0: model is the SFT model; None: one epoch over the SFT examples
     sft_lr: float = 1e-4
     methods: tuple[str, ...] = ("dpo", "sparsepo")
@@ -65,10 +67,10 @@ class DialogueConfig:
     max_length: int = 256
     max_prompt_length: int = 192
     eval_tasks: tuple[str, ...] = LOCAL_TASKS
-    eval_suite: str = "local_toy"  # the Table 1 columns: local_toy (offline) or open_llm_v2 (the paper's)
+    eval_suite: Literal["local_toy", "open_llm_v2"] = "local_toy"  # the Table 1 columns: offline, or the paper's
     eval_local_tasks: bool = True  # read eval_tasks from sparsepo/evaluation/lm_eval_tasks (offline)
     eval_limit: int | None = 4  # documents per subtask (None: all); the miniature: 4 of each toy subtask
-    eval_backend: str = "hf"  # hf or vllm
+    eval_backend: Literal["hf", "vllm"] = "hf"  # lm-eval's model backend
     eval_batch_size: str = "8"  # lm-eval batch size ("auto" on a GPU)
     num_workers: int = 1
     use_gpu: bool = False
@@ -181,6 +183,7 @@ def stage_sweep(cfg: DialogueConfig, model: str, pairs: list[dict[str, Any]], lo
 
 def leaderboard_spec(cfg: DialogueConfig) -> LeaderboardSpec:
     from sparsepo.evaluation.lm_eval_tasks import TASKS_DIR
+    from sparsepo.experiments.dialogue.leaderboard import LeaderboardSpec
 
     batch: int | str = int(cfg.eval_batch_size) if cfg.eval_batch_size.isdigit() else cfg.eval_batch_size
     extra = {"enforce_eager": True} if cfg.eval_backend == "vllm" and not cfg.use_gpu else {}
@@ -193,7 +196,8 @@ def leaderboard_spec(cfg: DialogueConfig) -> LeaderboardSpec:
 def write_report(cfg: DialogueConfig, results: dict[str, dict[str, Any]], sft_model: str, n_pairs: int,
                  out: Path, elapsed_s: float) -> dict[str, Path]:
     from sparsepo.evaluation.openllm_scores import to_markdown
-    from sparsepo.evaluation.report import interval_cells
+    from sparsepo.evaluation.report import interval_cells, settings_markdown
+    from sparsepo.experiments.dialogue.leaderboard import table
 
     out.mkdir(parents=True, exist_ok=True)
     df = table(results, cfg.eval_suite, seed=cfg.seed)
@@ -215,6 +219,8 @@ def write_report(cfg: DialogueConfig, results: dict[str, dict[str, Any]], sft_mo
 
 def run_dialogue(cfg: DialogueConfig, log: Any = print) -> dict[str, Path]:
     """Run (or ``resume``) the whole experiment; returns the output files."""
+    from sparsepo.experiments.dialogue.leaderboard import evaluate_models
+
     t0 = time.perf_counter()
     pairs = stage_data(cfg, log)
     sft_model = stage_sft(cfg, pairs, log)

@@ -20,35 +20,30 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
-
-from sparsepo.config.schema import from_dict
-from sparsepo.experiments.sentiment.points import (
-    POINT_AXIS,
-    per_prompt_table,
-    points_by_seed,
-    points_table,
-    train_table,
-)
-from sparsepo.experiments.sentiment.report import write_outputs
 from sparsepo.experiments.stages import DRIVER_CPUS, local_cache, output_dir, publish
 from sparsepo.io import is_remote, resolve_storage, upload_dir
+
+# Heavy modules (torch, pandas, matplotlib) load inside the stages: `sparsepo frontier --help` must not wait for them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Paper grids (section 3.2) for clusters; SimPO's beta lives on another scale.
 PAPER_BETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0, 5.0)
 PAPER_SIMPO_BETAS = (1.0, 2.0, 5.0, 10.0)
 PAPER_METHODS = ("dpo", "simpo", "dpop", "tdpo1", "tdpo2", "mapo", "sparsepo")
-EVAL_MODES = ("inline", "checkpoints")
-EVAL_BACKENDS = ("hf", "vllm")  # out-of-loop evaluation loads one model per task: no Ray-of-Ray backend
+EvalMode = Literal["inline", "checkpoints"]
+EvalBackend = Literal["hf", "vllm"]  # out-of-loop evaluation loads one model per task: no Ray-of-Ray backend
+EVAL_MODES, EVAL_BACKENDS = typing.get_args(EvalMode), typing.get_args(EvalBackend)
 # A public IMDB SFT GPT-2 (the paper fine-tunes GPT-2-large on IMDB; name yours with `model`).
 PAPER_SFT_MODEL = "lvwerra/gpt2-imdb"
 
 
-@dataclass
+@dataclass(frozen=True)
 class FrontierConfig:
     """Everything the experiment depends on. Defaults finish on a 2-core CPU, offline, in about 15 minutes."""
 
@@ -84,15 +79,16 @@ class FrontierConfig:
     resume: bool = False  # continue an interrupted sweep without rerunning finished trials
     seed: int = 0  # seed of prompts, pairs, training and evaluation sampling
     seeds: tuple[int, ...] = ()  # training seeds (order, mask start): every grid point once per seed; () = (seed,)
-    backend: str = "hf"  # generator of the pairs: hf, vllm or ray
-    eval_mode: str = "inline"  # inline: rank 0 evaluates in the loop; checkpoints: Ray tasks evaluate saved checkpoints
-    eval_backend: str = "hf"  # generator of out-of-loop evaluation (reference point, checkpoints): hf or vllm
+    backend: str = "hf"  # generator of the pairs: hf, vllm, ray or one added by sparsepo.generation.register_backend
+    eval_mode: EvalMode = "inline"  # inline: rank 0 evaluates in the loop; checkpoints: Ray tasks evaluate saved checkpoints
+    eval_backend: EvalBackend = "hf"  # generator of out-of-loop evaluation (reference point, checkpoints)
     eval_batch_size: int = 16  # prompts per generate call in evaluation (HF samples depend on it)
     n_resamples: int = 1000  # bootstrap resamples of every CI and paired test
     kl_budgets: tuple[float, ...] = ()  # KL budgets (nats) of the matched-KL comparison; () = terciles of the points' KL
     overrides: list[str] = field(default_factory=list)  # TrainConfig overrides for every trial, e.g. lora.r=8
 
     def __post_init__(self) -> None:
+        # the flags and config files are checked against the Literal types; these catch direct construction
         if self.eval_mode not in EVAL_MODES:
             raise ValueError(f"FrontierConfig.eval_mode: {self.eval_mode!r} is not one of {EVAL_MODES}")
         if self.eval_backend not in EVAL_BACKENDS:
@@ -225,7 +221,7 @@ def evaluator_args(cfg: FrontierConfig, test_prompts: list[str]) -> dict[str, An
 
 def base_config(cfg: FrontierConfig, data_path: str, test_prompts: list[str], oracle: str | None = None):  # noqa: ANN201
     """The TrainConfig every trial shares (``oracle``: the zoo weightings' oracle model, when a method needs one)."""
-    from sparsepo.config.schema import apply_overrides
+    from sparsepo.config.schema import apply_overrides, from_dict
 
     inline = cfg.eval_mode == "inline"
     values = {
@@ -298,6 +294,14 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
     """Run (or ``resume``) the whole experiment; returns the output files."""
     import ray
 
+    from sparsepo.experiments.sentiment.points import (
+        POINT_AXIS,
+        per_prompt_table,
+        points_by_seed,
+        points_table,
+        train_table,
+    )
+    from sparsepo.experiments.sentiment.report import write_outputs
     from sparsepo.sweeps.tuning import DropFinishedCheckpoints, results_frame, run_sweep
 
     t0 = time.perf_counter()

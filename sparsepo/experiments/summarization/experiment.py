@@ -39,7 +39,8 @@ from sparsepo.experiments.stages import (
     train_sft,
     write_rows,
 )
-from sparsepo.experiments.summarization.evaluation import figure5_table, metric_key
+
+# Heavy modules (torch, pandas, matplotlib) load inside the stages: `sparsepo summarization --help` must not wait for them.
 
 TAG = "summarization"
 PAPER_METHODS = ("dpo", "tdpo1", "tdpo2", "mapo", "sparsepo")  # paper 3.4: representative baselines, MaPO, SparsePO
@@ -48,7 +49,7 @@ PAPER_BERTSCORE = {"model": "roberta-large", "num_layers": 17, "idf": True}
 TEMPLATE = "{document}\nTL;DR:"  # the suite's prompt layout, also the TL;DR SFT models' own
 
 
-@dataclass
+@dataclass(frozen=True)
 class SummarizationConfig:
     """Everything the experiment depends on. Defaults: the offline miniature (SmolLM2-135M, Pang & Lee)."""
 
@@ -227,7 +228,7 @@ def edna_note(nli_model: str | None, standin: dict[str, Any] | None) -> str:
 
 def stage_baseline(cfg: SummarizationConfig, model: str, args: dict[str, Any], log: Any = print) -> dict[str, float]:
     """The suite on the SFT model (no PO), cached by model and evaluation settings."""
-    from sparsepo.experiments.summarization.evaluation import SummarizationEvaluator
+    from sparsepo.experiments.summarization.evaluation import SummarizationEvaluator, metric_key
 
     t = time.perf_counter()
     metrics, cached = cached_baseline(cfg, model, args, TAG, lambda g: SummarizationEvaluator(**args).evaluate(g), log)
@@ -253,6 +254,8 @@ def sweep_config(cfg: SummarizationConfig, model: str, data_path: str, args: dic
 def stage_sweep(cfg: SummarizationConfig, model: str, data_path: str, args: dict[str, Any],
                 log: Any = print) -> dict[str, dict[str, float]]:
     """One trial per method; ``{method: its last evaluation}`` (failed trials are left out with a warning)."""
+    from sparsepo.experiments.summarization.evaluation import metric_key
+
     first = f"eval/{metric_key('rougeL_f1', cfg.temperatures[0])}"
     results = run_method_sweep(cfg, sweep_config(cfg, model, data_path, args), first, "max", TAG, log)
     return last_evaluations(results, AXIS, list(cfg.methods), first, TAG, log)
@@ -260,6 +263,7 @@ def stage_sweep(cfg: SummarizationConfig, model: str, data_path: str, args: dict
 
 def run_summarization(cfg: SummarizationConfig, log: Any = print) -> dict[str, Path]:
     """Run (or ``resume``) the whole experiment; returns the output files (``table``, ``figure``, ``report``)."""
+    from sparsepo.experiments.summarization.evaluation import figure5_table
     from sparsepo.experiments.summarization.report import write_report
 
     t0 = time.perf_counter()

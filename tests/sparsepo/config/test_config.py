@@ -1,10 +1,12 @@
 """Config loading: YAML + key=value overrides, number coercion, and errors that name the file and key."""
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
-from sparsepo.config.schema import as_number, load_config, maybe_number, with_run_name
+from sparsepo.config.schema import as_number, from_dict, load_config, maybe_number, with_run_name
 from sparsepo.objectives.losses import LOSSES
 
 REPO = Path(__file__).resolve().parents[3]
@@ -50,7 +52,7 @@ def test_yaml_file_and_overrides(tmp_path):
         ("foo: 1", "c.yaml: foo: unknown key; known keys: method, loss, model"),
         ("- a\n- b", "c.yaml: top level must be a mapping, got list"),
         ("optim: {lr: [1, 2", "c.yaml: not valid YAML"),
-        ("method: dpo\nloss: {l1_u: 0.1}", "c.yaml: loss.l1_u: method 'dpo' takes no 'l1_u'; it takes loss.['beta']"),
+        ("method: dpo\nloss: {l1_u: 0.1}", "c.yaml: loss.l1_u: method 'dpo' takes no 'l1_u'; it takes loss.beta"),
     ],
 )
 def test_bad_config_errors_name_the_file_and_key(tmp_path, text, message):
@@ -87,3 +89,41 @@ def test_every_shipped_config_and_method_is_there():
     # One full and one smoke config per registered method (sparsepo also has a common-mask variant).
     for method in LOSSES:
         assert f"configs/{method}.yaml" in SHIPPED and f"configs/smoke/{method}.yaml" in SHIPPED, method
+
+
+# What every shipped config loaded to on main before its lines equal to TrainConfig's defaults were cut (commit
+# adf6aa3): for each file, its full TrainConfig.to_dict() flattened to dotted keys, stored as the values most files
+# share ("common") plus each file's own differences.
+RECORDED = json.loads((Path(__file__).with_name("shipped_configs.json")).read_text())
+
+
+def flat(values: dict, prefix: str = "") -> dict:
+    """``{"optim": {"lr": 1}}`` -> ``{"optim.lr": 1}``; dict-valued fields (``loss``, ``run.evaluator_args``) stay whole."""
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, dict) and k not in ("loss", "evaluator_args"):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(RECORDED["configs"]))
+def test_every_shipped_config_loads_to_what_it_loaded_to_on_main(path):
+    # Neither a cut line nor a later change of a TrainConfig default may change what a shipped config trains.
+    want = {**RECORDED["common"], **RECORDED["configs"][path]}
+    got = json.loads(json.dumps(flat(load_config(REPO / path).to_dict())))  # tuples as the JSON lists recorded
+    assert {k: got.get(k, "<missing>") for k in want} == want
+
+
+@pytest.mark.parametrize("path", SHIPPED)
+def test_shipped_configs_hold_only_what_differs_from_the_defaults(path):
+    # `loss:` stays whole: a sweep that switches method keeps the base's loss keys the new method takes.
+    text = (REPO / path).read_text()
+    assert text.startswith("# "), "each config opens with a comment saying what it is"
+    given = flat({k: v for k, v in yaml.safe_load(text).items() if k not in ("method", "loss")})
+    defaults = flat(from_dict({}).to_dict())
+    for key, value in given.items():
+        section, _, name = key.partition(".")
+        parsed = flat(from_dict({section: {name: value}}).to_dict())[key]  # 2.0e-5 and 2e-5 alike
+        assert parsed != defaults[key], f"{path}: {key}: {value!r} is the default; remove it"

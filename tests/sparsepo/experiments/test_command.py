@@ -23,3 +23,47 @@ def test_a_bad_model_override_or_method_is_refused_before_any_stage(name, bad, n
     assert main([name, *bad, "--storage-path", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sparsepo: error:") and named in err and not (tmp_path / "runs").exists()
+
+
+def config_class(name: str) -> type:
+    from sparsepo.experiments.command import load
+
+    return load(EXPERIMENTS[name].config)
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_experiment_configs_are_frozen(name):
+    import dataclasses
+
+    cfg = config_class(name)()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.name = "changed"  # stages change settings with dataclasses.replace, never in place
+
+
+@pytest.mark.parametrize("name, flag, choices", [
+    ("frontier", "--eval-mode", "{inline,checkpoints}"), ("frontier", "--eval-backend", "{hf,vllm}"),
+    ("dialogue", "--prompt-format", "{chat,hh}"), ("dialogue", "--eval-suite", "{local_toy,open_llm_v2}"),
+    ("dialogue", "--eval-backend", "{hf,vllm}"), ("summarization", "--lora-quantize", "{none,nf4,fp4}"),
+])
+def test_choice_settings_list_their_choices_and_refuse_others(name, flag, choices, capsys):
+    with pytest.raises(SystemExit):
+        main([name, "--help"])
+    assert f"{flag} {choices}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as err:
+        main([name, flag, "nope"])
+    assert err.value.code == 2 and f"argument {flag}: invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_choice_types_match_what_runs_them():
+    # The Literal types repeat names that live beside the code that uses them (which --help must not import).
+    import typing
+
+    from sparsepo.evaluation import openllm, openllm_scores
+    from sparsepo.experiments.dialogue.experiment import DialogueConfig
+    from sparsepo.experiments.sentiment.frontier import FrontierConfig
+    from sparsepo.generation import available_backends
+
+    dialogue, frontier = typing.get_type_hints(DialogueConfig), typing.get_type_hints(FrontierConfig)
+    assert set(typing.get_args(dialogue["eval_suite"])) == set(openllm_scores.SUITES)
+    assert set(typing.get_args(dialogue["eval_backend"])) == set(typing.get_args(openllm.Backend))
+    assert set(typing.get_args(frontier["eval_backend"])) <= set(available_backends())

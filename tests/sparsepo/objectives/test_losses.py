@@ -183,8 +183,8 @@ def test_errors_name_the_problem():
     c, r = random_side(15), random_side(16)
     with pytest.raises(KeyError, match="unknown method"):
         preference_loss("nope", c, r)
-    with pytest.raises(TypeError, match="gamma"):
-        preference_loss("dpo", c, r, gamma=1.0)
+    with pytest.raises(ValueError, match="loss.gamma: method 'dpo' takes no 'gamma'; it takes loss.beta"):
+        preference_loss("dpo", c, r, gamma=1.0)  # the config loader's check (sparsepo.objectives.loss_params)
     c.pop("kl")
     with pytest.raises(ValueError, match="kl"):
         preference_loss("tdpo1", c, r)

@@ -9,7 +9,8 @@ heads, vocabulary 32,000; written once, bf16, into a temporary folder), at ``--b
 1. ``bench step``: bf16 step time, tokens/s, peak memory and model FLOP utilisation of DPO and SparsePO, with
    shared-prompt packing and without it (``--padded``), and the fused LM head against the eager one;
 2. ``bench generate``: vLLM against HF generation on the same model, where vLLM is installed;
-3. FSDP with one GPU, once ``run.strategy`` exists (printed as not available until then).
+3. FSDP with one GPU: ``bench step --strategy fsdp --workers 1``, SparsePO with its policy wrapped by FSDP2
+   (``run.strategy=fsdp``, one shard) against the unwrapped one: step time and per-worker memory.
 Each part has a share of ``--budget-s``; a part that runs out is reported and the next one starts.
 ``--dry-run`` runs the same parts on the CPU with ``--size tiny`` and 2 steps: what the test suite checks.
 """
@@ -56,6 +57,8 @@ def parts(model: Path, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     out = [("DPO and SparsePO, shared-prompt packing (bf16 where native)", step),
            ("DPO and SparsePO, padded (no packing)", [*step, "--padded"]),
            ("fused LM head against the eager head", [*step, "--methods=sparsepo", "--fused-head=both"])]
+    out.append(("FSDP with 1 GPU (run.strategy=fsdp, 1 shard) against no sharding",
+                [*step, "--methods=sparsepo", "--strategy=fsdp", "--workers=1"]))
     backends = args.backends if importlib.util.find_spec("vllm") else "hf"
     out.append((f"generation: {backends.replace(',', ' vs ')}",
                 ["generate", "--model", str(model), "--backends", backends, "--n-prompts=16", "--max-new-tokens=32",
@@ -101,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
         args.size, args.batch_size, args.max_length, args.steps = "tiny", 2, 64, 2
     start = time.perf_counter()
     print(device_line(), flush=True)
-    print("FSDP with 1 GPU: not available (run.strategy=fsdp is not implemented yet)", flush=True)
     with tempfile.TemporaryDirectory(prefix="sparsepo-gpu-check-") as d:
         model = write_random_llama(args.size, Path(d) / f"llama-{args.size}")
         print(f"model: random Llama {args.size} ({time.perf_counter() - start:.0f} s to write)", flush=True)

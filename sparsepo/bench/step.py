@@ -3,11 +3,18 @@
     sparsepo bench step [--model smollm2] [--batch-size 4] [--max-length 128] [--steps 5] [--methods dpo,sparsepo,...]
     sparsepo bench step --lora 16 [--lora-ref copy]   # LoRA; the reference is the policy with adapters off
     sparsepo bench step --fused-head both              # each method with the autograd and the fused LM head
+    sparsepo bench step --strategy fsdp --workers 2    # per worker: DDP x2 vs FSDP with 1 and 2 shards (gloo/nccl)
 
 Each method runs in a fresh subprocess so peak memory (CUDA: max allocated; CPU: peak RSS) is its own.
 "first s" is the untimed warm-up step: with the fused head (``run.fused_head``) it includes ``torch.compile``.
 On CUDA the table adds model FLOP utilisation: (6 N per policy token + 2 N per reference token) / step time
 over the card's dense bf16 peak (``--peak-tflops``, default from the device name).
+
+With ``--strategy`` each method runs in ``--workers`` processes (one process group, the same batch on each, the
+machine's CPUs split between them) and the figures are per worker, the largest over workers: ``state MiB`` is the
+trainable state a worker holds after a step (its parameters, gradients and AdamW moments; FSDP: its shards),
+``peak GiB`` as above (it adds the frozen reference, activations and the libraries). ``--strategy fsdp`` measures
+DDP with ``--workers`` and FSDP with 1 and ``--workers`` shards (``run.strategy``, :mod:`sparsepo.training.sharding`).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import resource
 import subprocess
 import sys
 import time
+from typing import Any
 
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "A10G": 125.0, "L4": 121.0}
 
@@ -36,7 +44,7 @@ def measure(args: argparse.Namespace) -> dict:
     from sparsepo.training.preference_model import PreferenceModel, Reference
     from sparsepo.training.trainer import adamw_kernel
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(f"cuda:{rank_of()}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     cfg = load_config(None, [f"model.name={args.model}", f"lora.r={args.lora}"])  # LoRA: all linear layers by default
     policy = build_policy(cfg, device, None)
@@ -50,6 +58,7 @@ def measure(args: argparse.Namespace) -> dict:
     model = PreferenceModel(
         policy, args.method, chunk_size=args.chunk, log_kl=args.log_kl, shared_prompt=not args.padded, fused_head=fused
     ).to(device).train()
+    model = distribute(model, policy, device, args)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, **adamw_kernel("auto"))
     vocab = policy.config.vocab_size
     g = torch.Generator().manual_seed(0)
@@ -80,7 +89,8 @@ def measure(args: argparse.Namespace) -> dict:
     n_params = sum(p.numel() for p in policy.parameters())
     flops = (6 + (2 if ref is not None else 0)) * n_params * tokens
     label = args.method + ("+fused" if args.fused_head == "true" else "")
-    row = {"method": label, "step_s": sec, "first_s": first, "tokens_per_s": tokens / sec, "device": str(device)}
+    row = {"method": label, "step_s": sec, "first_s": first, "tokens_per_s": tokens / sec, "device": str(device),
+           "state_mib": state_bytes(model, opt) / 2**20}
     if device.type == "cuda":
         row["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
         name = torch.cuda.get_device_name()
@@ -92,6 +102,82 @@ def measure(args: argparse.Namespace) -> dict:
     return row
 
 
+def measure_workers(args: argparse.Namespace) -> dict:
+    """:func:`measure` in ``args.workers`` spawned processes forming one process group; the slowest / largest
+    worker's figures (the sum of their tokens/s)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    procs = [ctx.Process(target=_worker, args=(r, args, port, queue)) for r in range(args.workers)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    if any(proc.exitcode != 0 for proc in procs):
+        sys.exit(f"a worker failed: exit codes {[proc.exitcode for proc in procs]}")
+    rows = [queue.get() for _ in procs]
+    row = {**rows[0], **{k: max(r[k] for r in rows) for k in ("step_s", "first_s", "peak_mem_gib", "state_mib")}}
+    row["tokens_per_s"] = sum(r["tokens_per_s"] for r in rows)
+    row["method"] = f"{args.method}{'+fused' if args.fused_head == 'true' else ''} {args.strategy}x{args.workers}"
+    return row
+
+
+def _worker(rank: int, args: argparse.Namespace, port: int, queue: Any) -> None:
+    import torch
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(rank)
+    else:  # the machine's CPUs split between the workers, as Ray Train grants them
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // args.workers))
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=args.workers)
+    try:
+        queue.put(measure(args))
+    finally:
+        dist.destroy_process_group()
+
+
+def rank_of() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def distribute(model: Any, policy: Any, device: Any, args: argparse.Namespace) -> Any:
+    """``model`` as the trainer runs it under ``args.strategy``: DDP-wrapped or FSDP-sharded (or as is)."""
+    import torch
+
+    if args.strategy == "fsdp":
+        from sparsepo.training.sharding import shard_model
+
+        return shard_model(model, policy, device, bf16=not args.no_bf16)
+    if args.strategy == "ddp" and args.workers > 1:
+        return torch.nn.parallel.DistributedDataParallel(model)
+    return model
+
+
+def state_bytes(model: Any, opt: Any) -> int:
+    """Bytes of this worker's trainable parameters, their gradients and the optimizer state (local shards)."""
+    import torch
+    from torch.distributed.tensor import DTensor
+
+    def size(t: torch.Tensor) -> int:
+        t = t.to_local() if isinstance(t, DTensor) else t
+        return t.numel() * t.element_size()
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    moments = [v for st in opt.state.values() for v in st.values() if torch.is_tensor(v)]
+    return sum(size(p) + (size(p.grad) if p.grad is not None else 0) for p in params) + sum(size(v) for v in moments)
+
+
 def print_fused_ratios(rows: list[dict]) -> None:
     """Per method measured both ways: fused / autograd head step time, first-step time and peak memory."""
     by = {r["method"]: r for r in rows}
@@ -101,6 +187,17 @@ def print_fused_ratios(rows: list[dict]) -> None:
     for eager, fused in pairs:
         print(f"{eager['method']:15s} {fused['step_s'] / eager['step_s']:8.2f} {fused['first_s'] / eager['first_s']:8.2f} "
               f"{fused['peak_mem_gib'] / eager['peak_mem_gib']:8.2f}")
+
+
+def print_sharding(rows: list[dict]) -> None:
+    """Per worker, each layout against the DDP one of the same method: trainable state and peak memory."""
+    ddp = {r["method"].split(" ")[0]: r for r in rows if r["method"].endswith(tuple(f" ddpx{n}" for n in range(1, 999)))}
+    shown = [(ddp[r["method"].split(" ")[0]], r) for r in rows if " " in r["method"] and r["method"].split(" ")[0] in ddp]
+    if shown:
+        print(f"\nper worker{'':15s} {'state MiB':>10s} {'peak GiB':>9s} {'state/DDP':>10s} {'peak/DDP':>9s}")
+    for base, r in shown:
+        print(f"{r['method']:25s} {r['state_mib']:10.1f} {r['peak_mem_gib']:9.2f} {r['state_mib'] / base['state_mib']:10.2f} "
+              f"{r['peak_mem_gib'] / base['peak_mem_gib']:9.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,18 +217,25 @@ def main(argv: list[str] | None = None) -> int:
                     help="LoRA reference: the policy with adapters off (shared) or a second loaded copy")
     ap.add_argument("--fused-head", choices=["auto", "true", "false", "both"], default="auto",
                     help="run.fused_head; both: each method with false, then true")
+    ap.add_argument("--strategy", choices=["none", "ddp", "fsdp"], default="none",
+                    help="run.strategy in --workers processes; fsdp: DDP and FSDP with 1 and --workers shards")
+    ap.add_argument("--workers", type=int, default=1, help="processes (GPUs) for --strategy")
     ap.add_argument("--method", help=argparse.SUPPRESS)  # child mode
     args = ap.parse_args(argv)
     if args.method:
-        print(json.dumps(measure(args)))
+        print(json.dumps(measure_workers(args) if args.strategy != "none" else measure(args)))
         return
     rows = []
     variants = ["false", "true"] if args.fused_head == "both" else [args.fused_head]
-    for m, fused in ((m, f) for m in args.methods.split(",") for f in variants):
-        cmd = [sys.executable, "-m", "sparsepo.bench.step", "--method", m, f"--fused-head={fused}"] + [
+    layouts = [(args.strategy, args.workers)]
+    if args.strategy == "fsdp":
+        layouts = [("ddp", args.workers)] + [("fsdp", n) for n in sorted({1, args.workers})]
+    for m, fused, (strategy, n) in ((m, f, s) for m in args.methods.split(",") for f in variants for s in layouts):
+        cmd = [sys.executable, "-m", "sparsepo.bench.step", "--method", m, f"--fused-head={fused}",
+               f"--strategy={strategy}", f"--workers={n}"] + [
             f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
             for k, v in vars(args).items()
-            if k not in ("method", "methods", "fused_head") and v is not None and v is not False
+            if k not in ("method", "methods", "fused_head", "strategy", "workers") and v is not None and v is not False
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         if out.returncode != 0:
@@ -156,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(line + (f" {r['mfu']:6.1%}" if has_mfu else ""))
     print_fused_ratios(rows)
+    print_sharding(rows)
 
     return 0
 

@@ -66,6 +66,10 @@ class RunConfig:
     name: str | None = None  # None: a fresh <method>-<date>-<time> per run (set on the driver)
     storage_path: str = "runs"
     num_workers: int = spec(1, ge=1)
+    # ddp: every worker holds the whole policy (DDP when num_workers > 1); fsdp: the policy, its gradients and
+    # AdamW state are sharded over the workers (FSDP2, sparsepo.training.sharding); the frozen reference is not
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    activation_checkpointing: bool = False  # recompute block activations in backward (less memory, ~1 more forward)
     use_gpu: bool = False
     cpus_per_worker: float | None = spec(None, gt=0)  # None: the cluster's CPUs / num_workers (sweeps: split between trials)
     seed: int = 0
@@ -131,10 +135,23 @@ def check_combinations(values: dict[str, Any], cfg: TrainConfig, where: str) -> 
     if cfg.lora.quantize != "none" and cfg.model.gguf_file:
         raise ConfigError(f"{where}: lora.quantize: a GGUF model (model.gguf_file) cannot be re-quantised; pass a "
                           "model folder (safetensors) or set lora.quantize=none")
+    check_strategy(cfg, where)
     if cfg.run.resume and cfg.run.resume_from:
         raise ConfigError(f"{where}: run.resume and run.resume_from: choose one")
     if cfg.run.resume and not cfg.run.name:
         raise ConfigError(f"{where}: run.resume needs run.name (the run to continue)")
+
+
+def check_strategy(cfg: TrainConfig, where: str) -> None:
+    """What ``run.strategy=fsdp`` does not support is refused before anything starts."""
+    if cfg.run.strategy != "fsdp":
+        return
+    if cfg.lora.r > 0:
+        raise ConfigError(f"{where}: run.strategy: fsdp shards full fine-tuning only; set lora.r=0 or run.strategy=ddp "
+                          "(LoRA's trainable state is small: DDP replicates it cheaply)")
+    if cfg.run.evaluator:
+        raise ConfigError(f"{where}: run.evaluator: rank 0 evaluates alone, which a sharded policy cannot do; "
+                          "remove run.evaluator or set run.strategy=ddp")
 
 
 def with_run_name(cfg: TrainConfig) -> TrainConfig:

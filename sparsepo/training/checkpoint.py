@@ -5,7 +5,8 @@ Layout of a checkpoint directory::
     policy/            save_pretrained model (LoRA merged) + tokenizer: loads in transformers, vLLM, lm-eval
     adapter/           the LoRA adapter (LoRA runs only; resuming needs it unmerged)
     masks.pt           mask-network state dict (learned-mask methods)
-    train_state.pt     optimizer, scheduler, step, per-rank RNG states
+    train_state.pt     optimizer (unsharded runs), scheduler, step, per-rank RNG states
+    sharded/           run.strategy=fsdp: every rank's shard of model + optimizer state (torch.distributed.checkpoint)
     config.yaml        the full training config
     metrics.jsonl      every metrics dict reported up to this step
 """
@@ -93,8 +94,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_policy(policy: nn.Module, tokenizer: Any, out: Path) -> None:
-    """Write the policy as a plain HF folder; a LoRA policy is saved merged (a copy, training state untouched)."""
+def save_policy(policy: nn.Module, tokenizer: Any, out: Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """Write the policy as a plain HF folder; a LoRA policy is saved merged (a copy, training state untouched).
+    ``state_dict``: the weights to write instead of the policy's own (a sharded policy's gathered ones)."""
     if hasattr(policy, "merge_and_unload"):
         (out.parent / ADAPTER_DIR).mkdir(parents=True, exist_ok=True)
         policy.save_pretrained(out.parent / ADAPTER_DIR)
@@ -104,7 +106,7 @@ def save_policy(policy: nn.Module, tokenizer: Any, out: Path) -> None:
             merged = copy.deepcopy(policy).merge_and_unload()
     else:
         merged = unwrap_model(policy)
-    merged.save_pretrained(out, safe_serialization=True)
+    merged.save_pretrained(out, state_dict=state_dict, safe_serialization=True)
     tokenizer.save_pretrained(out)
 
 
@@ -114,21 +116,25 @@ def save_checkpoint(
     policy: nn.Module,
     tokenizer: Any,
     masks: nn.Module | None,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | None,
     scheduler: Any,
     step: int,
     rng_states: list[dict[str, Any]],
     config: dict[str, Any],
     history: list[dict[str, float]] | None = None,
+    policy_state: dict[str, torch.Tensor] | None = None,
+    masks_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
+    """``optimizer`` None: its state is saved elsewhere (``sharded/``); ``policy_state`` / ``masks_state``:
+    gathered weights to write instead of the modules' own (sharded ones)."""
     path.mkdir(parents=True, exist_ok=True)
-    save_policy(policy, tokenizer, path / POLICY_DIR)
+    save_policy(policy, tokenizer, path / POLICY_DIR, policy_state)
     if masks is not None:
-        torch.save(masks.state_dict(), path / MASKS_FILE)
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "rng": rng_states},
-        path / STATE_FILE,
-    )
+        torch.save(masks_state if masks_state is not None else masks.state_dict(), path / MASKS_FILE)
+    state = {"scheduler": scheduler.state_dict(), "step": step, "rng": rng_states}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    torch.save(state, path / STATE_FILE)
     (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (path / HISTORY_FILE).write_text("".join(json.dumps(m) + "\n" for m in history or []))
     return path

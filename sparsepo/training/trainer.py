@@ -1,4 +1,5 @@
-"""The Ray Train loop: ``train_loop_per_worker`` for ``TorchTrainer`` (CPU/gloo or GPU/nccl, DDP).
+"""The Ray Train loop: ``train_loop_per_worker`` for ``TorchTrainer`` (CPU/gloo or GPU/nccl; DDP or, with
+``run.strategy=fsdp``, a sharded policy: ``sparsepo.training.sharding``).
 
 Each worker loads the policy and a frozen reference, builds the objective's mask networks, and trains with
 AdamW (policy and mask-network parameter groups), a cosine schedule with warm-up, gradient accumulation and
@@ -52,6 +53,16 @@ from sparsepo.training.forward import AdaptersOff, unwrap_model
 from sparsepo.training.hardware import mixed_precision, use_granted_cpus
 from sparsepo.training.models import build_policy, load_causal_lm, load_tokenizer
 from sparsepo.training.preference_model import PreferenceModel, Reference
+from sparsepo.training.sharding import (
+    enable_activation_checkpointing,
+    full_state_dict,
+    is_sharded,
+    load_sharded,
+    local,
+    save_sharded,
+    shard_model,
+    sub_state,
+)
 
 # Ray Train V2 patches print() in workers to log *and* echo, so a printed line reaches the driver twice;
 # a logger line reaches it once (and Train's per-worker log file).
@@ -129,6 +140,7 @@ class Worker:
     scheduler: Any = None
     evaluator: Any = None
     masks_restored: bool = False
+    resume: Any = None  # the ray.train.Checkpoint resumed from (its sharded state is read after sharding)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | None:
@@ -165,6 +177,8 @@ def _setup_models(cfg: TrainConfig) -> Worker:
             policy = build_policy(cfg, device, resume_dir / POLICY_DIR, resume_dir / ADAPTER_DIR)
         else:
             policy = build_policy(cfg, device)
+        if cfg.run.activation_checkpointing:
+            enable_activation_checkpointing(policy)
         reference = _build_reference(cfg, policy, device)
         dims = model_dims(reference.model) if reference is not None else None
         seq = sft.is_sequence_objective(cfg.method)  # SFT stage: single sequences, no reference
@@ -172,7 +186,7 @@ def _setup_models(cfg: TrainConfig) -> Worker:
             policy, cfg.method, cfg.loss_hparams(), cfg.mask, dims, cfg.run.chunk_size, cfg.run.log_kl,
             shared_prompt=cfg.run.shared_prompt, fused_head=cfg.run.fused_head,
         )).to(device)
-        w = Worker(cfg, rank, world, device, tokenizer, model, reference, history=[])
+        w = Worker(cfg, rank, world, device, tokenizer, model, reference, history=[], resume=ckpt)
         if resume_dir is not None:
             if model.masks is not None and (resume_dir / MASKS_FILE).exists():
                 model.masks.load_state_dict(torch.load(resume_dir / MASKS_FILE, map_location=device))
@@ -248,13 +262,22 @@ def _setup_masks(w: Worker) -> None:
 
 
 def _setup_optimizer(w: Worker) -> None:
-    """DDP wrapper, AdamW + cosine schedule, restored step/RNG when resuming, and rank 0's evaluator."""
+    """DDP wrapper or FSDP sharding, AdamW + cosine schedule, restored step/RNG when resuming, and rank 0's
+    evaluator."""
     cfg = w.cfg
-    w.ddp_model = ray.train.torch.prepare_model(w.model) if w.world > 1 else w.model
+    fsdp = cfg.run.strategy == "fsdp"
+    if fsdp:  # FSDP2 swaps parameters for DTensor shards in place: the optimizer is built on those
+        w.ddp_model = shard_model(w.model, w.model.policy, w.device, cfg.optim.bf16)
+    else:
+        w.ddp_model = ray.train.torch.prepare_model(w.model) if w.world > 1 else w.model
     w.optimizer = build_optimizer(cfg, w.model)
     w.scheduler = get_cosine_schedule_with_warmup(w.optimizer, math.ceil(cfg.optim.warmup_ratio * w.total), w.total)
     if w.state is not None:
-        w.optimizer.load_state_dict(w.state["optimizer"])
+        if fsdp:
+            with w.resume.as_directory() as d:
+                load_sharded(Path(d), w.model, w.optimizer)
+        else:
+            w.optimizer.load_state_dict(w.state["optimizer"])
         w.scheduler.load_state_dict(w.state["scheduler"])
         w.step = w.state["step"]
         set_rng_state(w.state["rng"][w.rank % len(w.state["rng"])])
@@ -296,7 +319,7 @@ def _train_step(
             sums[k] = sums[k] + v if k in sums else v
     if getattr(w.model, "masks", None) is not None:  # METHODS.md diagnostics: how hard each part is pushed
         sums["grad_norm/masks"] = _grad_norm(w.model.masks.parameters()).double()
-    grad_norm = torch.nn.utils.clip_grad_norm_(w.model.parameters(), w.cfg.optim.max_grad_norm)
+    grad_norm = local(torch.nn.utils.clip_grad_norm_(w.model.parameters(), w.cfg.optim.max_grad_norm))
     if "grad_norm/masks" in sums:
         sums["grad_norm/policy"] = (grad_norm.double() ** 2 - sums["grad_norm/masks"] ** 2).clamp_min(0).sqrt()
     w.optimizer.step()
@@ -307,7 +330,8 @@ def _train_step(
 
 def _grad_norm(params: Iterator[torch.nn.Parameter]) -> torch.Tensor:
     grads = [p.grad for p in params if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
+    # get_total_norm: the foreach norms' norm, also of DTensor shards (FSDP), whose total local() gathers
+    return local(torch.nn.utils.get_total_norm(grads)) if grads else torch.zeros(())
 
 
 def _to_host(values: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -359,35 +383,43 @@ def _sum_over_workers(value: float, world: int) -> float:
 def _report(w: Worker, metrics: dict[str, float], save: bool, window: list[float]) -> None:
     # report() copies the staged folder into run storage; leaving the staging copy behind
     # would leak one full checkpoint (1.6 GB for SmolLM2 with optimizer state) per save.
-    with staging_dir(w.step) if save and w.rank == 0 else nullcontext() as staging:
-        checkpoint = (
-            _save(staging, w.cfg, w.model, w.tokenizer, w.optimizer, w.scheduler, w.step, w.rank, w.world, w.history)
-            if save else None
-        )
+    # Sharded: every rank writes (and reports) its own shard; Ray merges the folders into one checkpoint.
+    staged = save and (w.rank == 0 or is_sharded(w.model))
+    with staging_dir(w.step) if staged else nullcontext() as staging:
+        checkpoint = _save(Path(staging) if staged else None, w) if save else None
         if w.rank == 0:
             _progress(w.step, w.total, metrics, window)
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def _save(path, cfg, model, tokenizer, optimizer, scheduler, step, rank, world, history):  # noqa: ANN001, ANN202
-    states = [None] * world
-    if world > 1:
+def _save(path: Path | None, w: Worker) -> ray.train.Checkpoint | None:
+    """Write this rank's part of a checkpoint into ``path`` (a collective): rank 0 everything but the shards
+    (under FSDP, the policy and masks from the gathered weights), every rank its shards under FSDP (unsharded,
+    ranks > 0 write nothing: ``path`` None)."""
+    states = [None] * w.world
+    if w.world > 1:
         dist.all_gather_object(states, rng_state())
     else:
         states = [rng_state()]
-    if rank != 0:
-        return None
+    sharded = is_sharded(w.model)
+    full = full_state_dict(w.model) if sharded else {}  # collective; filled on rank 0 only
+    if sharded:
+        save_sharded(path, w.model, w.optimizer)
+    if w.rank != 0:
+        return ray.train.Checkpoint.from_directory(str(path)) if sharded else None
     save_checkpoint(
-        Path(path),
-        policy=model.policy,
-        tokenizer=tokenizer,
-        masks=model.masks,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        step=step,
+        path,
+        policy=w.model.policy,
+        tokenizer=w.tokenizer,
+        masks=w.model.masks,
+        optimizer=None if sharded else w.optimizer,  # sharded: in sharded/ with the model
+        scheduler=w.scheduler,
+        step=w.step,
         rng_states=states,
-        config=cfg.to_dict(),
-        history=history,
+        config=w.cfg.to_dict(),
+        history=w.history,
+        policy_state=sub_state(full, "policy") if sharded else None,
+        masks_state=sub_state(full, "masks") if sharded else None,
     )
     return ray.train.Checkpoint.from_directory(str(path))
 

@@ -4,10 +4,12 @@
     sparsepo bench step --lora 16 [--lora-ref copy]   # LoRA; the reference is the policy with adapters off
     sparsepo bench step --fused-head both              # each method with the autograd and the fused LM head
     sparsepo bench step --strategy fsdp --workers 2    # per worker: DDP x2 vs FSDP with 1 and 2 shards (gloo/nccl)
+    sparsepo bench step --ragged 64,256 --packing both  # realistic lengths; multi-pair rows off, then on
 
 Each method runs in a fresh subprocess so peak memory (CUDA: max allocated; CPU: peak RSS) is its own.
 "first s" is the untimed warm-up step: with the fused head (``run.fused_head``) it includes ``torch.compile``.
-On CUDA the table adds model FLOP utilisation: (6 N per policy token + 2 N per reference token) / step time
+"dec pos": positions the decoder runs per step (padded rows, or packed ``rows * T``; ``--ragged`` draws a
+fresh batch per step, the same ones for every variant). On CUDA the table adds model FLOP utilisation: (6 N per policy token + 2 N per reference token) / step time
 over the card's dense bf16 peak (``--peak-tflops``, default from the device name).
 
 With ``--strategy`` each method runs in ``--workers`` processes (one process group, the same batch on each, the
@@ -49,48 +51,46 @@ def measure(args: argparse.Namespace) -> dict:
     cfg = load_config(None, [f"model.name={args.model}", f"lora.r={args.lora}"])  # LoRA: all linear layers by default
     policy = build_policy(cfg, device, None)
     spec = get_loss(args.method)
+    multi = args.packing == "multi"
     ref = None
     if spec.needs_reference:
         shared = args.lora > 0 and args.lora_ref == "shared"
         ref_model = AdaptersOff(policy) if shared else load_causal_lm(args.model, dtype="float32").to(device)
-        ref = Reference(ref_model, args.method, MaskConfig(), shared_prompt=not args.padded)
+        ref = Reference(ref_model, args.method, MaskConfig(), shared_prompt=not args.padded, multi_pair=multi)
     fused = {"true": True, "false": False}.get(args.fused_head, args.fused_head)
     model = PreferenceModel(
-        policy, args.method, chunk_size=args.chunk, log_kl=args.log_kl, shared_prompt=not args.padded, fused_head=fused
+        policy, args.method, chunk_size=args.chunk, log_kl=args.log_kl, shared_prompt=not args.padded, fused_head=fused,
+        multi_pair=multi,
     ).to(device).train()
     model = distribute(model, policy, device, args)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, **adamw_kernel("auto"))
-    vocab = policy.config.vocab_size
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, vocab, (2 * args.batch_size, args.max_length), generator=g).to(device)
-    loss_mask = torch.zeros_like(ids)
-    loss_mask[:, args.max_length // 4 :] = 1
-    ids[args.batch_size :, : args.max_length // 4] = ids[: args.batch_size, : args.max_length // 4]  # a pair shares its prompt
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "loss_mask": loss_mask}
+    # Ragged lengths: a fresh batch each step (the same ones for every variant), as packing depends on the draw.
+    batches = [{k: v.to(device) for k, v in synthetic_pairs(args, policy.config.vocab_size, seed).items()}
+               for seed in range(args.steps + 1 if args.ragged else 1)]
     autocast = mixed_precision(device, bf16=not args.no_bf16)  # as the trainer: CUDA, and CPUs with native bf16
-
-    step = make_step(model, ref, opt, batch, autocast)
+    steps = [make_step(model, ref, opt, batch, autocast) for batch in batches]
 
     t = time.perf_counter()
-    step()  # warm-up (allocator, kernels; torch.compile of the fused head)
+    steps[0]()  # warm-up (allocator, kernels; torch.compile of the fused head)
     first = time.perf_counter() - t
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     times = []
-    for _ in range(args.steps):
+    for k in range(args.steps):
         t = time.perf_counter()
-        step()
+        steps[(k + 1) % len(steps)]()
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
     sec = sorted(times)[len(times) // 2]
-    tokens = ids.numel()
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)  # real tokens per step
     n_params = sum(p.numel() for p in policy.parameters())
     flops = (6 + (2 if ref is not None else 0)) * n_params * tokens
-    label = args.method + ("+fused" if args.fused_head == "true" else "")
+    label = args.method + ("+multi" if args.packing == "multi" else "") + ("+fused" if args.fused_head == "true" else "")
     row = {"method": label, "step_s": sec, "first_s": first, "tokens_per_s": tokens / sec, "device": str(device),
-           "state_mib": state_bytes(model, opt) / 2**20}
+           "state_mib": state_bytes(model, opt) / 2**20,
+           "decoder_tokens": decoder_tokens(batches, policy, args.padded, multi)}
     if device.type == "cuda":
         row["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
         name = torch.cuda.get_device_name()
@@ -124,7 +124,8 @@ def measure_workers(args: argparse.Namespace) -> dict:
     rows = [queue.get() for _ in procs]
     row = {**rows[0], **{k: max(r[k] for r in rows) for k in ("step_s", "first_s", "peak_mem_gib", "state_mib")}}
     row["tokens_per_s"] = sum(r["tokens_per_s"] for r in rows)
-    row["method"] = f"{args.method}{'+fused' if args.fused_head == 'true' else ''} {args.strategy}x{args.workers}"
+    row["method"] = (f"{args.method}{'+multi' if args.packing == 'multi' else ''}{'+fused' if args.fused_head == 'true' else ''}"
+                     f" {args.strategy}x{args.workers}")
     return row
 
 
@@ -178,15 +179,49 @@ def state_bytes(model: Any, opt: Any) -> int:
     return sum(size(p) + (size(p.grad) if p.grad is not None else 0) for p in params) + sum(size(v) for v in moments)
 
 
-def print_fused_ratios(rows: list[dict]) -> None:
-    """Per method measured both ways: fused / autograd head step time, first-step time and peak memory."""
+def decoder_tokens(batches: list[dict], policy: object, padded: bool, multi_pair: bool) -> float:
+    """Mean positions per step the decoder runs: every padded position, or ``rows * T`` packed for ``policy``."""
+    from sparsepo.training.forward import pair_packing
+
+    counts = [b["input_ids"].numel() if padded else pair_packing(policy, b, multi_pair).input_ids.numel() for b in batches]
+    return sum(counts) / len(counts)
+
+
+def synthetic_pairs(args: argparse.Namespace, vocab: int, seed: int = 0) -> dict:
+    """A collated batch of ``2 * batch_size`` rows: random tokens, each pair sharing its prompt. Without
+    ``--ragged``, every row is ``max_length`` tokens with a quarter of prompt; with ``--ragged LO,HI``, prompt,
+    chosen and rejected each have a uniform ``LO..HI`` tokens (the ``realistic`` workload), cut to ``max_length``."""
+    import torch
+
+    from sparsepo.data.preference import PreferenceCollator
+
+    g = torch.Generator().manual_seed(seed)
+    n = args.batch_size
+    if args.ragged:
+        lo, hi = (int(x) for x in args.ragged.split(","))
+        lens = torch.randint(lo, hi + 1, (n, 3), generator=g).tolist()
+    else:
+        p = args.max_length // 4
+        lens = [[p, args.max_length - p, args.max_length - p]] * n
+    examples = []
+    for p, c, r in lens:
+        p = min(p, args.max_length - 1)  # at least one response token survives the cut
+        prompt, chosen, rejected = (torch.randint(1, vocab, (k,), generator=g).tolist() for k in (p, c, r))
+        examples.append({"prompt_ids": prompt, "chosen_ids": chosen[: args.max_length - p],
+                         "rejected_ids": rejected[: args.max_length - p]})
+    return PreferenceCollator(pad_token_id=0)(examples)
+
+
+def print_ratios(rows: list[dict], suffix: str, title: str) -> None:
+    """Per method measured both ways (label with and without ``suffix``): the with / without ratios of step
+    time, first-step time and peak memory."""
     by = {r["method"]: r for r in rows}
-    pairs = [(by[m[: -len("+fused")]], r) for m, r in by.items() if m.endswith("+fused") and m[: -len("+fused")] in by]
+    pairs = [(by[m[: -len(suffix)]], r) for m, r in by.items() if m.endswith(suffix) and m[: -len(suffix)] in by]
     if pairs:
-        print(f"\n{'fused/eager':15s} {'step':>8s} {'first':>8s} {'peak':>8s}")
-    for eager, fused in pairs:
-        print(f"{eager['method']:15s} {fused['step_s'] / eager['step_s']:8.2f} {fused['first_s'] / eager['first_s']:8.2f} "
-              f"{fused['peak_mem_gib'] / eager['peak_mem_gib']:8.2f}")
+        print(f"\n{title:15s} {'step':>8s} {'first':>8s} {'peak':>8s}")
+    for base, other in pairs:
+        print(f"{base['method']:15s} {other['step_s'] / base['step_s']:8.2f} {other['first_s'] / base['first_s']:8.2f} "
+              f"{other['peak_mem_gib'] / base['peak_mem_gib']:8.2f}")
 
 
 def print_sharding(rows: list[dict]) -> None:
@@ -212,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-bf16", action="store_true", help="no bf16 autocast (optim.bf16=false)")
     ap.add_argument("--log-kl", action="store_true", help="token KL for methods that only log it (run.log_kl)")
     ap.add_argument("--padded", action="store_true", help="no shared-prompt packing (the batch is synthetic pairs)")
+    ap.add_argument("--ragged", default=None, metavar="LO,HI",
+                    help="prompt, chosen and rejected lengths uniform in LO..HI tokens (realistic: 64,256)")
+    ap.add_argument("--packing", choices=["one", "multi", "both"], default="multi",
+                    help="shared-prompt rows: one pair per row, several (run.multi_pair), or each method both ways")
     ap.add_argument("--lora", type=int, default=0, help="LoRA rank on all linear layers (0: full fine-tuning)")
     ap.add_argument("--lora-ref", choices=["shared", "copy"], default="shared",
                     help="LoRA reference: the policy with adapters off (shared) or a second loaded copy")
@@ -226,40 +265,47 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure_workers(args) if args.strategy != "none" else measure(args)))
         return
     rows = []
-    variants = ["false", "true"] if args.fused_head == "both" else [args.fused_head]
+    heads = ["false", "true"] if args.fused_head == "both" else [args.fused_head]
+    packings = ["one", "multi"] if args.packing == "both" else [args.packing]
     layouts = [(args.strategy, args.workers)]
     if args.strategy == "fsdp":
         layouts = [("ddp", args.workers)] + [("fsdp", n) for n in sorted({1, args.workers})]
-    for m, fused, (strategy, n) in ((m, f, s) for m in args.methods.split(",") for f in variants for s in layouts):
+    variants = ((m, f, p, s) for m in args.methods.split(",") for f in heads for p in packings for s in layouts)
+    for m, fused, packing, (strategy, n) in variants:
         cmd = [sys.executable, "-m", "sparsepo.bench.step", "--method", m, f"--fused-head={fused}",
-               f"--strategy={strategy}", f"--workers={n}"] + [
+               f"--packing={packing}", f"--strategy={strategy}", f"--workers={n}"] + [
             f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
             for k, v in vars(args).items()
-            if k not in ("method", "methods", "fused_head", "strategy", "workers") and v is not None and v is not False
+            if k not in ("method", "methods", "fused_head", "packing", "strategy", "workers")
+            and v is not None and v is not False
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         if out.returncode != 0:
             print(f"{m}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(f"measured {m}: {rows[-1]['step_s']:.3f} s/step", file=sys.stderr, flush=True)
-    base = next((r for r in rows if r["method"] == "dpo"), rows[0] if rows else None)
+        print(f"measured {rows[-1]['method']}: {rows[-1]['step_s']:.3f} s/step, {rows[-1]['decoder_tokens']:.0f} "
+              "decoder positions/step", file=sys.stderr, flush=True)
+    base = next((r for r in rows if r["method"].split("+")[0] == "dpo"), rows[0] if rows else None)
     if base is None:
         sys.exit("no method could be measured")
     lora = f"  LoRA r={args.lora} (reference: {args.lora_ref})" if args.lora else ""
-    print(f"device: {rows[0]['device']}  model: {args.model}  pairs/step: {args.batch_size}  tokens/seq: {args.max_length}{lora}")
+    ragged = f" (lengths {args.ragged})" if args.ragged else ""
+    print(f"device: {rows[0]['device']}  model: {args.model}  pairs/step: {args.batch_size}  "
+          f"tokens/seq: {args.max_length}{ragged}{lora}")
     head = (f"{'method':15s} {'step s':>8s} {'first s':>8s} {'tok/s':>9s} {'peak GiB':>9s} {'time/DPO':>9s} "
-            f"{'tok/s/DPO':>10s} {'mem/DPO':>8s}")
+            f"{'tok/s/DPO':>10s} {'mem/DPO':>8s} {'dec pos':>8s}")
     has_mfu = "mfu" in rows[0]
     print(head + (f" {'MFU':>6s}" if has_mfu else ""))
     for r in rows:
         line = (
             f"{r['method']:15s} {r['step_s']:8.3f} {r['first_s']:8.2f} {r['tokens_per_s']:9.0f} {r['peak_mem_gib']:9.2f} "
             f"{r['step_s'] / base['step_s']:9.2f} {r['tokens_per_s'] / base['tokens_per_s']:10.2f} "
-            f"{r['peak_mem_gib'] / base['peak_mem_gib']:8.2f}"
+            f"{r['peak_mem_gib'] / base['peak_mem_gib']:8.2f} {r['decoder_tokens']:8.0f}"
         )
         print(line + (f" {r['mfu']:6.1%}" if has_mfu else ""))
-    print_fused_ratios(rows)
+    print_ratios(rows, "+fused", "fused/eager")
+    print_ratios(rows, "+multi", "multi/one row")
     print_sharding(rows)
 
     return 0

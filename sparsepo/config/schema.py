@@ -80,6 +80,7 @@ class RunConfig:
     chunk_size: int = spec(1024, ge=1)  # positions per chunk of the fp32 LM-head / token-KL computation
     log_kl: bool = False  # also compute token KL (full vocabulary) for objectives that only log it (dpo, dpop)
     shared_prompt: bool = True  # run each pair's prompt once for chosen and rejected (sparsepo.training.packing)
+    multi_pair: bool = True  # with shared_prompt, SDPA models: all pairs in one row, attention pair by pair (no padding)
     fused_head: bool | Literal["auto"] = "auto"  # fused LM head / token KL (sparsepo.training.fused_head); auto: where faster
     resume: bool = False  # continue the run `name` from its latest checkpoint (never implicit)
     resume_from: str | None = None  # a checkpoint directory to start a new run from

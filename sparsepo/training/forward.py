@@ -28,7 +28,8 @@ from torch.utils.checkpoint import checkpoint
 
 from sparsepo.objectives.losses import TokenStats
 from sparsepo.training.fused_head import fused_token_stats, head_transform
-from sparsepo.training.packing import PackedPairs
+from sparsepo.training.packing import ONE_ROW, PackedPairs, pack_pairs
+from sparsepo.training.varlen import supports_varlen, varlen
 
 KL_DIRECTIONS = ("ref||pi", "pi||ref")
 
@@ -90,12 +91,14 @@ def decoder_forward(
     attention_mask: Tensor,
     output_hidden_states: bool = False,
     position_ids: Tensor | None = None,
+    **attention_kwargs: Any,
 ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
     """Run the decoder without its LM head.
 
     Returns the final hidden states ``(B, L, d)`` (after the final norm) and, if asked, the outputs of every
     transformer layer ``l = 1..n_layers`` (the embedding output is dropped), each ``(B, L, d)``.
-    ``attention_mask`` is ``(B, L)`` padding, or a ready 4D mask (with ``position_ids``, for packed rows).
+    ``attention_mask`` is ``(B, L)`` padding, or a ready 4D mask (with ``position_ids``, for packed rows), or
+    None with ``attention_kwargs`` for the attention function (``sparsepo.training.varlen``'s ``pair_segments``).
     Works for any HF causal LM: ``base_model`` is the decoder (``transformer``, ``model``, ``gpt_neox``...).
     """
     off = isinstance(model, AdaptersOff)
@@ -104,7 +107,7 @@ def decoder_forward(
         decoder = (model.model if off else unwrap_model(model)).base_model
         out = decoder(
             input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, use_cache=False,
-            **extra,
+            **extra, **attention_kwargs,
         )
     layers = tuple(out.hidden_states[1:]) if output_hidden_states else None
     return out.last_hidden_state, layers
@@ -120,9 +123,28 @@ def pair_decoder_forward(
     if packed is None:
         return decoder_forward(model, batch["input_ids"], batch["attention_mask"], output_hidden_states)
     inner = model.model if isinstance(model, AdaptersOff) else unwrap_model(model)
-    mask = packed.attention_mask(inner.config._attn_implementation, next(inner.parameters()).dtype)
-    last, layers = decoder_forward(model, packed.input_ids, mask, output_hidden_states, packed.position_ids)
+    if supports_varlen(inner):  # each pair's attention alone: no (T, T) mask
+        with varlen(inner.config):
+            last, layers = decoder_forward(model, packed.input_ids, None, output_hidden_states, packed.position_ids,
+                                           pair_segments=packed.row_segments)
+    else:
+        mask = packed.attention_mask(inner.config._attn_implementation, next(inner.parameters()).dtype)
+        last, layers = decoder_forward(model, packed.input_ids, mask, output_hidden_states, packed.position_ids)
     return packed.unpack(last), tuple(packed.unpack(h) for h in layers) if layers is not None else None
+
+
+def pair_packing(
+    model: nn.Module | AdaptersOff, batch: dict[str, Tensor], multi_pair: bool, reuse: PackedPairs | None = None
+) -> PackedPairs | None:
+    """Shared-prompt packing of a pair batch for ``model``: every pair in one row where its attention can run
+    pair by pair (``sparsepo.training.varlen``), else one pair per row (a dense mask over several pairs costs more
+    attention than the padding it saves); None when the batch is not pairs sharing prompts. ``reuse``: another
+    model's packing of the same batch, returned when it has the layout ``model`` wants (one layout per batch)."""
+    inner = model.model if isinstance(model, AdaptersOff) else unwrap_model(model)
+    budget = ONE_ROW if multi_pair and supports_varlen(inner) else None
+    if reuse is not None and reuse.row_tokens == budget:
+        return reuse
+    return pack_pairs(batch, budget)
 
 
 # What a model's forward does to its LM head's output (transformers' modeling_*.py), by config key. Scales

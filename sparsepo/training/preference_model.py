@@ -23,13 +23,13 @@ from sparsepo.objectives.masks import (
 from sparsepo.training.forward import (
     AdaptersOff,
     ReferenceOutputs,
+    pair_packing,
     reference_forward,
     split_pairs,
     token_stats,
     unwrap_model,
 )
 from sparsepo.training.fused_head import use_fused
-from sparsepo.training.packing import pack_pairs
 
 
 class Reference:
@@ -37,7 +37,7 @@ class Reference:
 
     def __init__(
         self, model: nn.Module | AdaptersOff, method: str, mask: MaskConfig | None = None, shared_prompt: bool = True,
-        oracle: nn.Module | None = None,
+        oracle: nn.Module | None = None, multi_pair: bool = True,
     ):
         shared = isinstance(model, AdaptersOff)
         # An own copy is frozen here; AdaptersOff (LoRA) shares the policy's frozen base and must stay as is.
@@ -47,6 +47,7 @@ class Reference:
         hooked = model.model if shared else model  # hooks live only in reference passes
         self.activation_mask = ActivationMask(hooked, self.mask_cfg.mapo) if self.spec.mask == "activation" else None
         self.shared_prompt = shared_prompt  # each pair's prompt runs once (sparsepo.training.packing)
+        self.multi_pair = multi_pair  # every pair in one row, attention pair by pair (sparsepo.training.varlen)
         if self.spec.needs_oracle and oracle is None:
             raise ValueError(f"method {method!r} weighs tokens by an oracle model's reward: pass `oracle` (model.oracle)")
         # The oracle (zoo weightings) runs beside the reference, frozen, in the same packed layout.
@@ -54,7 +55,7 @@ class Reference:
 
     def __call__(self, batch: dict[str, Tensor]) -> ReferenceOutputs:
         am = self.activation_mask
-        packed = pack_pairs(batch) if self.shared_prompt else None
+        packed = pair_packing(self.model, batch, self.multi_pair) if self.shared_prompt else None
         out = reference_forward(
             self.model, batch, layers=self.spec.mask == "learned", hooks=am.capture if am is not None else None,
             packed=packed,
@@ -93,6 +94,7 @@ class PreferenceModel(nn.Module):
         log_kl: bool = False,
         shared_prompt: bool = True,
         fused_head: bool | str = False,
+        multi_pair: bool = True,
     ):
         super().__init__()
         self.policy = policy
@@ -101,6 +103,7 @@ class PreferenceModel(nn.Module):
         self.mask_cfg = mask or MaskConfig()
         self.chunk_size = chunk_size
         self.shared_prompt = shared_prompt  # each pair's prompt runs once (sparsepo.training.packing)
+        self.multi_pair = multi_pair  # every pair in one row, attention pair by pair (sparsepo.training.varlen)
         self.fused_head = fused_head  # run.fused_head: True / False / "auto" (sparsepo.training.fused_head.use_fused)
         self.need_kl = self.spec.needs_kl or (log_kl and self.spec.needs_reference)
         self.masks: nn.ModuleDict | None = None
@@ -114,8 +117,8 @@ class PreferenceModel(nn.Module):
         if self.spec.needs_reference and ref_out is None:
             raise ValueError(f"method {self.spec.name!r} needs reference outputs")
         packed = None
-        if self.shared_prompt:  # the reference's packing when it ran packed: one layout per batch
-            packed = ref_out.packed if ref_out is not None and ref_out.packed is not None else pack_pairs(batch)
+        if self.shared_prompt:  # the reference's packing where it suits the policy: one layout per batch
+            packed = pair_packing(self.policy, batch, self.multi_pair, ref_out.packed if ref_out is not None else None)
         stats = token_stats(
             self.policy, batch, ref_out if self.spec.needs_reference else None, need_kl=self.need_kl,
             chunk_size=self.chunk_size, packed=packed, fused=self.fused(batch["input_ids"].device),

@@ -185,6 +185,7 @@ def _setup_models(cfg: TrainConfig) -> Worker:
         model = (sft.SFTModel(policy, cfg.run.chunk_size) if seq else PreferenceModel(
             policy, cfg.method, cfg.loss_hparams(), cfg.mask, dims, cfg.run.chunk_size, cfg.run.log_kl,
             shared_prompt=cfg.run.shared_prompt, fused_head=cfg.run.fused_head,
+            multi_pair=cfg.run.multi_pair,
         )).to(device)
         w = Worker(cfg, rank, world, device, tokenizer, model, reference, history=[], resume=ckpt)
         if resume_dir is not None:
@@ -208,7 +209,8 @@ def _build_reference(cfg: TrainConfig, policy: torch.nn.Module, device: torch.de
     oracle = None
     if get_loss(cfg.method).needs_oracle:  # a trained folder: never the GGUF file of the base model
         oracle = load_causal_lm(policy_folder(cfg.model.oracle), dtype=cfg.model.dtype).to(device)
-    return Reference(ref_model, cfg.method, cfg.mask, shared_prompt=cfg.run.shared_prompt, oracle=oracle)
+    return Reference(ref_model, cfg.method, cfg.mask, shared_prompt=cfg.run.shared_prompt, oracle=oracle,
+                     multi_pair=cfg.run.multi_pair)
 
 
 def _setup_data(w: Worker) -> None:

@@ -70,20 +70,7 @@ def measure(args: argparse.Namespace) -> dict:
     autocast = mixed_precision(device, bf16=not args.no_bf16)  # as the trainer: CUDA, and CPUs with native bf16
     steps = [make_step(model, ref, opt, batch, autocast) for batch in batches]
 
-    t = time.perf_counter()
-    steps[0]()  # warm-up (allocator, kernels; torch.compile of the fused head)
-    first = time.perf_counter() - t
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for k in range(args.steps):
-        t = time.perf_counter()
-        steps[(k + 1) % len(steps)]()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    sec = sorted(times)[len(times) // 2]
+    first, sec = time_steps(steps, args.steps, device)
     tokens = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)  # real tokens per step
     n_params = sum(p.numel() for p in policy.parameters())
     flops = (6 + (2 if ref is not None else 0)) * n_params * tokens
@@ -100,6 +87,27 @@ def measure(args: argparse.Namespace) -> dict:
     else:
         row["peak_mem_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return row
+
+
+def time_steps(steps: list[Any], n: int, device: Any) -> tuple[float, float]:
+    """(the untimed warm-up step's seconds, the median of ``n`` timed steps), cycling through ``steps[1:]`` (or
+    repeating ``steps[0]``); on CUDA each step is synchronised and peak memory is counted from after the warm-up."""
+    import torch
+
+    t = time.perf_counter()
+    steps[0]()  # warm-up (allocator, kernels; torch.compile of the fused head)
+    first = time.perf_counter() - t
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for k in range(n):
+        t = time.perf_counter()
+        steps[(k + 1) % len(steps)]()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return first, sorted(times)[len(times) // 2]
 
 
 def measure_workers(args: argparse.Namespace) -> dict:
@@ -235,7 +243,7 @@ def print_sharding(rows: list[dict]) -> None:
               f"{r['peak_mem_gib'] / base['peak_mem_gib']:9.2f}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--batch-size", type=int, default=2, help="pairs per step")
@@ -260,10 +268,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="run.strategy in --workers processes; fsdp: DDP and FSDP with 1 and --workers shards")
     ap.add_argument("--workers", type=int, default=1, help="processes (GPUs) for --strategy")
     ap.add_argument("--method", help=argparse.SUPPRESS)  # child mode
-    args = ap.parse_args(argv)
-    if args.method:
-        print(json.dumps(measure_workers(args) if args.strategy != "none" else measure(args)))
-        return
+    return ap
+
+
+def run_variants(args: argparse.Namespace) -> list[dict]:
+    """Each method x head x packing x layout variant measured in its own subprocess; the rows that succeeded."""
     rows = []
     heads = ["false", "true"] if args.fused_head == "both" else [args.fused_head]
     packings = ["one", "multi"] if args.packing == "both" else [args.packing]
@@ -286,9 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"measured {rows[-1]['method']}: {rows[-1]['step_s']:.3f} s/step, {rows[-1]['decoder_tokens']:.0f} "
               "decoder positions/step", file=sys.stderr, flush=True)
-    base = next((r for r in rows if r["method"].split("+")[0] == "dpo"), rows[0] if rows else None)
-    if base is None:
-        sys.exit("no method could be measured")
+    return rows
+
+
+def print_table(rows: list[dict], args: argparse.Namespace) -> None:
+    """One line per variant, with its ratios to DPO's (the first DPO row), then the with / without ratios."""
+    base = next((r for r in rows if r["method"].split("+")[0] == "dpo"), rows[0])
     lora = f"  LoRA r={args.lora} (reference: {args.lora_ref})" if args.lora else ""
     ragged = f" (lengths {args.ragged})" if args.ragged else ""
     print(f"device: {rows[0]['device']}  model: {args.model}  pairs/step: {args.batch_size}  "
@@ -308,6 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     print_ratios(rows, "+multi", "multi/one row")
     print_sharding(rows)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.method:  # child mode: one variant, its row as JSON
+        print(json.dumps(measure_workers(args) if args.strategy != "none" else measure(args)))
+        return 0
+    rows = run_variants(args)
+    if not rows:
+        sys.exit("no method could be measured")
+    print_table(rows, args)
     return 0
 
 

@@ -19,8 +19,8 @@ def test_fused_ratios_pair_each_method_with_its_fused_run(capsys):
 
 
 def test_packing_ratios_compare_multi_pair_rows_with_one_pair_rows(capsys):
-    print_ratios([row("dpo", 2.0, 3.0, 4.0), row("dpo+multi", 1.0, 3.0, 2.0)], "+multi", "multi/one row")
-    assert capsys.readouterr().out.strip().splitlines()[1] == f"{'dpo':15s} {0.5:8.2f} {1.0:8.2f} {0.5:8.2f}"
+    print_ratios([row("dpo", 1.0, 3.0, 2.0), row("dpo+1row", 2.0, 3.0, 4.0)], "+1row", "1row/multi")
+    assert capsys.readouterr().out.strip().splitlines()[1] == f"{'dpo':15s} {2.0:8.2f} {1.0:8.2f} {2.0:8.2f}"
 
 
 def test_no_ratios_without_a_pair(capsys):

@@ -35,6 +35,9 @@ def build_parser(name: str, parser: argparse.ArgumentParser | None = None) -> ar
     ap.add_argument("--paper", action="store_true", help="the paper's settings (a GPU cluster); explicit flags still win")
     ap.add_argument("--check", action="store_true", help="validate settings, models and overrides; run nothing")
     add_dataclass_flags(ap, load(exp.config), skip=("overrides",))
+    for action in ap._actions:  # the dataclass default is for Python callers; a command names each run anew
+        if action.dest == "name":
+            action.help = f"experiment name (folder under --storage-path; needed for --resume) [str; default: {name}-<date>-<time>]"
     ap.add_argument("overrides", nargs="*", help="TrainConfig overrides for every trial, e.g. optim.grad_accum=4")
     return ap
 

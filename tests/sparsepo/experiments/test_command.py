@@ -67,3 +67,11 @@ def test_choice_types_match_what_runs_them():
     assert set(typing.get_args(dialogue["eval_suite"])) == set(openllm_scores.SUITES)
     assert set(typing.get_args(dialogue["eval_backend"])) == set(typing.get_args(openllm.Backend))
     assert set(typing.get_args(frontier["eval_backend"])) <= set(available_backends())
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_help_shows_the_run_name_a_command_really_uses(name, capsys):
+    with pytest.raises(SystemExit):
+        main([name, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"default: {name}-<date>-<time>" in text

@@ -43,11 +43,25 @@ def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
-def _is_sequence(tp: Any) -> bool:
+def _unwrap_optional(tp: Any) -> Any:
+    """``X`` of ``X | None`` (the first option of a union with None); any other hint unchanged."""
     args = typing.get_args(tp)
     if type(None) in args:
-        tp = next(a for a in args if a is not type(None))
-    return typing.get_origin(tp) in (tuple, list)
+        return next(a for a in args if a is not type(None))
+    return tp
+
+
+def _is_sequence(tp: Any) -> bool:
+    return typing.get_origin(_unwrap_optional(tp)) in (tuple, list)
+
+
+def _is_text(tp: Any) -> bool:
+    """A ``str`` field (or ``str | None``, or a tuple/list of ``str``): its flag values are kept as typed, not read
+    as YAML (``--system 2024`` or ``--tasks no`` stay strings)."""
+    tp = _unwrap_optional(tp)
+    if typing.get_origin(tp) in (tuple, list):
+        tp = typing.get_args(tp)[0] if typing.get_args(tp) else Any
+    return tp is str
 
 
 def _default_text(value: Any) -> str:
@@ -61,9 +75,14 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[
     and are left ``None`` when not given, so the dataclass default applies (see :func:`dataclass_from_args`)."""
     helps = field_help(cls)
     tps = hints(cls)
+    groups: dict[str, Any] = {}  # spec(group=...) -> its --help section, in order of first use
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
+        group = f.metadata.get("group")
+        if group and group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        target = groups[group] if group else parser
         tp, default = tps[f.name], field_default(f)
         text = f"{helps[f.name]} " if helps[f.name] else ""
         kwargs: dict[str, Any] = {"dest": f.name, "default": None}
@@ -73,10 +92,10 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[
             kwargs.update(nargs="+", metavar="KEY=VALUE")
         elif _is_sequence(tp):
             kwargs["nargs"] = "+"
-        if typing.get_origin(tp) is typing.Literal:
-            kwargs["choices"] = list(typing.get_args(tp))
+        if typing.get_origin(_unwrap_optional(tp)) is typing.Literal:
+            kwargs["choices"] = list(typing.get_args(_unwrap_optional(tp)))
         kwargs["help"] = f"{text}[{type_name(tp)}; default: {_default_text(default)}]".replace("%", "%%")
-        parser.add_argument(flag_name(f.name), **kwargs)
+        target.add_argument(flag_name(f.name), **kwargs)
 
 
 def _parse_mapping(items: list[str], flag: str) -> dict[str, Any]:
@@ -104,9 +123,11 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> An
             continue
         if typing.get_origin(tps[f.name]) is dict:
             raw = _parse_mapping(raw, flag_name(f.name))
+        elif _is_text(tps[f.name]):
+            pass
         elif isinstance(raw, list):
             raw = [yaml.safe_load(v) if isinstance(v, str) else v for v in raw]
-        elif isinstance(raw, str) and tps[f.name] is not str:
+        elif isinstance(raw, str):
             raw = yaml.safe_load(raw)
         values[f.name] = raw
     values.update(fixed)

@@ -35,10 +35,12 @@ def spec(
     le: float | None = None,
     choices: Callable[[], Iterable[str]] | None = None,
     default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+    group: str = "",
 ) -> Any:
-    """A dataclass field with a help text, a range (``gt``/``ge``/``le``) and/or choices known only at run time
-    (``choices`` is called when a value is checked, e.g. the names in a registry)."""
-    meta = {"help": help, "gt": gt, "ge": ge, "le": le, "choices": choices}
+    """A dataclass field with a help text, a range (``gt``/``ge``/``le``; on a tuple or list, of each item) and/or
+    choices known only at run time (``choices`` is called when a value is checked, e.g. the names in a registry).
+    ``group`` names the ``--help`` section its flag is listed under (:mod:`sparsepo.config.flags`)."""
+    meta = {"help": help, "gt": gt, "ge": ge, "le": le, "choices": choices, "group": group}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -164,8 +166,13 @@ def _convert_sequence(value: Any, tp: Any, where: str) -> tuple | list:
 
 
 def check_metadata(value: Any, meta: typing.Mapping[str, Any], where: str) -> None:
-    """Range and run-time choice checks of one field value (``None`` always passes: it means 'not set')."""
+    """Range and run-time choice checks of one field value (``None`` always passes: it means 'not set'); a tuple
+    or list is checked item by item (``where[i]``)."""
     if value is None:
+        return
+    if isinstance(value, tuple | list):
+        for i, item in enumerate(value):
+            check_metadata(item, meta, f"{where}[{i}]")
         return
     if meta.get("gt") is not None and not value > meta["gt"]:
         raise ConfigError(f"{where}: must be > {meta['gt']:g}, got {value!r}")

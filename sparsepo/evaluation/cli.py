@@ -2,16 +2,23 @@
 
 Every run writes its samples (JSONL), a tidy table (``results.csv``/``.parquet``, one row per system x metric x
 setting, with bootstrap CIs) and ``results.md``; ``--compare DIR ...`` renders finished runs side by side.
+Every setting is checked before any model loads or folder is made (``sparsepo/evaluation/settings.py``);
+``--check`` stops there.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
-SUITES = ("sentiment", "summarization", "code", "openllm")
+from sparsepo.config.flags import add_dataclass_flags, dataclass_from_args
+from sparsepo.evaluation.settings import SUITES, EvalSettings, check, check_compare
+
+__all__ = ["SUITES", "EvalSettings", "build_parser", "default_system_name", "main", "run"]
+
 SUITE_TOP_P = {"summarization": 0.5}  # the paper's nucleus setting for summaries; 1.0 (off) elsewhere
 
 
@@ -36,81 +43,84 @@ def default_system_name(model: str) -> str:
     return f"{path.parent.name}-{path.name}" if path.name.startswith("checkpoint_") else path.name
 
 
-def _generator(a: argparse.Namespace) -> Any:
+def _generator(settings: EvalSettings) -> Any:
     from sparsepo.generation import make_generator
 
     kw: dict[str, Any] = {}
-    if a.backend == "vllm":
-        kw = {"gpu_memory_utilization": a.gpu_memory_utilization} if a.gpu_memory_utilization else {}
-    return make_generator(a.backend, a.model, **kw)
+    if settings.backend == "vllm" and settings.gpu_memory_utilization:
+        kw = {"gpu_memory_utilization": settings.gpu_memory_utilization}
+    return make_generator(settings.backend, settings.model, **kw)
 
 
-def run_sentiment(a: argparse.Namespace, out: Path) -> Any:
+def _sampling(settings: EvalSettings) -> Any:
+    from sparsepo.generation import SamplingConfig
+
+    return SamplingConfig(n=settings.n_samples, temperature=settings.temperature, top_p=settings.top_p,
+                          max_new_tokens=settings.max_new_tokens, seed=settings.seed)
+
+
+def run_sentiment(settings: EvalSettings, out: Path) -> Any:
     from sparsepo.evaluation.report import JsonlWriter
     from sparsepo.evaluation.reward_models import make_scorer
     from sparsepo.evaluation.sentiment import sample_and_score, summarise
     from sparsepo.experiments.sentiment.prompts import split_prompts
-    from sparsepo.generation import SamplingConfig
     from sparsepo.training.models import load_causal_lm, load_tokenizer
 
-    tok = load_tokenizer(a.model)
-    _, prompts = split_prompts(a.reviews, tok, 0, a.n_prompts, seed=a.seed)
-    policy, ref = load_causal_lm(a.model), load_causal_lm(a.ref or a.model)
-    scorer = make_scorer(a.reward, **({"model": a.reward_model} if a.reward_model else {}))
-    sampling = SamplingConfig(n=a.n_samples, temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens, seed=a.seed)
-    samples = sample_and_score(_generator(a), policy, ref, tok, prompts, scorer, sampling)
+    s = settings
+    tok = load_tokenizer(s.model)
+    _, prompts = split_prompts(s.reviews, tok, 0, s.n_prompts, seed=s.seed)
+    policy, ref = load_causal_lm(s.model), load_causal_lm(s.ref or s.model)
+    scorer = make_scorer(s.reward, **({"model": s.reward_model} if s.reward_model else {}))
+    samples = sample_and_score(_generator(s), policy, ref, tok, prompts, scorer, _sampling(s))
     with JsonlWriter(out / "samples.jsonl") as w:
         w.write_many(samples.to_dict("records"))
-    setting = {"temperature": a.temperature, "n": a.n_samples, "reward": a.reward}
-    return summarise(samples, a.system, setting)
+    setting = {"temperature": s.temperature, "n": s.n_samples, "reward": s.reward}
+    return summarise(samples, s.system, setting)
 
 
-def run_summarization(a: argparse.Namespace, out: Path) -> Any:
-    from sparsepo.data.preference import read_rows
+def run_summarization(settings: EvalSettings, out: Path) -> Any:
     from sparsepo.evaluation.nli_standin import nli_model_or_none
+    from sparsepo.evaluation.settings import summaries
     from sparsepo.evaluation.summarization import evaluate_summarization
 
-    rows = read_rows(a.data, a.split)[: a.limit or None]
-    for i, r in enumerate(rows, start=1):
-        for f in (a.document_field, a.summary_field):
-            if not isinstance(r.get(f), str):
-                raise ValueError(f"{a.data}: row {i}, field '{f}': missing or not text")
+    s = settings
+    rows = summaries(s)  # checked before any model loaded; read again here, as the run uses them
     return evaluate_summarization(
-        _generator(a), [r[a.document_field] for r in rows], [r[a.summary_field] for r in rows],
-        temperatures=tuple(a.temperatures), n=a.n_samples, top_p=a.top_p, max_new_tokens=a.max_new_tokens,
-        seed=a.seed, system=a.system, edna=nli_model_or_none(a.nli_model), out_dir=out,
+        _generator(s), [r[s.document_field] for r in rows], [r[s.summary_field] for r in rows],
+        temperatures=s.temperatures, n=s.n_samples, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
+        seed=s.seed, system=s.system, edna=nli_model_or_none(s.nli_model), out_dir=out,
     )
 
 
-def run_code(a: argparse.Namespace, out: Path) -> Any:
+def run_code(settings: EvalSettings, out: Path) -> Any:
     from sparsepo.evaluation.code import evaluate_code, load_humaneval, load_mbpp
     from sparsepo.evaluation.report import aggregate_items
-    from sparsepo.generation import SamplingConfig
 
-    problems = load_humaneval() if a.dataset == "humaneval" else load_mbpp(a.dataset, split=a.split)
-    problems = problems[: a.limit or None]
-    sampling = SamplingConfig(n=a.n_samples, temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens, seed=a.seed)
-    result = evaluate_code(_generator(a), problems, sampling, ks=tuple(a.ks), samples_path=out / "samples.jsonl")
+    s = settings
+    problems = load_humaneval() if s.dataset == "humaneval" else load_mbpp(s.dataset, split=s.split)
+    problems = problems[: s.limit or None]
+    result = evaluate_code(_generator(s), problems, _sampling(s), ks=s.ks, samples_path=out / "samples.jsonl")
     result.table.to_csv(out / "problems.csv", index=False)
     for note in result.summary.get("notes", []):
         print(f"note: {note}")
-    return aggregate_items(result.items(a.system, "code"))
+    return aggregate_items(result.items(s.system, "code"))
 
 
-def run_openllm_suite(a: argparse.Namespace, out: Path) -> Any:
+def run_openllm_suite(settings: EvalSettings, out: Path) -> Any:
     from sparsepo.evaluation.openllm import LEADERBOARD_TASKS, run_openllm
     from sparsepo.evaluation.openllm_scores import to_markdown
+    from sparsepo.evaluation.report import tidy_frame
 
+    s = settings
+    tasks = list(s.tasks or LEADERBOARD_TASKS)
     table = run_openllm(
-        a.model, a.backend, tasks=a.tasks or LEADERBOARD_TASKS, apply_chat_template=a.chat_template,
-        batch_size=a.batch_size, limit=a.limit, include_path=a.include_path, output_dir=out, label=a.system,
+        s.model, s.backend, tasks=tasks, apply_chat_template=s.chat_template,
+        batch_size=s.batch_size, limit=s.limit, include_path=s.include_path, output_dir=out, label=s.system,
     )
     print(to_markdown(table))
     long = table.reset_index(names="system").melt(id_vars="system", var_name="metric", value_name="value")
-    long["suite"], long["setting"] = "openllm", "chat_template=" + str(a.chat_template)
-    from sparsepo.evaluation.report import tidy_frame
-
-    return tidy_frame(long.assign(ci_low=float("nan"), ci_high=float("nan"), n=len(a.tasks or LEADERBOARD_TASKS)))
+    long["suite"], long["setting"] = "openllm", "chat_template=" + str(s.chat_template)
+    return tidy_frame(long.assign(ci_low=float("nan"), ci_high=float("nan"), n=len(tasks)))
 
 
 RUNNERS = {"sentiment": run_sentiment, "summarization": run_summarization, "code": run_code, "openllm": run_openllm_suite}
@@ -119,68 +129,42 @@ RUNNERS = {"sentiment": run_sentiment, "summarization": run_summarization, "code
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     ap = parser or argparse.ArgumentParser(prog="sparsepo eval")
     ap.description = __doc__
-    ap.formatter_class = argparse.ArgumentDefaultsHelpFormatter
-    ap.add_argument("--suite", choices=SUITES)
-    ap.add_argument("--compare", nargs="+", metavar="RESULTS", help="result folders/files to show side by side")
-    ap.add_argument("--model", help="hub name, local folder (a trainer checkpoint's policy/) or offline alias")
-    ap.add_argument("--ref", help="reference model for KL (sentiment; default: --model)")
-    ap.add_argument("--system", help="name of the system in the tables (default: from --model, e.g. "
-                    "<trial>-checkpoint_000012 for a checkpoint's policy/, or the alias)")
-    ap.add_argument("--backend", default="hf", choices=["hf", "vllm", "ray"])
-    ap.add_argument("--gpu-memory-utilization", type=float, default=None, help="vLLM's share of device memory")
-    ap.add_argument("--storage-path", default="runs", help="root of run outputs: results go to <root>/evals/<suite>/<system>")
-    ap.add_argument("--out", default=None, help="exact output folder instead of the one under --storage-path")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-samples", type=int, default=1)
-    ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default: 0.5 for summarization, "
-                    "the paper's setting; 1.0 otherwise)")
-    ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--limit", type=int, default=None, help="first N problems / documents / lm-eval docs per task")
-    g = ap.add_argument_group("sentiment")
-    g.add_argument("--reviews", default="pang-lee", help="pang-lee (offline), imdb, or a file with a text column")
-    g.add_argument("--n-prompts", type=int, default=32)
-    g.add_argument("--reward", default="vader", choices=["vader", "hf"])
-    g.add_argument("--reward-model", default=None, help="HF sentiment classifier name or path (--reward hf)")
-    g = ap.add_argument_group("summarization")
-    g.add_argument("--data", help="documents with reference summaries: local file or hub name")
-    g.add_argument("--split", default="test")
-    g.add_argument("--document-field", default="document")
-    g.add_argument("--summary-field", default="summary")
-    g.add_argument("--temperatures", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
-    g.add_argument("--nli-model", default=None, help="NLI model for EDNA (name or path; 'standin': the offline "
-                   "stand-in of sparsepo/evaluation/nli_standin.py, not a real NLI model); EDNA skipped if absent or 'none'")
-    g = ap.add_argument_group("code")
-    g.add_argument("--dataset", default="humaneval", help="humaneval (offline), mbpp, or a local MBPP-format file")
-    g.add_argument("--ks", type=int, nargs="+", default=[1, 10, 100])
-    g = ap.add_argument_group("openllm")
-    g.add_argument("--tasks", nargs="+", default=None, help="lm-eval tasks (default: the six leaderboard v2 tasks)")
-    g.add_argument("--chat-template", action="store_true", help="apply the chat template (IFEval)")
-    g.add_argument("--batch-size", default=1)
-    g.add_argument("--include-path", default=None, help="folder of extra lm-eval task YAMLs")
+    ap.formatter_class = argparse.RawDescriptionHelpFormatter
+    ap.add_argument("--check", action="store_true", help="validate the settings, data and models; load no model, "
+                    "write nothing")
+    add_dataclass_flags(ap, EvalSettings)
     return ap
 
 
-def run(a: argparse.Namespace) -> int:
-    """The ``eval`` command on parsed arguments."""
-    from sparsepo.evaluation.report import compare_markdown, to_markdown, write_results
+def resolve(settings: EvalSettings) -> EvalSettings:
+    """The suite's ``--top-p`` when none was given (a value given is used as is) and the default ``--system``."""
+    top_p = SUITE_TOP_P.get(settings.suite, 1.0) if settings.top_p is None else settings.top_p
+    return dataclasses.replace(settings, top_p=top_p, system=settings.system or default_system_name(settings.model))
 
-    if a.compare:
-        print(compare_markdown(a.compare))
+
+def run(args: argparse.Namespace) -> int:
+    """The ``eval`` command on parsed arguments: every setting checked, then (without ``--check``) the suite."""
+    settings = dataclass_from_args(EvalSettings, args)
+    if settings.compare:
+        check_compare(settings.compare)
+        if args.check:
+            print(f"[eval] check passed: {len(settings.compare)} result sources exist", flush=True)
+            return 0
+        from sparsepo.evaluation.report import compare_markdown
+
+        print(compare_markdown(list(settings.compare)))
         return 0
-    if not a.suite or not a.model:
-        raise ValueError("give --suite and --model (or --compare RESULTS ...)")
-    for flag, name in (("--model", a.model), ("--ref", getattr(a, "ref", None))):
-        if name and (Path(name).is_absolute() or name.startswith((".", "~"))) and not Path(name).expanduser().exists():
-            raise FileNotFoundError(f"{flag} {name}: no such folder")  # before the output folder is made
-    if a.suite == "summarization" and not a.data:  # before any folder is made or model loaded
-        raise ValueError("--suite summarization needs --data (a local JSONL/CSV/Parquet file or a hub data set name)")
-    if a.top_p is None:  # unset: the suite's default; a value the user gave is used as given
-        a.top_p = SUITE_TOP_P.get(a.suite, 1.0)
-    a.system = a.system or default_system_name(a.model)
-    out = Path(a.out or Path(a.storage_path) / "evals" / a.suite / a.system)
+    for line in check(settings):  # before any model loads or the output folder is made
+        print(f"[eval] {line}", flush=True)
+    if args.check:
+        print("[eval] check passed: settings, data and models are valid", flush=True)
+        return 0
+    from sparsepo.evaluation.report import to_markdown, write_results
+
+    settings = resolve(settings)
+    out = Path(settings.out or Path(settings.storage_path) / "evals" / settings.suite / settings.system)
     out.mkdir(parents=True, exist_ok=True)
-    table = RUNNERS[a.suite](a, out)
+    table = RUNNERS[settings.suite](settings, out)
     files = write_results(table, out)
     print(to_markdown(table))
     print(f"wrote {', '.join(str(p) for p in files.values())}")

@@ -1,6 +1,10 @@
-"""evals/run.py's library side: default system names (one output folder per checkpoint) and sampling settings."""
+"""evals/run.py's library side: default system names (one output folder per checkpoint) and sampling settings.
+
+The refusals of bad settings are in test_settings.py."""
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 
@@ -45,6 +49,7 @@ def captured(monkeypatch, tmp_path):
 
     monkeypatch.setattr(cli, "RUNNERS", {s: fake for s in cli.SUITES})
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.jsonl").write_text('{"document": "a long text", "summary": "a text"}\n')
     return seen
 
 
@@ -55,7 +60,7 @@ def captured(monkeypatch, tmp_path):
         ("summarization", ["--data", "d.jsonl", "--top-p", "0.9"], 0.9),
         ("summarization", ["--data", "d.jsonl"], 0.5),
         ("sentiment", [], 1.0),
-        ("code", ["--top-p", "0.95"], 0.95),
+        ("code", ["--top-p", "0.95", "--ks", "1"], 0.95),
     ],
 )
 def test_top_p_is_used_as_given(captured, suite, args, top_p):
@@ -65,8 +70,10 @@ def test_top_p_is_used_as_given(captured, suite, args, top_p):
 
 
 def test_default_output_folder_is_named_after_the_checkpoint(captured, tmp_path):
+    from sparsepo.assets import resolve_model
+
     policy = tmp_path / "runs" / "trial_a" / "checkpoint_000003" / "policy"
-    policy.mkdir(parents=True)
+    shutil.copytree(resolve_model("tiny-llama"), policy)  # a real model folder: the settings check resolves it
     with pytest.raises(_Ran):
         cli.main(["--suite", "sentiment", "--model", str(policy)])
     assert captured["system"] == "trial_a-checkpoint_000003"
@@ -82,4 +89,4 @@ def test_argument_errors_are_one_error_line_before_any_output_folder(tmp_path, c
     assert main(["eval", "--suite", "sentiment", "--model", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert "--model " in capsys.readouterr().err and not out.exists()
     assert main(["eval", "--compare", str(tmp_path / "missing")]) == 2
-    assert "no such result file or folder" in capsys.readouterr().err
+    assert "--compare " + str(tmp_path / "missing") + ": no such file or folder" in capsys.readouterr().err

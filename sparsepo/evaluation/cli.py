@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsepo.config.flags import add_dataclass_flags, dataclass_from_args
-from sparsepo.evaluation.settings import SUITES, EvalSettings, check, check_compare
+from sparsepo.evaluation.settings import SUITES, EvalSettings, check, check_compare, pass_ks
 
 __all__ = ["SUITES", "EvalSettings", "build_parser", "default_system_name", "main", "run"]
 
@@ -99,7 +99,7 @@ def run_code(settings: EvalSettings, out: Path) -> Any:
     s = settings
     problems = load_humaneval() if s.dataset == "humaneval" else load_mbpp(s.dataset, split=s.split)
     problems = problems[: s.limit or None]
-    result = evaluate_code(_generator(s), problems, _sampling(s), ks=s.ks, samples_path=out / "samples.jsonl")
+    result = evaluate_code(_generator(s), problems, _sampling(s), ks=pass_ks(s), samples_path=out / "samples.jsonl")
     result.table.to_csv(out / "problems.csv", index=False)
     for note in result.summary.get("notes", []):
         print(f"note: {note}")

@@ -60,7 +60,8 @@ class EvalSettings:
                                  "the offline stand-in of sparsepo/evaluation/nli_standin.py, not a real NLI model); "
                                  "EDNA skipped if absent or 'none'")
     dataset: str = spec("humaneval", group="code", help="humaneval (offline), mbpp, or a local MBPP-format file")
-    ks: tuple[int, ...] = spec((1, 10, 100), ge=1, group="code", help="pass@k for each k (each <= --n-samples)")
+    ks: tuple[int, ...] | None = spec(None, ge=1, group="code", help="pass@k for each k, each <= --n-samples "
+                                      "(default: those of 1 10 100 that are <= --n-samples)")
     tasks: tuple[str, ...] | None = spec(None, group="openllm",
                                          help="lm-eval tasks (default: the six leaderboard v2 tasks)")
     chat_template: bool = spec(False, group="openllm", help="apply the chat template (IFEval)")
@@ -170,9 +171,17 @@ def check_summarization(s: EvalSettings) -> list[str]:
     return [f"--data {s.data}: {len(summaries(s))} documents with summaries"]
 
 
+DEFAULT_KS = (1, 10, 100)
+
+
+def pass_ks(s: EvalSettings) -> tuple[int, ...]:
+    """The k of pass@k: ``--ks`` as given, else those of :data:`DEFAULT_KS` that ``--n-samples`` allows."""
+    return s.ks or tuple(k for k in DEFAULT_KS if k <= s.n_samples)
+
+
 def check_code(s: EvalSettings) -> list[str]:
     """pass@k needs k <= n samples; ``--dataset`` is humaneval, an MBPP name of a known split, or a readable file."""
-    too_big = [k for k in s.ks if k > s.n_samples]
+    too_big = [k for k in s.ks or () if k > s.n_samples]
     if too_big:
         raise ConfigError(f"--ks {' '.join(map(str, too_big))}: pass@k needs --n-samples >= k, got --n-samples "
                           f"{s.n_samples} (pass --n-samples {max(too_big)} or smaller --ks)")

@@ -58,7 +58,6 @@ REFUSALS = {  # name: (flags after `sparsepo eval --out out`, the error line's t
                               "/rm-gone"], "--reward-model /rm-gone: no such folder"),
     "k-above-n": (["--suite", "code", "--model", "tiny-llama", "--n-samples", "2", "--ks", "1", "10"],
                   "--ks 10: pass@k needs --n-samples >= k, got --n-samples 2"),
-    "default-ks-above-n": (["--suite", "code", "--model", "tiny-llama"], "--ks 10 100: pass@k needs --n-samples >= k"),
     "dataset-unknown": (["--suite", "code", "--model", "tiny-llama", "--ks", "1", "--dataset", "humaneva"],
                         "--dataset humaneva: not humaneval, mbpp, a hub name or an existing file"),
     "mbpp-split-unknown": (["--suite", "code", "--model", "tiny-llama", "--ks", "1", "--dataset", "mbpp", "--split",
@@ -129,3 +128,11 @@ def test_help_lists_choices_and_each_suite_in_its_own_section(capsys):
     sections = [text.index(f"\n{g}:\n") for g in ("sentiment", "summarization", "code", "openllm")]
     assert sections == sorted(sections) and sections[0] < text.index("\n  --reviews") < sections[1]
     assert sections[2] < text.index("\n  --ks") < sections[3]
+
+
+@pytest.mark.parametrize("n, ks", [(1, (1,)), (10, (1, 10)), (200, (1, 10, 100))])
+def test_default_ks_are_those_the_samples_allow(n, ks):
+    from sparsepo.evaluation.settings import EvalSettings, pass_ks
+
+    assert pass_ks(EvalSettings(suite="code", model="tiny-llama", n_samples=n)) == ks
+    assert pass_ks(EvalSettings(suite="code", model="tiny-llama", n_samples=n, ks=(1,))) == (1,)

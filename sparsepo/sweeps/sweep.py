@@ -8,6 +8,10 @@ larger beta always lowers it). Multi-objective (Optuna): ``--search optuna --met
 min``. After a crash, run the same command with ``--resume`` and the same ``--name``: finished trials are kept, the
 others continue. Prints the best trial (the Pareto front for several metrics) and writes ``results.csv`` (one row
 per trial and reported step) into the experiment folder.
+
+The flags are the fields of :class:`SweepSettings`; a bad value or combination is refused in one line before torch
+loads, the base config, ranking and search space next, then models and data (``--check`` stops there), all before
+Ray starts. ``--metric`` takes every word after it: write ``key=value`` overrides before it.
 """
 
 from __future__ import annotations

@@ -43,5 +43,5 @@ def refuse(*argv: str) -> Refusal:
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     lines = got["err"].strip().splitlines()
-    print(f"refused in {seconds:.2f} s: sparsepo {' '.join(argv)}")  # shown with -rA: the issue asks for the times
+    print(f"exit {got['code']} after {seconds:.2f} s: sparsepo {' '.join(argv)}")  # -rA shows it: the issue asks for times
     return Refusal(got["code"], lines[-1] if lines else "", seconds, got["heavy"])

@@ -9,8 +9,12 @@ gradient, the same code as training, so the values are exactly those the objecti
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from sparsepo.config.flags import add_dataclass_flags, dataclass_from_args
+from sparsepo.config.typed import ConfigError, spec
 
 # torch, transformers and matplotlib load inside the functions: `sparsepo heatmap --help` must not wait for them.
 if TYPE_CHECKING:
@@ -90,25 +94,68 @@ def _heatmap(s: TokenStats, i: int, labels: torch.Tensor, beta: float, tok: Any,
 
 
 # ------------------------------------------------------------------------------ the `heatmap` command
+@dataclasses.dataclass(frozen=True)
+class HeatmapSettings:
+    """The ``heatmap`` command's settings, one flag each; the checkpoint's files are checked here, before the
+    config is read or any model loads."""
+
+    checkpoint: str  # a training checkpoint folder (holds policy/ and config.yaml)
+    pairs: str | None = None  # preference pairs file (default: the checkpoint's training data)
+    n: int = spec(3, ge=1, help="number of pairs (the first n)")
+    out: str | None = None  # output folder (default: <checkpoint>/heatmaps/)
+    check: bool = False  # validate the checkpoint and the pairs; load no model, write nothing
+
+    def __post_init__(self) -> None:
+        ckpt = Path(self.checkpoint)
+        if not ckpt.is_dir():
+            raise ConfigError(f"--checkpoint: no such folder: {ckpt}")
+        # the names of sparsepo.training.checkpoint (POLICY_DIR, config.yaml); importing it would load torch
+        missing = [name for name in ("config.yaml", "policy/") if not (ckpt / name).exists()]
+        if missing:
+            raise ConfigError(f"--checkpoint {ckpt}: not a training checkpoint (no {' or '.join(missing)})")
+        if self.pairs is not None and not Path(self.pairs).is_file():
+            raise ConfigError(f"--pairs: file not found: {self.pairs}")
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """``sparsepo heatmap``: token heatmaps of a trained checkpoint, by default into ``<checkpoint>/heatmaps/``."""
     ap = parser or argparse.ArgumentParser(prog="sparsepo heatmap")
     ap.description = "Token heatmaps of a trained checkpoint (paper Figure 4): beta * r_t, token KL and masks."
-    ap.formatter_class = argparse.ArgumentDefaultsHelpFormatter
-    ap.add_argument("--checkpoint", required=True, help="a training checkpoint folder (holds policy/ and config.yaml)")
-    ap.add_argument("--pairs", default=None, help="preference pairs file (default: the checkpoint's training data)")
-    ap.add_argument("-n", type=int, default=3, help="number of pairs")
-    ap.add_argument("--out", default=None, help="output folder (default: <checkpoint>/heatmaps/)")
+    add_dataclass_flags(ap, HeatmapSettings, aliases={"n": ("-n",)})
     return ap
+
+
+def check(settings: HeatmapSettings) -> list[dict[str, Any]] | None:
+    """The checkpoint's config is a valid TrainConfig and the first ``n`` rows of ``--pairs`` (if given) are
+    preference pairs; returns those rows. Loads no model (torch, for the config and data modules, only)."""
+    import yaml
+
+    from sparsepo.config.schema import from_dict
+    from sparsepo.data.preference import PreferenceDataError, check_row, read_rows
+
+    config = Path(settings.checkpoint) / "config.yaml"
+    from_dict(yaml.safe_load(config.read_text()), where=str(config))
+    if settings.pairs is None:
+        return None
+    rows = read_rows(settings.pairs)[: settings.n]
+    if not rows:
+        raise PreferenceDataError(settings.pairs, None, "<file>", "no preference pairs in the file")
+    for i, row in enumerate(rows, start=1):
+        check_row(row, settings.pairs, i)
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:
     """The ``heatmap`` command: ``pair<i>.html`` (hover for values) and ``pair<i>.png`` per pair."""
+    settings = dataclass_from_args(HeatmapSettings, args)
+    rows = check(settings)
+    if settings.check:
+        print(f"[sparsepo] check passed: checkpoint {settings.checkpoint} and its pairs are valid", flush=True)
+        return 0
     from sparsepo.analysis.heatmap import checkpoint_heatmap_dir, write_heatmaps
-    from sparsepo.data.preference import read_rows
 
-    maps = checkpoint_token_values(args.checkpoint, read_rows(args.pairs) if args.pairs else None, args.n)
-    out = Path(args.out) if args.out else checkpoint_heatmap_dir(args.checkpoint)
+    maps = checkpoint_token_values(settings.checkpoint, rows, settings.n)
+    out = Path(settings.out) if settings.out else checkpoint_heatmap_dir(settings.checkpoint)
     write_heatmaps(maps, out)
     print(f"wrote {len(maps)} heatmaps (HTML + PNG) to {out}")
     return 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import importlib.util
 import os
 import subprocess
@@ -284,9 +285,7 @@ def prepare(names: list[str] | None = None, log: Callable[[str], None] | None = 
     """Prepare the named assets (default: all of ASSET_NAMES); returns name -> path ('tiny' expands to
     tiny-gpt2/tiny-llama/tiny-gpt_neox). `log` receives one line per asset with its time."""
     names = list(ASSET_NAMES) if names is None else names
-    unknown = [n for n in names if n not in ASSET_NAMES]
-    if unknown:
-        raise ValueError(f"unknown asset(s) {unknown}; choose from {', '.join(ASSET_NAMES)}")
+    check_names(names, ASSET_NAMES)
     paths: dict[str, Path] = {}
     for name in names:
         start = time.perf_counter()
@@ -297,13 +296,28 @@ def prepare(names: list[str] | None = None, log: Callable[[str], None] | None = 
     return paths
 
 
+# what `path` takes: 'tiny' is three models; smollm2 is both an asset and a model alias
+PATH_NAMES: tuple[str, ...] = tuple(dict.fromkeys([*ASSET_NAMES[:-1], *MODEL_ALIASES]))
+
+
 def asset_path(name: str) -> Path:
     """Path of an asset (ASSET_NAMES except 'tiny') or model alias, preparing it if needed."""
     if name in MODEL_ALIASES:
         return MODEL_ALIASES[name]()
-    if name in ASSET_NAMES and name != "tiny":
-        return _prepare_one(name)[name]
-    raise ValueError(f"unknown asset {name!r}; choose from {', '.join([*ASSET_NAMES[:-1], *MODEL_ALIASES])}")
+    check_names([name], PATH_NAMES)
+    return _prepare_one(name)[name]
+
+
+def check_names(names: list[str], options: tuple[str, ...]) -> None:
+    """ValueError for the first of ``names`` not in ``options``: ``unknown asset 'x' (did you mean 'y'?)``.
+
+    (``sparsepo.config.typed.suggest``'s wording; the asset layer sits below sparsepo.config and cannot import it.)
+    """
+    for name in names:
+        if name not in options:
+            close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"unknown asset {name!r}{hint}; choose from {', '.join(options)}")
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -313,14 +327,23 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.description = __doc__.split("\n")[0]
     sub = parser.add_subparsers(dest="action", required=True)
     p_prep = sub.add_parser("prepare", parents=[common], help="prepare assets into the cache")
-    p_prep.add_argument("--only", nargs="+", choices=ASSET_NAMES, help="assets to prepare (default: all)")
+    # Names are checked in run(), not by argparse choices: an unknown one gets a did-you-mean there.
+    p_prep.add_argument("--only", nargs="+", metavar="NAME", help=f"assets to prepare (default: all): {_listed(ASSET_NAMES)}")
     p_path = sub.add_parser("path", parents=[common], help="print an asset's path (preparing it if needed)")
-    p_path.add_argument("name", help=f"one of {', '.join([*ASSET_NAMES[:-1], *MODEL_ALIASES])}")
+    p_path.add_argument("name", metavar="NAME", help=_listed(PATH_NAMES))
     return parser
 
 
+def _listed(names: tuple[str, ...]) -> str:
+    return "{" + ",".join(names) + "}"
+
+
 def run(args: argparse.Namespace) -> int:
-    """The ``assets`` command on parsed ``args``."""
+    """The ``assets`` command on parsed ``args``; the names are checked before the cache is touched."""
+    if args.action == "prepare":
+        check_names(args.only or [], ASSET_NAMES)
+    else:
+        check_names([args.name], PATH_NAMES)
     if args.cache_dir:
         # via the environment so subprocesses (Ray workers, vLLM) see the same cache
         os.environ["SPARSEPO_CACHE"] = str(Path(args.cache_dir).expanduser().resolve())

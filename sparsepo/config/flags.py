@@ -3,6 +3,8 @@
 ``add_dataclass_flags(parser, FrontierConfig)`` adds ``--field-name`` for each field: numbers and strings take
 one value, tuples and lists take several (``--betas 0.1 0.5``), booleans are ``--x`` / ``--no-x``, mappings take
 ``key=value`` pairs. A field's help is its ``spec(help=...)`` or the ``# comment`` on its line in the source.
+A ``Literal`` field (also inside ``X | None`` or ``tuple[...]``) lists its choices; a field without a default
+is a required flag; ``aliases`` adds short spellings (``{"n": ("-n",)}``).
 :func:`dataclass_from_args` validates the parsed values with :func:`sparsepo.config.typed.build`, so a flag's
 errors read like a config file's (``--betas: expected a number, got 'x'``).
 """
@@ -13,6 +15,7 @@ import argparse
 import dataclasses
 import inspect
 import re
+import types
 import typing
 from typing import Any
 
@@ -64,15 +67,30 @@ def _is_text(tp: Any) -> bool:
     return tp is str
 
 
+def _choices(tp: Any) -> list[Any] | None:
+    """The values of a ``Literal`` hint, also inside ``X | None`` and ``tuple[Literal[...], ...]``; else None."""
+    args = [tp]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if len(args) == 1 and typing.get_origin(args[0]) in (tuple, list):
+        args = [a for a in typing.get_args(args[0]) if a is not Ellipsis]
+    if len(args) == 1 and typing.get_origin(args[0]) is typing.Literal:
+        return list(typing.get_args(args[0]))
+    return None
+
+
 def _default_text(value: Any) -> str:
     if isinstance(value, tuple | list):
         return " ".join(map(str, value)) or "(none)"
     return "(none)" if value is None else str(value)
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+def add_dataclass_flags(
+    parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), aliases: dict[str, tuple[str, ...]] | None = None
+) -> None:
     """One flag per field of dataclass ``cls`` (except ``skip``); parsed values land under the field's name
-    and are left ``None`` when not given, so the dataclass default applies (see :func:`dataclass_from_args`)."""
+    and are left ``None`` when not given, so the dataclass default applies (see :func:`dataclass_from_args`).
+    ``aliases``: field name -> extra option strings of its flag (``{"n": ("-n",)}``)."""
     helps = field_help(cls)
     tps = hints(cls)
     groups: dict[str, Any] = {}  # spec(group=...) -> its --help section, in order of first use
@@ -92,10 +110,12 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[
             kwargs.update(nargs="+", metavar="KEY=VALUE")
         elif _is_sequence(tp):
             kwargs["nargs"] = "+"
-        if typing.get_origin(_unwrap_optional(tp)) is typing.Literal:
-            kwargs["choices"] = list(typing.get_args(_unwrap_optional(tp)))
-        kwargs["help"] = f"{text}[{type_name(tp)}; default: {_default_text(default)}]".replace("%", "%%")
-        target.add_argument(flag_name(f.name), **kwargs)
+        if (choices := _choices(tp)) is not None:
+            kwargs["choices"] = choices
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        shown = "required" if required else f"default: {_default_text(default)}"
+        kwargs.update(required=required, help=f"{text}[{type_name(tp)}; {shown}]".replace("%", "%%"))
+        target.add_argument(flag_name(f.name), *(aliases or {}).get(f.name, ()), **kwargs)
 
 
 def _parse_mapping(items: list[str], flag: str) -> dict[str, Any]:

@@ -183,8 +183,9 @@ def _is_messages(x: Any) -> bool:
     return isinstance(x, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in x)
 
 
-def render(row: dict[str, Any], tokenizer: Any, source: str, i: int) -> tuple[str, str, str, bool]:
-    """``(prompt, chosen, rejected, templated)`` as text; message lists go through the chat template."""
+def check_row(row: dict[str, Any], source: str, i: int) -> None:
+    """The checks of one row that need no tokenizer: every field present, a string or a message list, and a plain
+    prompt with plain responses; PreferenceDataError naming ``source``, row ``i`` and the field otherwise."""
     for f in FIELDS:
         if f not in row:
             raise PreferenceDataError(source, i, f, "missing", _missing(f, row))
@@ -201,6 +202,13 @@ def render(row: dict[str, Any], tokenizer: Any, source: str, i: int) -> tuple[st
         for f in ("chosen", "rejected"):
             if not isinstance(row[f], str):
                 raise PreferenceDataError(source, i, f, "is a message list but the prompt is plain text")
+
+
+def render(row: dict[str, Any], tokenizer: Any, source: str, i: int) -> tuple[str, str, str, bool]:
+    """``(prompt, chosen, rejected, templated)`` as text; message lists go through the chat template."""
+    check_row(row, source, i)
+    prompt = row["prompt"]
+    if not _is_messages(prompt):
         return prompt, row["chosen"], row["rejected"], False
     if getattr(tokenizer, "chat_template", None) is None:
         raise PreferenceDataError(source, i, "prompt", "is a message list but the tokenizer has no chat template")

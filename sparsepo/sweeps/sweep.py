@@ -8,41 +8,87 @@ larger beta always lowers it). Multi-objective (Optuna): ``--search optuna --met
 min``. After a crash, run the same command with ``--resume`` and the same ``--name``: finished trials are kept, the
 others continue. Prints the best trial (the Pareto front for several metrics) and writes ``results.csv`` (one row
 per trial and reported step) into the experiment folder.
+
+The flags are the fields of :class:`SweepSettings`; a bad value or combination is refused in one line before torch
+loads, the base config, ranking and search space next, then models and data (``--check`` stops there), all before
+Ray starts. ``--metric`` takes every word after it: write ``key=value`` overrides before it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from pathlib import Path
+from typing import Literal
 
-from sparsepo.config.typed import ConfigError  # not sparsepo.config.schema: that loads torch before --help
+# sparsepo.config.typed, not sparsepo.config.schema: that loads torch before --help
+from sparsepo.config.flags import add_dataclass_flags, dataclass_from_args
+from sparsepo.config.typed import ConfigError, spec
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSettings:
+    """The ``sweep`` command's settings, one flag each; checked (types, ranges, combinations, files) before the
+    base config is read, any model resolves or Ray starts."""
+
+    config: str | None = None  # base training config (YAML); defaults apply when omitted
+    space: str | None = None  # search space YAML (see tune/spaces/); not needed with --resume
+    search: Literal["grid", "random", "optuna"] = "grid"  # search algorithm
+    num_samples: int = spec(1, ge=1, help="grid: repeats of the grid; else: trials")
+    metric: tuple[str, ...] = ("eval/reward",)  # metric(s) to rank trials by
+    mode: tuple[Literal["min", "max"], ...] = ("max",)  # one per metric
+    scheduler: Literal["asha"] | None = None  # early stopping of weak trials on --metric
+    grace_period: int | None = spec(None, ge=1, help="asha: steps every trial runs before it may be stopped")
+    max_concurrent_trials: int | None = spec(None, ge=1, help="trials at once (default: whole trials the cluster holds)")
+    driver_cpus: float = spec(1.0, gt=0, help="CPUs reserved for each trial's driver")
+    storage_path: str | None = None  # experiment root (folder or s3://...); default: the config's run.storage_path
+    name: str | None = None  # experiment name (required with --resume)
+    resume: bool = False  # continue the interrupted experiment --name
+    tensorboard: bool = True  # write TensorBoard event files (--no-tensorboard: skip them)
+    mlflow: bool = False  # also log to MLflow (needs mlflow)
+    wandb: bool = False  # also log to Weights & Biases (needs wandb)
+    num_cpus: int | None = spec(None, ge=1, help="start a local Ray instance with this many CPUs")
+    check: bool = False  # validate config, space, models and data; start nothing
+    overrides: tuple[str, ...] = ()  # base config overrides, e.g. model.name=tiny-llama optim.max_steps=4
+
+    def __post_init__(self) -> None:
+        """The checks that span flags, and the files they name; one ConfigError line each."""
+        if not self.metric:
+            raise ConfigError("--metric: name at least one metric")
+        if words := [m for m in self.metric if "=" in m]:  # --metric takes every word after it
+            raise ConfigError(f"--metric {words[0]!r}: looks like a config override; put overrides before --metric")
+        if len(self.mode) != len(self.metric):
+            raise ConfigError(f"--mode: one mode per --metric ({len(self.metric)} metrics, {len(self.mode)} modes)")
+        if len(self.metric) > 1 and (self.search != "optuna" or self.scheduler is not None):
+            raise ConfigError("--metric: several metrics (multi-objective) need --search optuna and no --scheduler")
+        if self.grace_period is not None and self.scheduler != "asha":
+            raise ConfigError("--grace-period: only with --scheduler asha (it delays early stopping)")
+        if self.resume and self.name is None:
+            raise ConfigError("--resume needs the --name of the experiment to continue")
+        if not self.resume and not self.space:
+            raise ConfigError("--space: a search space is required (unless --resume)")
+        for flag, path in (("--config", self.config), ("--space", self.space)):
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"{flag}: file not found: {path}")
+        for item in self.overrides:
+            key, sep, _ = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-5)")
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     ap = parser or argparse.ArgumentParser(prog="sparsepo sweep")
     ap.description = __doc__
     ap.formatter_class = argparse.RawDescriptionHelpFormatter
-    d = "(default: %(default)s)"
-    ap.add_argument("--config", help="base training config (YAML); defaults apply when omitted")
-    ap.add_argument("--space", help="search space YAML (see tune/spaces/); not needed with --resume")
-    ap.add_argument("--search", default="grid", choices=["grid", "random", "optuna"], help=d)
-    ap.add_argument("--num-samples", type=int, default=1, help=f"grid: repeats of the grid; else: trials {d}")
-    ap.add_argument("--metric", nargs="+", default=["eval/reward"], help=f"metric(s) to rank trials by {d}")
-    ap.add_argument("--mode", nargs="+", default=["max"], choices=["min", "max"], help=f"one per metric {d}")
-    ap.add_argument("--scheduler", choices=["asha"], help="early stopping of weak trials on --metric")
-    ap.add_argument("--grace-period", type=int, help="asha: steps every trial runs before it may be stopped")
-    ap.add_argument("--max-concurrent-trials", type=int, help="default: whole trials the cluster holds")
-    ap.add_argument("--driver-cpus", type=float, default=1.0, help=f"CPUs reserved for each trial's driver {d}")
-    ap.add_argument("--storage-path", help="experiment root (folder or s3://...); default: the config's run.storage_path")
-    ap.add_argument("--name", help="experiment name (required with --resume)")
-    ap.add_argument("--resume", action="store_true", help="continue the interrupted experiment --name")
-    ap.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard event files")
-    ap.add_argument("--mlflow", action="store_true", help="also log to MLflow (needs mlflow)")
-    ap.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (needs wandb)")
-    ap.add_argument("--num-cpus", type=int, help="start a local Ray instance with this many CPUs")
-    ap.add_argument("--check", action="store_true", help="validate config, space, models and data; start nothing")
+    add_dataclass_flags(ap, SweepSettings, skip=("overrides",))
     ap.add_argument("overrides", nargs="*", help="base config overrides, e.g. model.name=tiny-llama optim.max_steps=4")
     return ap
+
+
+def settings_from_args(args: argparse.Namespace) -> SweepSettings:
+    """Parsed flags -> validated settings (defaults for flags not given)."""
+    return dataclass_from_args(SweepSettings, args, overrides=list(args.overrides))
 
 
 def check_ranking(base, metrics: list[str], modes: list[str]) -> None:  # noqa: ANN001 - TrainConfig
@@ -59,50 +105,53 @@ def check_ranking(base, metrics: list[str], modes: list[str]) -> None:  # noqa: 
 
 def run(args: argparse.Namespace) -> int:
     """The ``sweep`` command on parsed ``args``."""
+    return sweep(settings_from_args(args))
+
+
+def sweep(settings: SweepSettings) -> int:
+    """Check the base config, ranking, search space, models and data, then (unless ``settings.check``) run."""
     from sparsepo.config.schema import load_config
 
-    if not args.resume and not args.space:
-        raise ConfigError("--space: a search space is required (unless --resume)")
-    base = load_config(args.config, args.overrides)
-    check_ranking(base, args.metric, args.mode)
+    base = load_config(settings.config, list(settings.overrides))
+    check_ranking(base, list(settings.metric), list(settings.mode))
     from sparsepo.sweeps.search_space import check_space, load_space
 
-    if args.space:
-        check_space(load_space(args.space))
+    if settings.space:
+        check_space(load_space(settings.space))
     from sparsepo.config.preflight import preflight
 
     found = preflight(base, check_name=False)  # models and data, before Ray starts
     print(f"[sparsepo] sweep of {base.method}: {found.data_report}", flush=True)
-    if args.check:
+    if settings.check:
         print("[sparsepo] check passed: config, search space, models and data are valid", flush=True)
         return 0
-    return _sweep(args, base)
+    return _sweep(settings, base)
 
 
-def _sweep(args: argparse.Namespace, base) -> int:  # noqa: ANN001 - TrainConfig
+def _sweep(s: SweepSettings, base) -> int:  # noqa: ANN001 - TrainConfig
     import ray
 
     from sparsepo.logs import quiet_driver
     from sparsepo.sweeps.tuning import best_results, run_sweep, save_results, trial_params
 
-    metric = args.metric if len(args.metric) > 1 else args.metric[0]
-    mode = args.mode if len(args.mode) > 1 else args.mode[0]
+    metric = list(s.metric) if len(s.metric) > 1 else s.metric[0]
+    mode = list(s.mode) if len(s.mode) > 1 else s.mode[0]
     quiet_driver()
-    if args.num_cpus is not None:
-        ray.init(num_cpus=args.num_cpus)
+    if s.num_cpus is not None:
+        ray.init(num_cpus=s.num_cpus)
     grid = run_sweep(
-        base, args.space or {}, search=args.search, num_samples=args.num_samples, metric=metric, mode=mode,
-        scheduler=args.scheduler, scheduler_args={"grace_period": args.grace_period} if args.grace_period else None,
-        max_concurrent_trials=args.max_concurrent_trials, driver_cpus=args.driver_cpus,
-        storage_path=args.storage_path, name=args.name, resume=args.resume, tensorboard=not args.no_tensorboard,
-        mlflow=args.mlflow, wandb=args.wandb,
+        base, s.space or {}, search=s.search, num_samples=s.num_samples, metric=metric, mode=mode,
+        scheduler=s.scheduler, scheduler_args={"grace_period": s.grace_period} if s.grace_period else None,
+        max_concurrent_trials=s.max_concurrent_trials, driver_cpus=s.driver_cpus,
+        storage_path=s.storage_path, name=s.name, resume=s.resume, tensorboard=s.tensorboard,
+        mlflow=s.mlflow, wandb=s.wandb,
     )
     table = save_results(grid)
     best = best_results(grid, metric, mode) if grid.num_terminated else []
     print(f"{len(grid)} trials ({grid.num_errors} errored); results table: {table}")
-    print("Pareto front:" if len(args.metric) > 1 else "best trial:")
+    print("Pareto front:" if len(s.metric) > 1 else "best trial:")
     for r in best:
-        shown = " ".join(f"{m}={r.metrics.get(m)}" for m in args.metric)
+        shown = " ".join(f"{m}={r.metrics.get(m)}" for m in s.metric)
         print(f"  {r.metrics.get('trial_id')} {trial_params(r.config)} {shown} checkpoint={r.metrics.get('checkpoint_path')}")
     return 1 if grid.num_errors else 0
 

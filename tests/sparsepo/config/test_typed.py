@@ -95,3 +95,30 @@ def test_flag_values_are_validated_like_a_config_file():
         parse("--lr", "-1")
     with pytest.raises(SystemExit):  # argparse itself refuses a Literal outside its choices
         parse("--mode", "slow")
+
+
+@dataclass(frozen=True)
+class Command:
+    target: str  # what to act on (no default: a required flag)
+    count: int = spec(3, ge=1)
+    modes: tuple[Literal["min", "max"], ...] = ("max",)
+    scheduler: Literal["asha"] | None = None
+
+
+def command_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser()
+    add_dataclass_flags(ap, Command, aliases={"count": ("-c",)})
+    return ap
+
+
+def test_flags_choices_inside_optional_and_tuple_required_fields_and_aliases(capsys):
+    ap = command_parser()
+    got = dataclass_from_args(Command, ap.parse_args(["--target", "x", "-c", "2", "--modes", "min", "max"]))
+    assert got == Command(target="x", count=2, modes=("min", "max"))
+    help_text = " ".join(ap.format_help().split())
+    assert "--count COUNT, -c COUNT [int; default: 3]" in help_text and "--target TARGET what to act on (no default: a required flag) [str; required]" in help_text
+    assert "--modes {min,max} [{min,max} ...]" in help_text and "--scheduler {asha}" in help_text
+    for bad in (["--count", "1"], ["--target", "x", "--modes", "mid"], ["--target", "x", "--scheduler", "pbt"]):
+        with pytest.raises(SystemExit):
+            ap.parse_args(bad)
+    assert "required: --target" in capsys.readouterr().err

@@ -7,6 +7,9 @@ A ``Literal`` field (also inside ``X | None`` or ``tuple[...]``) lists its choic
 is a required flag; ``aliases`` adds short spellings (``{"n": ("-n",)}``).
 :func:`dataclass_from_args` validates the parsed values with :func:`sparsepo.config.typed.build`, so a flag's
 errors read like a config file's (``--betas: expected a number, got 'x'``).
+
+:func:`keys_help` lists a config dataclass the other way: every dotted key (nested dataclasses as sections) with
+its type, default, choices and help, for the ``--help`` of a command that takes ``section.key=value`` overrides.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import dataclasses
 import inspect
 import re
+import textwrap
 import types
 import typing
 from typing import Any
@@ -152,3 +156,110 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> An
         values[f.name] = raw
     values.update(fixed)
     return build(cls, values, "flags")
+
+
+# ------------------------------------------------------------------------------------- keys of a config file
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyRow:
+    """One settable key of a config dataclass, as ``--help`` lists it."""
+
+    key: str  # dotted: section.name
+    type: str  # "int", "float or null", "str" (with choices)...
+    default: str  # as YAML spells it (null, true, [0.9, 0.999])
+    choices: tuple[str, ...]  # a Literal's values or a spec(choices=...) registry's names; () = free
+    help: str
+
+
+def yaml_text(value: Any) -> str:
+    """``value`` as it is written in a YAML config or a ``key=value`` override."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(map(yaml_text, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {yaml_text(v)}" for k, v in value.items()) + "}"
+    if value == "":
+        return '""'
+    return str(value)
+
+
+def _value_type(tp: Any) -> tuple[str, tuple[Any, ...]]:
+    """(type text, Literal values) of a type hint: a Literal reads as its values' type plus its values."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is typing.Literal:
+        return " or ".join(dict.fromkeys(type(a).__name__ for a in args)), args
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        parts = [_value_type(a) for a in args]
+        values = tuple(c for p in parts for c in p[1])
+        if values and bool in args:  # bool | Literal["auto"]: every value is a choice
+            values = (True, False, *values)
+        return " or ".join(dict.fromkeys(p[0] for p in parts)), values
+    if typing.get_origin(tp) is dict or tp is dict:
+        return "mapping", ()
+    if typing.get_origin(tp) in (tuple, list):
+        return "list", ()
+    return "null" if tp is type(None) else type_name(tp), ()
+
+
+def _range_text(meta: typing.Mapping[str, Any]) -> str:
+    """`` >= 1``, `` > 0``, `` in [0, 1]`` from a field's :func:`sparsepo.config.typed.spec` range; ``""`` if none."""
+    gt, ge, le = meta.get("gt"), meta.get("ge"), meta.get("le")
+    low = ("(", ">", gt) if gt is not None else ("[", ">=", ge) if ge is not None else None
+    if low and le is not None:
+        return f" in {low[0]}{low[2]:g}, {le:g}]"
+    if low:
+        return f" {low[1]} {low[2]:g}"
+    return f" <= {le:g}" if le is not None else ""
+
+
+def key_rows(cls: type, prefix: str = "") -> list[KeyRow]:
+    """Every key of dataclass ``cls``, fields of nested dataclasses under their section (``optim.lr``). A
+    ``spec(choices=...)`` callable is called: it must not load heavy libraries (``--help`` waits for it)."""
+    helps, tps, rows = field_help(cls), hints(cls), []
+    for f in dataclasses.fields(cls):
+        tp = tps[f.name]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            rows += key_rows(tp, f"{prefix}{f.name}.")
+            continue
+        text, values = _value_type(tp)
+        text += _range_text(f.metadata)
+        choices = f.metadata.get("choices")
+        names = tuple(sorted(map(str, choices()))) if choices is not None else tuple(map(yaml_text, values))
+        rows.append(KeyRow(prefix + f.name, text, yaml_text(field_default(f)), names, helps[f.name]))
+    return rows
+
+
+def section_docs(cls: type) -> dict[str, str]:
+    """Section name -> the first paragraph of its dataclass's docstring (none for an undocumented one)."""
+    out, tps = {}, hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = tps[f.name]
+        doc = (tp.__doc__ or "") if isinstance(tp, type) and dataclasses.is_dataclass(tp) else ""
+        if doc and not doc.startswith(f"{tp.__name__}("):  # dataclass's generated signature: no docstring
+            out[f.name] = " ".join(inspect.cleandoc(doc).split("\n\n")[0].replace("``", "").split())
+    return out
+
+
+def keys_help(cls: type, width: int = 110) -> str:
+    """The keys of config dataclass ``cls`` as a ``--help`` epilog: ``key  type  default  [choices]``, its help
+    wrapped below, and each section's description before its first key."""
+    rows, docs = key_rows(cls), section_docs(cls)
+    kw = max(len(r.key) for r in rows)
+    tw = max(len(r.type) for r in rows)
+    wrap = textwrap.TextWrapper(width=width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    lines, section = [f"  {'key':<{kw}}  {'type':<{tw}}  default  [choices]"], None
+    for r in rows:
+        head = r.key.partition(".")[0] if "." in r.key else None
+        if head != section and head is not None:
+            lines += ["", *textwrap.wrap(f"{head}: {docs[head]}" if head in docs else head, width=width,
+                                         initial_indent="  ", subsequent_indent="    ")]
+        section = head
+        first = f"  {r.key:<{kw}}  {r.type:<{tw}}  {r.default}" + (f"  [{', '.join(r.choices)}]" if r.choices else "")
+        lines += textwrap.wrap(first, width=width, subsequent_indent=" " * (kw + tw + 6), break_on_hyphens=False)
+        if r.help:
+            lines += wrap.wrap(r.help)
+    return "\n".join(lines)

@@ -1,5 +1,9 @@
 """Training configuration: typed dataclasses, loaded from YAML plus ``section.key=value`` overrides and validated
-at load time (types, ranges, registered names, incompatible combinations), before Ray or any model starts."""
+at load time (types, ranges, registered names, incompatible combinations), before Ray or any model starts.
+
+Nothing this module imports loads torch (the data and mask sections live apart from their readers and networks;
+the loss registry imports torch only to compute), so a bad key, value or choice is one line in well under a
+second, and ``sparsepo train --help`` lists every key (:func:`config_keys_help`); tests/sparsepo/test_cli_startup.py."""
 
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ from typing import Any, Literal
 
 import yaml
 
+from sparsepo.config.flags import keys_help
 from sparsepo.config.typed import ConfigError, as_number, build, maybe_number, spec
-from sparsepo.data.preference import DataConfig
+from sparsepo.data.config import DataConfig
 from sparsepo.objectives.losses import LOSSES, get_loss, loss_params
-from sparsepo.objectives.masks import MaskConfig
+from sparsepo.objectives.mask_config import MaskConfig
 
 __all__ = ["ConfigError", "TrainConfig", "as_number", "load_config", "maybe_number"]
 
@@ -24,28 +29,31 @@ __all__ = ["ConfigError", "TrainConfig", "as_number", "load_config", "maybe_numb
 class ModelConfig:
     """Policy and reference models, by hub name, local folder or offline alias (``smollm2``, ``tiny-llama``...)."""
 
-    name: str = "smollm2"
+    name: str = "smollm2"  # the policy: hub name, local folder or offline alias
     ref: str | None = None  # default: the same weights as the policy (the SFT model)
     oracle: str | None = None  # zoo weightings (tisdpo, cdpo, tgdpo, sepo): a model trained on the chosen side
-    gguf_file: str | None = None
+    gguf_file: str | None = None  # a .gguf file inside model.name's folder/repo (dequantised on load)
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"  # storage dtype; bf16 compute: optim.bf16
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = spec(5e-6, gt=0)
+    """The policy's optimizer (AdamW), its schedule and the batch sizes."""
+
+    lr: float = spec(5e-6, gt=0)  # peak learning rate (linear warmup, then cosine decay)
     weight_decay: float = spec(0.0, ge=0)  # the policy's; mask networks have their own (mask.weight_decay)
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_ratio: float = spec(0.1, ge=0, le=1)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's (beta1, beta2); an override: optim.betas=0.9,0.95
+    warmup_ratio: float = spec(0.1, ge=0, le=1)  # fraction of the optimizer steps spent warming up
     max_steps: int | None = spec(None, ge=1)  # optimizer steps; None = `epochs` passes over the data
-    epochs: float = spec(1.0, gt=0)
+    epochs: float = spec(1.0, gt=0)  # passes over the data when max_steps is null
     batch_size: int = spec(4, ge=1)  # pairs per worker per micro-step
-    grad_accum: int = spec(1, ge=1)
-    max_grad_norm: float = spec(1.0, gt=0)
+    grad_accum: int = spec(1, ge=1)  # micro-steps per optimizer step
+    max_grad_norm: float = spec(1.0, gt=0)  # gradient clipping (global L2 norm)
     bf16: bool = True  # autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX); else the storage dtype
-    # AdamW kernel: fused (one kernel over all tensors; 3.6x faster than the loop on a 2-core CPU for 148M params),
-    # foreach, or the per-tensor loop. auto = fused, the same update up to float rounding (tests/sparsepo/training/test_trainer.py)
-    adamw: Literal["auto", "fused", "foreach", "loop"] = "auto"
+    # auto = fused, the same update as the loop up to float rounding (tests/sparsepo/training/test_trainer.py)
+    adamw: Literal["auto", "fused", "foreach", "loop"] = spec(
+        "auto", help="AdamW kernel: fused (one kernel over all tensors; 3.6x faster than the loop on a 2-core CPU "
+        "for 148M params), foreach, or the per-tensor loop; auto = fused")
 
 
 @dataclass(frozen=True)
@@ -54,28 +62,31 @@ class LoraConfig:
     (LoRA's included) is off."""
 
     r: int = spec(0, ge=0)  # 0 = full fine-tuning
-    alpha: int = spec(16, gt=0)
-    target_modules: str | list[str] = "all-linear"
-    # QLoRA: the frozen base's linear layers stored in 4 bits (bitsandbytes; "none": the model's dtype). The
-    # adapters, the LM head and the norms stay in full precision; checkpoints merge into the unquantised base.
-    quantize: Literal["none", "nf4", "fp4"] = "none"
+    alpha: int = spec(16, gt=0)  # LoRA scaling: alpha / r
+    target_modules: str | list[str] = "all-linear"  # peft's: all-linear, or a list of module names
+    # The adapters, the LM head and the norms stay in full precision; checkpoints merge into the unquantised base.
+    quantize: Literal["none", "nf4", "fp4"] = spec(
+        "none", help="QLoRA: the frozen base's linear layers stored in 4 bits (bitsandbytes); none: the model's dtype")
 
 
 @dataclass(frozen=True)
 class RunConfig:
+    """Ray Train workers, checkpoints, logging, evaluation, and how the training step is computed."""
+
     name: str | None = None  # None: a fresh <method>-<date>-<time> per run (set on the driver)
-    storage_path: str = "runs"
-    num_workers: int = spec(1, ge=1)
-    # ddp: every worker holds the whole policy (DDP when num_workers > 1); fsdp: the policy, its gradients and
-    # AdamW state are sharded over the workers (FSDP2, sparsepo.training.sharding); the frozen reference is not
-    strategy: Literal["ddp", "fsdp"] = "ddp"
+    storage_path: str = "runs"  # local folder or s3:// URI; the run is <storage_path>/<name>
+    num_workers: int = spec(1, ge=1)  # Ray Train workers (processes; one GPU each with use_gpu)
+    strategy: Literal["ddp", "fsdp"] = spec(
+        "ddp", help="ddp: every worker holds the whole policy (DDP when num_workers > 1); fsdp: the policy, its "
+        "gradients and AdamW state are sharded over the workers (FSDP2, sparsepo.training.sharding); the frozen "
+        "reference is not")
     activation_checkpointing: bool = False  # recompute block activations in backward (less memory, ~1 more forward)
-    use_gpu: bool = False
+    use_gpu: bool = False  # one GPU per worker
     cpus_per_worker: float | None = spec(None, gt=0)  # None: the cluster's CPUs / num_workers (sweeps: split between trials)
-    seed: int = 0
-    log_every: int = spec(1, ge=1)
+    seed: int = 0  # model init (masks), data order
+    log_every: int = spec(1, ge=1)  # optimizer steps between reported metrics
     save_every: int = spec(0, ge=0)  # optimizer steps between checkpoints; 0 = only at the end
-    keep_checkpoints: int | None = spec(2, ge=1)
+    keep_checkpoints: int | None = spec(2, ge=1)  # newest checkpoints kept (null: all)
     max_failures: int = spec(0, ge=-1)  # -1: retry forever
     chunk_size: int = spec(1024, ge=1)  # positions per chunk of the fp32 LM-head / token-KL computation
     log_kl: bool = False  # also compute token KL (full vocabulary) for objectives that only log it (dpo, dpop)
@@ -86,16 +97,19 @@ class RunConfig:
     resume_from: str | None = None  # a checkpoint directory to start a new run from
     eval_every: int = spec(0, ge=0)  # steps between evaluator calls (0 = never)
     evaluator: str | None = None  # "module:factory"; factory(**evaluator_args)(policy, ref, tokenizer, step) -> metrics
-    evaluator_args: dict[str, Any] = field(default_factory=dict)
+    evaluator_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the evaluator factory
     chaos_kill_at_step: int = spec(0, ge=0)  # fault-tolerance drill: SIGKILL rank 0 once at this step (0 = off)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    method: str = spec("sparsepo", choices=lambda: LOSSES)
+    """One training run: the method and its hyper-parameters, then one section per concern (``sparsepo train
+    --help`` lists every key)."""
+
+    method: str = spec("sparsepo", choices=lambda: LOSSES)  # a registered objective (sparsepo.objectives.losses)
     # The values given, not merged with the method's defaults (a sweep that switches method keeps those the new
     # method takes); checked at load against its typed hyper-parameters (sparsepo.objectives.loss_params): loss_hparams().
-    loss: dict[str, float] = field(default_factory=dict)
+    loss: dict[str, float] = spec(default_factory=dict, help="the method's hyper-parameters (loss.beta=0.2...)")
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -115,6 +129,16 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "mask": MaskConfig, "optim
 # mask.* keys that apply to each kind of mask source (LossSpec.mask)
 MASK_KEYS = {"learned": {"kind", "layers", "depth", "sharing", "weight_decay", "hidden", "init", "init_sparsity", "lr"},
              "activation": {"mapo"}}
+
+
+def config_keys_help() -> str:
+    """Every key of a training config with its type, default, choices and help, then each method's ``loss.*``
+    keys with their defaults: the epilog of ``sparsepo train --help`` (no torch needed)."""
+    width = max(map(len, LOSSES))
+    by_method = [f"  {name:<{width}}  " + (" ".join(f"{k}={v:g}" for k, v in spec_.defaults.items()) or "(none)")
+                 for name, spec_ in sorted(LOSSES.items())]
+    return ("config keys (YAML sections, or section.key=value overrides):\n" + keys_help(TrainConfig)
+            + "\n\nloss.* keys by method (floats; defaults from docs/METHODS.md):\n" + "\n".join(by_method))
 
 
 def check_combinations(values: dict[str, Any], cfg: TrainConfig, where: str) -> None:

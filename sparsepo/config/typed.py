@@ -107,7 +107,8 @@ def convert(value: Any, tp: Any, where: str) -> Any:
                 return convert(value, a, where)
             except ConfigError:
                 pass
-        raise ConfigError(f"{where}: expected {type_name(tp)}, got {value!r}")
+        choices = [str(c) for a in options if typing.get_origin(a) is Literal for c in typing.get_args(a)]
+        raise ConfigError(f"{where}: expected {type_name(tp)}, got {value!r}{suggest(value, choices)}")
     origin = typing.get_origin(tp)
     if origin is Literal:
         options = typing.get_args(tp)

@@ -14,7 +14,6 @@ starts on; elsewhere (JSON array, Parquet, hub, rows given in memory) it is the 
 from __future__ import annotations
 
 import csv
-import difflib
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -26,7 +25,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from sparsepo.config.typed import spec
+from sparsepo.config.typed import suggest
+from sparsepo.data.config import DataConfig
 from sparsepo.io import is_remote, iter_jsonl, local_copy
 
 FIELDS = ("prompt", "chosen", "rejected")
@@ -53,19 +53,6 @@ class PreferenceDataError(ValueError):
         if line is None:
             return self
         return PreferenceDataError(self.source, self.row, self.field, self.problem, self.detail, line)
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where pairs come from and how they are cut. Lengths count tokens."""
-
-    path: str = ""
-    split: str = "train"
-    max_length: int = spec(512, ge=2)
-    max_prompt_length: int = spec(256, ge=1)
-    truncate_prompt: bool = False
-    skip_invalid: bool = False
-    limit: int | None = spec(None, ge=1)
 
 
 @dataclass(frozen=True)
@@ -175,8 +162,7 @@ def _json_lines(p: Path, text: str) -> list[SourceRow]:
 def _missing(name: str, row: dict[str, Any]) -> str:
     """The detail of a missing field: the columns the row has, and the closest to ``name``."""
     found = [str(k) for k in row]
-    close = difflib.get_close_matches(name, [k for k in found if k not in FIELDS], n=1)
-    return f"the row has columns {found}" + (f"; did you mean {close[0]!r}?" if close else "")
+    return f"the row has columns {found}{suggest(name, [k for k in found if k not in FIELDS])}"
 
 
 def _is_messages(x: Any) -> bool:

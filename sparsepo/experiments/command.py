@@ -59,16 +59,21 @@ def config_from_args(name: str, args: argparse.Namespace) -> Any:
 
 def check(cfg: Any) -> list[str]:
     """What every experiment shares, checked before any stage samples, trains or starts Ray: its methods are
-    registered, its models (``model``, ``ref``) resolve to a tokenizer and a model config, and its training
-    overrides make a valid TrainConfig. Returns one line per finding; raises ConfigError / OSError otherwise."""
+    registered, its training overrides make a valid TrainConfig (both without torch, so a typo fails at once),
+    and its models (``model``, ``ref``) resolve to a tokenizer and a model config. Returns one line per finding;
+    raises ConfigError / OSError otherwise."""
     from sparsepo.config.schema import apply_overrides, from_dict
     from sparsepo.objectives.losses import LOSSES
-    from sparsepo.training.models import load_tokenizer, model_source
 
     methods = list(getattr(cfg, "methods", ()))
     unknown = [m for m in methods if m not in LOSSES]
     if unknown:
         raise ConfigError(f"--methods: {unknown} not registered ({', '.join(sorted(LOSSES))})")
+    values = apply_overrides({"method": methods[0] if methods else "dpo"}, list(getattr(cfg, "overrides", ())))
+    from_dict(values, where="overrides")
+
+    from sparsepo.training.models import load_tokenizer, model_source
+
     lines = []
     for flag in ("model", "ref"):
         name = getattr(cfg, flag, None)
@@ -76,8 +81,6 @@ def check(cfg: Any) -> list[str]:
             model_source(name, ("config.json",))
             load_tokenizer(name)
             lines.append(f"--{flag} {name}: resolves")
-    values = apply_overrides({"method": methods[0] if methods else "dpo"}, list(getattr(cfg, "overrides", ())))
-    from_dict(values, where="overrides")
     return lines
 
 

@@ -15,7 +15,9 @@ The notation and every formula follow ``METHODS.md``. Per-pair losses are return
 Adding a method is one decorated function here: ``@register_loss("name", ...)``. It returns ``(losses, rw, rl)``,
 optionally followed by a dict of named reward parts ``{name: (chosen, rejected)}``, each ``(batch,)``. A zoo
 method pairs an objective with a registered token weighting: one ``register_loss(..., weights="name")`` line at
-the end of this file.
+the end of this file. torch is imported inside the functions that compute, so the registry (names, inputs,
+hyper-parameters) loads without it: a config is checked, and ``sparsepo train --help`` lists the methods, in a
+fraction of a second (tests/sparsepo/test_cli_startup.py).
 
 Reward metrics (batch means, nats scaled by beta). ``rewards/chosen`` and ``rewards/rejected`` are each side's
 whole implicit-reward term of the objective, so ``rewards/margin`` is the Bradley-Terry logit the loss uses
@@ -34,14 +36,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from sparsepo.objectives.loss_params import merge_params, param_defaults, params_class
 from sparsepo.objectives.token_weights import WEIGHTINGS, token_weights
+
+if TYPE_CHECKING:  # torch is imported by the functions that compute: the registry (LOSSES) loads without it
+    from torch import Tensor
 
 
 @dataclass
@@ -135,7 +136,7 @@ class LossOutput:
         return self.losses.mean()
 
 
-LossFn = Callable[..., tuple[Tensor, ...]]  # (losses, rw, rl) or (losses, rw, rl, {name: (chosen, rejected)})
+LossFn = Callable[..., tuple["Tensor", ...]]  # (losses, rw, rl) or (losses, rw, rl, {name: (chosen, rejected)})
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,8 @@ def simpo_scale(method: str) -> bool:
 
 def _bt(logits: Tensor) -> Tensor:
     """Bradley-Terry negative log-likelihood -log sigma(logits), stable for large |logits|."""
+    import torch.nn.functional as F
+
     return -F.logsigmoid(logits)
 
 
@@ -247,7 +250,7 @@ def dpop(c: TokenStats, r: TokenStats, *, beta: float, lam: float) -> tuple[Tens
     dw = c.weighted_log_ratio
     dl = r.weighted_log_ratio
     # Penalise the policy for lowering the chosen response's likelihood below the reference's.
-    penalty = lam * torch.clamp(-dw, min=0)
+    penalty = lam * (-dw).clamp(min=0)
     return _bt(beta * (dw - dl - penalty)), beta * dw, beta * dl
 
 
@@ -280,6 +283,8 @@ def masked_terms(s: TokenStats) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
     Returns ``(U (batch,), D (batch,), mu (batch, tokens), md (batch, tokens))``.
     """
+    import torch
+
     ones = torch.ones_like(s.logps)
     mu = s.reward_mask if s.reward_mask is not None else ones
     md = s.kl_mask if s.kl_mask is not None else mu
@@ -287,6 +292,8 @@ def masked_terms(s: TokenStats) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def _l1(s: TokenStats, m: Tensor | None) -> Tensor:
+    import torch
+
     return s.total(m.abs()) if m is not None else torch.zeros_like(s.mask[:, 0])
 
 

@@ -14,36 +14,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from sparsepo.config.typed import spec
+from sparsepo.objectives.mask_config import MaskConfig
 
 MAPO_KINDS = ("mlp", "attn", "resid", "logits")
-
-
-@dataclass(frozen=True)
-class MaskConfig:
-    """Mask options (paper appendix D). ``sharing``: ``independent`` (mu, md from two networks) or ``common``.
-
-    ``init``: ``centred`` (default) calibrates each learned mask on the run's first training batches so a fraction
-    ``init_sparsity`` of tokens starts at exactly 0 whatever the seed; ``paper`` is the specification's N(0, 0.02)
-    start, whose sparsity the seed decides (METHODS.md "learned mask network", "Initialisation").
-    """
-
-    kind: str = spec("learned", choices=lambda: MASKS)  # a registered learned-mask kind (learned, binary, random)
-    layers: Literal["all", "last"] = "all"
-    depth: Literal[1, 2] = 1
-    sharing: Literal["independent", "common"] = "independent"
-    weight_decay: float = spec(0.01, ge=0)
-    init: Literal["centred", "paper"] = "centred"  # start of learned masks: calibrated on data, or N(0, 0.02)
-    init_sparsity: float = spec(0.5, ge=0, le=0.99)  # centred: fraction of response tokens whose mask starts at 0
-    lr: float | None = spec(1e-3, gt=0)  # mask networks' own peak learning rate (fresh layers); null = optim.lr
-    mapo: Literal["mlp", "attn", "resid", "logits", "all", "uniform"] = "all"  # MaPO: which activations
-    hidden: int = spec(200, ge=1)  # width of depth-2 mask layers
 
 
 class LearnedMask(nn.Module):
@@ -137,6 +114,7 @@ class RandomMask(nn.Module):
         return torch.rand(h.shape[:2], device=h.device)
 
 
+# kind -> network; MaskConfig.kind lists these names (the config loads without torch)
 MASKS: dict[str, Callable[[int, int, MaskConfig], nn.Module]] = {
     "learned": lambda d, n, c: LearnedMask(d, n, c.depth, binary=False, hidden=c.hidden, offset=c.init == "centred"),
     "binary": lambda d, n, c: LearnedMask(d, n, c.depth, binary=True, hidden=c.hidden, offset=c.init == "centred"),

@@ -23,13 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported by the functions that compute: the registry (WEIGHTINGS) loads without it
+    from torch import Tensor
 
-if TYPE_CHECKING:
     from sparsepo.objectives.losses import TokenStats
 
-WeightFn = Callable[..., Tensor]  # fn(stats, chosen: bool, **params) -> weights (batch, tokens)
+WeightFn = Callable[..., "Tensor"]  # fn(stats, chosen: bool, **params) -> weights (batch, tokens)
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,8 @@ def register_weighting(name: str, *, needs_oracle: bool = False, **defaults: flo
 
 def token_weights(name: str, s: TokenStats, *, chosen: bool, **params: float) -> Tensor:
     """Weights ``(batch, tokens)`` of the registered weighting ``name`` on one side, detached, 0 off the response."""
+    import torch
+
     spec = WEIGHTINGS[name]
     with torch.no_grad():
         w = spec.fn(s, chosen, **{**spec.defaults, **params})
@@ -87,6 +88,8 @@ def confidence(s: TokenStats, chosen: bool) -> Tensor:
 def importance(s: TokenStats, chosen: bool, *, mu: float, clip: float) -> Tensor:
     """TIS-DPO: w_t = k exp(+-mu clamp(r^_t, -clip, clip)), + on the chosen side, - on the rejected one; k makes
     the weights average 1 over each response."""
+    import torch
+
     sign = 1.0 if chosen else -1.0
     w = torch.exp(sign * mu * oracle_reward(s).float().clamp(-clip, clip))
     return w / _response_mean(w, s.mask).clamp(min=1e-12)
@@ -96,6 +99,8 @@ def importance(s: TokenStats, chosen: bool, *, mu: float, clip: float) -> Tensor
 def critical(s: TokenStats, chosen: bool, *, tau: float) -> Tensor:
     """cDPO: on the rejected side w_t = 2 sigma(-r^_t / tau), so tokens the oracle disfavours (critical tokens)
     weigh up to 2 and neutral ones 1; the chosen side keeps w_t = 1."""
+    import torch
+
     if chosen:
         return torch.ones_like(s.logps, dtype=torch.float32)
     return 2.0 * torch.sigmoid(-oracle_reward(s).float() / max(tau, 1e-12))
@@ -113,6 +118,8 @@ def guidance(s: TokenStats, chosen: bool, *, alpha: float) -> Tensor:
 def selective(s: TokenStats, chosen: bool, *, fraction: float) -> Tensor:
     """SePO: w_t = 1 on the ceil(fraction |y|) tokens with the highest r^_t (chosen) or the lowest (rejected),
     0 elsewhere; ties broken by position."""
+    import torch
+
     r = oracle_reward(s).float() * (1.0 if chosen else -1.0)
     keep = s.mask > 0
     n = keep.sum(-1)

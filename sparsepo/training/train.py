@@ -13,13 +13,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from sparsepo.config.schema import TrainConfig, config_keys_help, load_config, with_run_name
 from sparsepo.errors import run_cli
 from sparsepo.io import resolve_storage
-
-if TYPE_CHECKING:  # sparsepo.config.schema loads torch (data, masks, losses): `train --help` must not wait for it
-    from sparsepo.config.schema import TrainConfig
 
 log = logging.getLogger("sparsepo.training.train")
 
@@ -62,7 +59,6 @@ def train(cfg: TrainConfig, check: bool = True):  # noqa: ANN201 - returns ray.t
     ``sparsepo.config.preflight``), so an existing run is never resumed unless ``run.resume`` says so.
     """
     from sparsepo.config.preflight import preflight
-    from sparsepo.config.schema import with_run_name
     from sparsepo.logs import quiet_driver
 
     cfg = with_run_name(cfg)
@@ -91,13 +87,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--check", action="store_true", help="validate config, models and data, then exit (no training)")
     ap.add_argument("--verbose", action="store_true", help="show Ray's and transformers' own logs too")
     ap.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. optim.lr=1e-5 loss.beta=0.2")
+    ap.epilog = config_keys_help()
     return ap
 
 
 def run(args: argparse.Namespace) -> int:
     """The ``train`` command on parsed ``args``."""
     from sparsepo.config.preflight import preflight
-    from sparsepo.config.schema import load_config, with_run_name
     from sparsepo.logs import VERBOSE_ENV, quiet_driver
 
     if args.verbose:

@@ -70,7 +70,7 @@ def test_installed_console_script_runs():
 
 
 BAD = [
-    (["mask.kind=banana"], "mask.kind: 'banana' is not one of 'binary', 'learned', 'random'"),
+    (["mask.kind=banana"], "mask.kind: 'banana' is not one of 'learned', 'binary', 'random'"),
     (["loss.beta=-1"], "loss.beta: must be > 0, got -1.0 (method 'sparsepo')"),
     (["optim.lr=0"], "optim.lr: must be > 0, got 0.0"),
     (["mask.shaing=common"], "mask.shaing: unknown key (did you mean 'sharing'?)"),
@@ -137,7 +137,7 @@ def test_bad_config_subprocess_prints_one_line_and_starts_nothing(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"sparsepo: error: {SMOKE} + overrides: mask.kind: 'banana' is not one of 'binary', 'learned', 'random'"
+        f"sparsepo: error: {SMOKE} + overrides: mask.kind: 'banana' is not one of 'learned', 'binary', 'random'"
     ]
     assert "ray imported: False" in proc.stdout
 

@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 import pytest
 
-from sparsepo.config.flags import add_dataclass_flags, dataclass_from_args, field_help
+from sparsepo.config.flags import (
+    KeyRow,
+    add_dataclass_flags,
+    dataclass_from_args,
+    field_help,
+    key_rows,
+    keys_help,
+)
 from sparsepo.config.typed import ConfigError, build, spec
 
 NAMES = ["alpha", "beta"]
@@ -122,3 +129,42 @@ def test_flags_choices_inside_optional_and_tuple_required_fields_and_aliases(cap
         with pytest.raises(SystemExit):
             ap.parse_args(bad)
     assert "required: --target" in capsys.readouterr().err
+
+
+@dataclass(frozen=True)
+class Section:
+    """What the section holds.
+
+    Details that stay out of the listing."""
+
+    ratio: float = spec(0.5, ge=0, le=1)  # a share
+    auto: bool | Literal["auto"] = "auto"
+
+
+@dataclass(frozen=True)
+class Listed:
+    lr: float = spec(1e-3, gt=0)  # learning rate
+    name: str | None = None
+    kind: str = spec("alpha", choices=lambda: NAMES)
+    pair: tuple[float, float] = (0.9, 0.99)
+    sec: Section = field(default_factory=Section)
+
+
+def test_key_rows_give_dotted_keys_with_type_range_default_and_choices():
+    assert key_rows(Listed) == [
+        KeyRow("lr", "float > 0", "0.001", (), "learning rate"),
+        KeyRow("name", "str or null", "null", (), ""),
+        KeyRow("kind", "str", "alpha", ("alpha", "beta"), ""),  # a registry's names, read when listed
+        KeyRow("pair", "list", "[0.9, 0.99]", (), ""),
+        KeyRow("sec.ratio", "float in [0, 1]", "0.5", (), "a share"),
+        KeyRow("sec.auto", "bool or str", "auto", ("true", "false", "auto"), ""),
+    ]
+    text = keys_help(Listed)
+    assert "\n  sec: What the section holds.\n" in text and "Details" not in text
+    assert "  lr         float > 0        0.001\n      learning rate\n" in text
+    assert "  sec.auto   bool or str      auto  [true, false, auto]" in text
+
+
+def test_a_union_with_choices_suggests_the_closest():
+    with pytest.raises(ConfigError, match=r"sec.auto: expected bool or one of 'auto', got 'aut' \(did you mean 'auto'\?\)"):
+        build(Listed, {"sec": {"auto": "aut"}}, "f.yaml")

@@ -1,11 +1,16 @@
 """Learned mask networks and the MaPO activation mask."""
 
+import typing
+
 import pytest
 import torch
 import transformers as T
 
+from sparsepo.config.typed import hints
 from sparsepo.objectives.losses import preference_loss
 from sparsepo.objectives.masks import (
+    MAPO_KINDS,
+    MASKS,
     ActivationMask,
     LearnedMask,
     MaskConfig,
@@ -153,6 +158,13 @@ def test_sparsepo_unit_masks_equal_tdpo1_through_the_model():
         {**vars(r), "reward_mask": r.mask.clone(), "kl_mask": r.mask.clone()},
     )
     torch.testing.assert_close(sp.losses, tdpo.result.losses, rtol=0, atol=0)
+
+
+def test_config_choices_are_the_registered_kinds():
+    # MaskConfig lives apart from the networks (a config loads without torch), so its Literals list them.
+    tps = hints(MaskConfig)
+    assert typing.get_args(tps["kind"]) == tuple(MASKS)
+    assert typing.get_args(tps["mapo"]) == (*MAPO_KINDS, "all", "uniform")
 
 
 def test_unknown_options_are_errors():

@@ -9,9 +9,10 @@ that message alone, with no traceback, and exits 2. A failure inside Ray Train w
 
 from __future__ import annotations
 
+import difflib
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, OSError, KeyError, ImportError)
@@ -58,3 +59,9 @@ def run_cli(command: Callable[[Any], int], args: Any) -> int:
         sys.stdout.flush()
         print(f"sparsepo: error: {message(cause)}", file=sys.stderr, flush=True)
         return 2
+
+
+def suggest(word: str, options: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest option, or ``""``: the one spelling of every did-you-mean."""
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import difflib
 import importlib.util
 import os
 import subprocess
@@ -33,6 +32,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
+from sparsepo.errors import suggest
 from sparsepo.io import atomic_dir as _atomic_dir
 from sparsepo.io import cache_dir, is_remote, local_copy
 
@@ -315,9 +315,7 @@ def check_names(names: list[str], options: tuple[str, ...]) -> None:
     """
     for name in names:
         if name not in options:
-            close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ValueError(f"unknown asset {name!r}{hint}; choose from {', '.join(options)}")
+            raise ValueError(f"unknown asset {name!r}{suggest(name, options)}; choose from {', '.join(options)}")
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

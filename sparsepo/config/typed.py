@@ -12,12 +12,13 @@ config fails in well under a second.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types
 import typing
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, Union
+
+from sparsepo.errors import suggest  # noqa: F401 - re-exported: config code spells it typed.suggest
 
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -44,12 +45,6 @@ def spec(
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
-
-
-def suggest(word: str, options: Iterable[str]) -> str:
-    """``" (did you mean 'x'?)"`` for the closest option, or ``""``."""
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def maybe_number(value: Any) -> Any:

@@ -86,29 +86,19 @@ def tiny_config(arch: str, tokenizer: PreTrainedTokenizerFast) -> PretrainedConf
         return GPT2Config(
             vocab_size=vocab, n_positions=CONTEXT, n_embd=HIDDEN, n_layer=LAYERS, n_head=HEADS, **ids
         )
+    # llama and gpt_neox name their sizes alike
+    sizes = dict(vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                 max_position_embeddings=CONTEXT, **ids)
     if arch == "llama":
         return LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=HIDDEN,
             intermediate_size=2 * HIDDEN,
-            num_hidden_layers=LAYERS,
-            num_attention_heads=HEADS,
             num_key_value_heads=HEADS // 2,  # grouped-query attention, as in SmolLM2
             head_dim=HIDDEN // HEADS,
-            max_position_embeddings=CONTEXT,
             tie_word_embeddings=False,
-            **ids,
+            **sizes,
         )
     if arch == "gpt_neox":
-        return GPTNeoXConfig(
-            vocab_size=vocab,
-            hidden_size=HIDDEN,
-            intermediate_size=4 * HIDDEN,
-            num_hidden_layers=LAYERS,
-            num_attention_heads=HEADS,
-            max_position_embeddings=CONTEXT,
-            **ids,
-        )
+        return GPTNeoXConfig(intermediate_size=4 * HIDDEN, **sizes)
     raise ValueError(f"unknown tiny model arch {arch!r}; choose one of {', '.join(ARCHS)}")
 
 

@@ -266,33 +266,38 @@ def run_openllm(
     vLLM on CPU reserves ``gpu_memory_utilization`` (default 0.92) of the machine's memory: on a shared machine
     pass a smaller value in ``extra_model_args``, with ``enforce_eager`` and a ``max_model_len``.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     tasks = list(tasks)
-    specs = openllm_scores.get_suite(suite) if suite is not None else suite_for_tasks(tasks)
-    if Path(output_dir, RESULTS_FILE).exists() and not overwrite:  # fail before hours of evaluation
-        raise FileExistsError(
-            f"{Path(output_dir, RESULTS_FILE)} exists; choose another output_dir or overwrite"
-        )
+    specs = _check_request(backend, tasks, suite, output_dir, overwrite)  # fail before hours of evaluation
     ensure_punkt(nltk_data)
     margs = model_args(
         resolve_model(model), backend, dtype=dtype, device=device, tokenizer=tokenizer, max_length=max_length,
         seed=seed, extra=extra_model_args,
     )
-    with temporary_env(**_vllm_env(backend)):
-        if backend == "vllm":
-            _import_lm_eval_vllm()
-        results = _simple_evaluate(
-            backend, margs, tasks, include_path, seed,
-            num_fewshot=num_fewshot, batch_size=batch_size, limit=limit, apply_chat_template=apply_chat_template,
-            gen_kwargs=gen_kwargs, use_cache=use_cache,
-        )
+    results = _simple_evaluate(
+        backend, margs, tasks, include_path, seed,
+        num_fewshot=num_fewshot, batch_size=batch_size, limit=limit, apply_chat_template=apply_chat_template,
+        gen_kwargs=gen_kwargs, use_cache=use_cache,
+    )
     out = Path(output_dir)
     save_results(results, out, overwrite=overwrite)
     name = label or Path(str(model)).name
     row = _write_tables(results, specs, out, name, average)
     log.info("Open LLM Leaderboard results of %s written to %s", name, out)
     return row
+
+
+def _check_request(backend: str, tasks: list[str], suite: str | Sequence[TaskSpec] | None,
+                   output_dir: str | Path, overwrite: bool) -> tuple[TaskSpec, ...]:
+    """The Table 1 columns of the run; ValueError for an unknown backend or task without a column,
+    FileExistsError for results already in ``output_dir`` (unless ``overwrite``)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    specs = openllm_scores.get_suite(suite) if suite is not None else suite_for_tasks(tasks)
+    if Path(output_dir, RESULTS_FILE).exists() and not overwrite:
+        raise FileExistsError(
+            f"{Path(output_dir, RESULTS_FILE)} exists; choose another output_dir or overwrite"
+        )
+    return specs
 
 
 def _simple_evaluate(
@@ -306,21 +311,25 @@ def _simple_evaluate(
     use_cache: str | Path | None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """One seeded ``lm_eval.simple_evaluate`` with samples logged and no bootstrap (CIs are ours)."""
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-
+    """One seeded ``lm_eval.simple_evaluate`` with samples logged and no bootstrap (CIs are ours), in the
+    backend's environment (:func:`_vllm_env`)."""
     if include_path is None or isinstance(include_path, (str, Path)):
         include = None if include_path is None else str(include_path)
     else:
         include = [str(p) for p in include_path]
-    results = lm_eval.simple_evaluate(
-        model=backend, model_args=margs, tasks=tasks, log_samples=True,
-        apply_chat_template=apply_chat_template, fewshot_as_multiturn=apply_chat_template,
-        use_cache=None if use_cache is None else str(use_cache), task_manager=TaskManager(include_path=include),
-        bootstrap_iters=0, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
-        fewshot_random_seed=seed, **kwargs,
-    )
+    with temporary_env(**_vllm_env(backend)):
+        import lm_eval
+        from lm_eval.tasks import TaskManager
+
+        if backend == "vllm":
+            _import_lm_eval_vllm()
+        results = lm_eval.simple_evaluate(
+            model=backend, model_args=margs, tasks=tasks, log_samples=True,
+            apply_chat_template=apply_chat_template, fewshot_as_multiturn=apply_chat_template,
+            use_cache=None if use_cache is None else str(use_cache), task_manager=TaskManager(include_path=include),
+            bootstrap_iters=0, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+            fewshot_random_seed=seed, **kwargs,
+        )
     if results is None:  # non-zero ranks of a distributed run return None
         raise RuntimeError("lm-eval returned no results (not the main rank?)")
     return results

@@ -262,33 +262,46 @@ def evaluate_summarization(
     doc_by_id, ref_by_id = dict(zip(ids, documents, strict=True)), dict(zip(ids, references, strict=True))
     bert = BERTScore() if bertscore is True else (bertscore or None)
     edna_scorer = EdnaScorer(edna) if isinstance(edna, str | os.PathLike) else edna
+    # generate_summaries' settings but the temperature (and doc_ids): the setup a log folder holds
+    sampling = {"n": n, "top_p": top_p, "max_new_tokens": max_new_tokens, "stop": stop, "seed": seed,
+                "prompt_template": prompt_template}
     paths = _log_paths(out_dir)
     if paths:
-        _check_run_config(paths["config"], {"n": n, "top_p": top_p, "max_new_tokens": max_new_tokens,
-                                            "stop": list(stop), "seed": seed, "prompt_template": prompt_template})
+        _check_run_config(paths["config"], {**sampling, "stop": list(stop)})
     old_items, old_samples = _logged_results(paths)
     expected = _expected_metrics(bert is not None, edna_scorer is not None, n)
     items = []
     for t in temperatures:
         setting = format_setting(temperature=float(t))
         done = _done_items(old_items, system, setting, ids, expected)
-        if done is not None:
-            items.append(done)
-            continue
-        samples = _logged_samples(old_samples, system, float(t), ids, n)
-        if samples is None:
-            samples = generate_summaries(generator, documents, temperature=float(t), n=n, top_p=top_p,
-                                         max_new_tokens=max_new_tokens, stop=stop, seed=seed,
-                                         prompt_template=prompt_template, doc_ids=ids)
-            if paths:
-                append_jsonl(paths["samples"], samples.assign(system=system, suite=SUITE).to_dict("records"))
-        scored, per_doc = score_summaries(samples, doc_by_id, ref_by_id, bertscore=bert, edna=edna_scorer)
-        new = item_frame(per_doc.rename(columns={"doc_id": "item"}).assign(system=system, suite=SUITE, setting=setting))
-        if paths:
-            append_jsonl(paths["scores"], scored.assign(system=system, suite=SUITE).to_dict("records"))
-            append_jsonl(paths["items"], new.to_dict("records"))
-        items.append(new)
+        if done is None:
+            samples = _logged_samples(old_samples, system, float(t), ids, n)
+            if samples is None:
+                samples = _generate_and_log(generator, documents, ids, float(t), sampling, system, paths)
+            scored, per_doc = score_summaries(samples, doc_by_id, ref_by_id, bertscore=bert, edna=edna_scorer)
+            done = _log_scores(scored, per_doc, system, setting, paths)
+        items.append(done)
     return aggregate_items(pd.concat(items, ignore_index=True), n_resamples=n_resamples, alpha=alpha, seed=seed)
+
+
+def _generate_and_log(generator: Generator, documents: list[str], ids: list[str], temperature: float,
+                      sampling: dict, system: str, paths: dict[str, Path]) -> pd.DataFrame:
+    """One temperature's samples (:func:`generate_summaries`), logged right away when there is a log folder."""
+    samples = generate_summaries(generator, documents, temperature=temperature, doc_ids=ids, **sampling)
+    if paths:
+        append_jsonl(paths["samples"], samples.assign(system=system, suite=SUITE).to_dict("records"))
+    return samples
+
+
+def _log_scores(scored: pd.DataFrame, per_doc: pd.DataFrame, system: str, setting: str,
+                paths: dict[str, Path]) -> pd.DataFrame:
+    """One temperature's item table from :func:`score_summaries`; the scores and items are logged when there is
+    a log folder."""
+    new = item_frame(per_doc.rename(columns={"doc_id": "item"}).assign(system=system, suite=SUITE, setting=setting))
+    if paths:
+        append_jsonl(paths["scores"], scored.assign(system=system, suite=SUITE).to_dict("records"))
+        append_jsonl(paths["items"], new.to_dict("records"))
+    return new
 
 
 def _check_inputs(documents: Sequence[object], references: Sequence[object],

@@ -142,10 +142,11 @@ def _cached_fit(kind: str, name: str, data: Callable[[], str], fixed: dict[str, 
     """Train ``fixed`` (method, model, loss) with ``train``'s other sections on ``data()`` once under
     ``<storage>/<kind>/<name>``; the policy folder of its last complete checkpoint, reused when it exists."""
     from sparsepo.config.schema import from_dict
+    from sparsepo.training.checkpoint import last_policy
     from sparsepo.training.train import fit
 
     run_root = f"{resolve_storage(storage_path)}/{kind}/{name}"  # where the Train run writes (maybe remote)
-    done = _stage_policy(run_root)
+    done = last_policy(f"{run_root}/train")  # the run's own folder: run.name is "train"
     if done:
         log(f"[{tag}] {kind}: cached {done}")
         return done
@@ -156,19 +157,11 @@ def _cached_fit(kind: str, name: str, data: Callable[[], str], fixed: dict[str, 
                      "eval_every": 0, "evaluator": None, "evaluator_args": {}}
     t = time.perf_counter()
     fit(from_dict(values, where=f"{tag} {kind}"))
-    policy = _stage_policy(run_root)
+    policy = last_policy(f"{run_root}/train")
     if policy is None:
         raise RuntimeError(f"[{tag}] {kind}: the run in {run_root}/train finished without a checkpoint")
     log(f"[{tag}] {kind}: {steps} steps on {what} ({time.perf_counter() - t:.0f}s): {policy}")
     return policy
-
-
-def _stage_policy(run_root: str) -> str | None:
-    """The ``policy`` folder of the last complete checkpoint of the stage run in ``run_root`` (path or URI)."""
-    from sparsepo.training.checkpoint import POLICY_DIR, complete_checkpoints
-
-    found = complete_checkpoints(f"{run_root}/train")
-    return f"{found[-1][1]}/{POLICY_DIR}" if found else None
 
 
 def last_evaluations(results: Any, axis: str, variants: list[str], metric: str, tag: str,

@@ -164,12 +164,18 @@ def policy_folder(source: str) -> str:
     local = "://" not in source
     if local and not Path(source).is_dir():
         return source
-    found = complete_checkpoints(source)
-    if found:
-        return f"{found[-1][1]}/{POLICY_DIR}"
+    policy = last_policy(source)
+    if policy:
+        return policy
     if local and (Path(source) / POLICY_DIR / "config.json").exists():
         return str(Path(source) / POLICY_DIR)
     return source
+
+
+def last_policy(train_run: str) -> str | None:
+    """The ``policy`` folder of the last complete checkpoint of a Train run folder (path or URI); None if none."""
+    found = complete_checkpoints(train_run)
+    return f"{found[-1][1]}/{POLICY_DIR}" if found else None
 
 
 def load_history(path: Path) -> list[dict[str, float]]:

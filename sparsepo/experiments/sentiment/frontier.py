@@ -294,16 +294,6 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
     """Run (or ``resume``) the whole experiment; returns the output files."""
     import ray
 
-    from sparsepo.experiments.sentiment.points import (
-        POINT_AXIS,
-        per_prompt_table,
-        points_by_seed,
-        points_table,
-        train_table,
-    )
-    from sparsepo.experiments.sentiment.report import write_outputs
-    from sparsepo.sweeps.tuning import DropFinishedCheckpoints, results_frame, run_sweep
-
     t0 = time.perf_counter()
     out = output_dir(cfg.storage_path, cfg.name)
     data_path, test_prompts, _ = prepare_pairs(cfg, log)
@@ -313,12 +303,27 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
     points = grid_points(cfg)
     base = base_config(cfg, data_path, test_prompts, oracle_stage(cfg, data_path, log))
     log(f"[frontier] sweep of {len(points)} trials: {', '.join(points)}")
-    evaluations = None
-    if cfg.eval_mode == "checkpoints":  # evaluation tasks start as checkpoints appear, beside the training
-        from sparsepo.experiments.sentiment.evaluation import CheckpointEvaluations
+    evaluations = checkpoint_evaluations(cfg, test_prompts)
+    results = sweep_results(cfg, run_grid(cfg, base, points, evaluations), evaluations, log)
+    return write_tables_and_report(cfg, results, points, reference, out, t0, log)
 
-        evaluations = CheckpointEvaluations(evaluator_args(cfg, test_prompts), backend=cfg.eval_backend,
-                                            use_gpu=cfg.use_gpu, storage=storage_root(cfg))
+
+def checkpoint_evaluations(cfg: FrontierConfig, test_prompts: list[str]) -> Any:
+    """With ``eval_mode="checkpoints"``, the sweep's callback that evaluates every saved checkpoint by Ray tasks
+    as checkpoints appear, beside the training (a ``CheckpointEvaluations``); ``None`` for inline evaluation."""
+    if cfg.eval_mode != "checkpoints":
+        return None
+    from sparsepo.experiments.sentiment.evaluation import CheckpointEvaluations
+
+    return CheckpointEvaluations(evaluator_args(cfg, test_prompts), backend=cfg.eval_backend, use_gpu=cfg.use_gpu,
+                                 storage=storage_root(cfg))
+
+
+def run_grid(cfg: FrontierConfig, base: Any, points: dict[str, dict[str, Any]], evaluations: Any) -> pd.DataFrame:
+    """The Ray Tune sweep of the grid ``points`` from the TrainConfig ``base``; its results frame."""
+    from sparsepo.experiments.sentiment.points import POINT_AXIS
+    from sparsepo.sweeps.tuning import DropFinishedCheckpoints, results_frame, run_sweep
+
     grid = run_sweep(
         base,
         {POINT_AXIS: {"variants": points}},
@@ -334,18 +339,39 @@ def run_frontier(cfg: FrontierConfig, log: Any = print) -> dict[str, Path]:
         # while the trial runs); checkpoint evaluation reads them after the sweep
         callbacks=[evaluations] if evaluations else [DropFinishedCheckpoints()],
     )
-    results = results_frame(grid)
+    return results_frame(grid)
+
+
+def sweep_results(cfg: FrontierConfig, results: pd.DataFrame, evaluations: Any, log: Any = print) -> pd.DataFrame:
+    """The sweep's ``results`` (failed trials named in a warning) with, under checkpoint evaluation, every
+    checkpoint's metrics joined (:func:`checkpoint_results`)."""
     failed = results[results["error"].notna()]["trial_id"].unique() if "error" in results else []
     if len(failed):
         log(f"[frontier] warning: {len(failed)} trial(s) failed; their finished points are kept: {list(failed)}")
-    if evaluations is not None and not results.empty:
-        t = time.perf_counter()
-        results = checkpoint_results(results, evaluations)
-        log(f"[frontier] {evaluations.submitted} checkpoints evaluated by Ray tasks ({cfg.eval_backend}) during the "
-            f"sweep, {evaluations.after} after it; waited {time.perf_counter() - t:.0f}s after it")
-        for f in evaluations.failed:
-            log(f"[frontier] warning: evaluation of trial {f['trial_id']} step {f['step']} failed twice, its point is "
-                f"missing ({f['path']}): {f['error']}")
+    if evaluations is None or results.empty:
+        return results
+    t = time.perf_counter()
+    results = checkpoint_results(results, evaluations)
+    log(f"[frontier] {evaluations.submitted} checkpoints evaluated by Ray tasks ({cfg.eval_backend}) during the "
+        f"sweep, {evaluations.after} after it; waited {time.perf_counter() - t:.0f}s after it")
+    for f in evaluations.failed:
+        log(f"[frontier] warning: evaluation of trial {f['trial_id']} step {f['step']} failed twice, its point is "
+            f"missing ({f['path']}): {f['error']}")
+    return results
+
+
+def write_tables_and_report(cfg: FrontierConfig, results: pd.DataFrame, points: dict[str, dict[str, Any]],
+                            reference: dict[str, Any], out: Path, t0: float, log: Any = print) -> dict[str, Path]:
+    """The points (with CIs), per-prompt and training tables, fronts, figures and report in ``out`` (copied to
+    the storage when it is remote); returns the output files. ``t0``: when the experiment started."""
+    from sparsepo.experiments.sentiment.points import (
+        per_prompt_table,
+        points_by_seed,
+        points_table,
+        train_table,
+    )
+    from sparsepo.experiments.sentiment.report import write_outputs
+
     table, per_prompt = points_table(results, points, reference, n_resamples=cfg.n_resamples, seed=cfg.seed)
     by_seed = points_by_seed(results, points, reference, n_resamples=cfg.n_resamples, seed=cfg.seed)
     files = write_outputs(table, per_prompt, train_table(results, points), out, cfg, time.perf_counter() - t0,

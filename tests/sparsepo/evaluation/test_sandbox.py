@@ -10,7 +10,10 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,25 +63,30 @@ def test_workdir_is_fresh_and_writable(tmp_path: Path) -> None:
     assert first.passed and second.passed, (first, second)
 
 
-def test_hostile_programs_are_contained(tmp_path: Path) -> None:
-    isolation, _ = resolve(LIMITS)
-    assert isolation == "namespaces"  # what `auto` gives on this (root, Linux) host
+@dataclass
+class Bait:
+    """What hostile programs aim at on the host: a world-writable directory and file (only the sandbox, not
+    permissions, protects them), two paths to escape to, a TCP listener, and a Unix socket anyone may connect to
+    (like the D-Bus system bus: filesystem-based, so not covered by the network namespace)."""
 
-    # A world-writable directory and file: only the sandbox (not permissions) protects them.
-    victim_dir = tmp_path / "victim"
-    victim_dir.mkdir()
+    victim_dir: Path
+    canary: Path
+    escape: Path
+    shm_escape: Path
+    server: socket.socket
+    unix_path: Path
+    unix_server: socket.socket
+
+
+@pytest.fixture(scope="module")
+def bait(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bait]:
+    victim_dir = tmp_path_factory.mktemp("victim")
     victim_dir.chmod(0o777)
     canary = victim_dir / "canary.txt"
     canary.write_text("precious")
     canary.chmod(0o666)
-    escape = Path("/tmp") / f"sparsepo-sandbox-escape-{os.getpid()}"
-    shm_escape = Path("/dev/shm") / f"sparsepo-sandbox-escape-{os.getpid()}"
-
     server = socket.create_server(("127.0.0.1", 0))
     server.setblocking(False)
-    port = server.getsockname()[1]
-    # A Unix socket anyone may connect to (like the D-Bus system bus): filesystem-based, so not
-    # covered by the network namespace.
     socket_dir = Path(tempfile.mkdtemp(dir="/tmp"))
     socket_dir.chmod(0o777)
     unix_path = socket_dir / "open.sock"
@@ -87,14 +95,22 @@ def test_hostile_programs_are_contained(tmp_path: Path) -> None:
     unix_path.chmod(0o777)
     unix_server.listen()
     unix_server.setblocking(False)
+    yield Bait(victim_dir, canary, Path("/tmp") / f"sparsepo-sandbox-escape-{os.getpid()}",
+               Path("/dev/shm") / f"sparsepo-sandbox-escape-{os.getpid()}", server, unix_path, unix_server)
+    server.close()
+    unix_server.close()
+    shutil.rmtree(socket_dir)
 
+
+def hostile_programs(bait: Bait) -> dict[str, str]:
+    """Name -> source of each hostile program (and one correct program last, which must still pass)."""
     tamper = f"""
 import os, shutil
-C, D = {str(canary)!r}, {str(victim_dir)!r}
+C, D = {str(bait.canary)!r}, {str(bait.victim_dir)!r}
 attempts = [
     lambda: open(C, 'a').write('x'), lambda: open(C, 'w').write('x'), lambda: os.remove(C),
     lambda: os.rename(C, C + '.moved'), lambda: os.chmod(C, 0), lambda: open(os.path.join(D, 'new'), 'w'),
-    lambda: shutil.rmtree(D), lambda: open({str(escape)!r}, 'w'), lambda: open({str(shm_escape)!r}, 'w'),
+    lambda: shutil.rmtree(D), lambda: open({str(bait.escape)!r}, 'w'), lambda: open({str(bait.shm_escape)!r}, 'w'),
 ]
 refused = 0
 for attempt in attempts:
@@ -104,7 +120,7 @@ for attempt in attempts:
         refused += 1
 raise SystemExit(f'{{refused}} of {{len(attempts)}} writes refused')
 """
-    network = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'leak')\n"
+    port = bait.server.getsockname()[1]
     kill_parents = f"""
 import os, signal
 for attempt in (lambda: os.kill({os.getpid()}, signal.SIGKILL), lambda: os.killpg({os.getpgrp()}, signal.SIGKILL)):
@@ -116,31 +132,52 @@ if os.getppid() == 1:  # only inside a PID namespace, where -1 cannot reach the 
     os.kill(-1, signal.SIGKILL)
 os.kill(os.getppid(), signal.SIGKILL)
 """
-    escapee = (
-        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    while True:\n        time.sleep(0.05)\n"
-        "assert False, 'parent gives up, child lingers'\n"
-    )
-    programs = {
-        "infinite loop": ("while True:\n    pass\n", {"timeout"}),
-        "fork bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
-                      {"timeout"}),
-        "memory bomb": ("hog = []\nwhile True:\n    hog.append(bytearray(32 * 2**20))\n", {"failed"}),
-        "tamper": (tamper, {"failed"}),
-        "network": (network, {"failed"}),
-        "unix socket": (f"import socket\nsocket.socket(socket.AF_UNIX).connect({str(unix_path)!r})\n", {"failed"}),
-        "kill parents": (kill_parents, {"failed"}),
-        "huge output": ("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", {"timeout"}),
-        "sys.exit(0)": ("import sys\nsys.exit(0)\nassert False\n", {"failed"}),
-        "os._exit(0)": ("import os\nos._exit(0)\nassert False\n", {"failed"}),
-        "setsid escapee": (escapee, {"failed"}),
-        "correct after all that": ("assert sorted([3, 1, 2]) == [1, 2, 3]\n", {"passed"}),
+    return {
+        "infinite loop": "while True:\n    pass\n",
+        "fork bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+        "memory bomb": "hog = []\nwhile True:\n    hog.append(bytearray(32 * 2**20))\n",
+        "tamper": tamper,
+        "network": f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'leak')\n",
+        "unix socket": f"import socket\nsocket.socket(socket.AF_UNIX).connect({str(bait.unix_path)!r})\n",
+        "kill parents": kill_parents,
+        "huge output": "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n",
+        "sys.exit(0)": "import sys\nsys.exit(0)\nassert False\n",
+        "os._exit(0)": "import os\nos._exit(0)\nassert False\n",
+        "setsid escapee": ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    while True:\n        time.sleep(0.05)\n"
+                           "assert False, 'parent gives up, child lingers'\n"),
+        "correct after all that": "assert sorted([3, 1, 2]) == [1, 2, 3]\n",
     }
-    start = time.monotonic()
-    results = dict(zip(programs, run_many([src for src, _ in programs.values()], LIMITS, workers=2), strict=True))
-    elapsed = time.monotonic() - start
 
-    for name, (_, expected) in programs.items():
-        assert results[name].status in expected, (name, results[name])
+
+EXPECTED = {
+    "infinite loop": "timeout", "fork bomb": "timeout", "memory bomb": "failed", "tamper": "failed",
+    "network": "failed", "unix socket": "failed", "kill parents": "failed", "huge output": "timeout",
+    "sys.exit(0)": "failed", "os._exit(0)": "failed", "setsid escapee": "failed", "correct after all that": "passed",
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_run(bait: Bait) -> tuple[dict[str, Any], float]:
+    """Every hostile program in one batch on 2 workers: (name -> its result, the batch's seconds)."""
+    programs = hostile_programs(bait)
+    start = time.monotonic()
+    results = dict(zip(programs, run_many(list(programs.values()), LIMITS, workers=2), strict=True))
+    return results, time.monotonic() - start
+
+
+def test_hostile_programs_run_in_namespaces() -> None:
+    isolation, _ = resolve(LIMITS)
+    assert isolation == "namespaces"  # what `auto` gives on this (root, Linux) host
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_each_hostile_program_is_scored(hostile_run: tuple[dict[str, Any], float], name: str) -> None:
+    results, _ = hostile_run
+    assert results[name].status == EXPECTED[name], (name, results[name])
+
+
+def test_hostile_programs_fail_for_the_right_reason(hostile_run: tuple[dict[str, Any], float]) -> None:
+    results, elapsed = hostile_run
     assert results["correct after all that"].passed
     assert "MemoryError" in results["memory bomb"].stderr
     assert "9 of 9 writes refused" in results["tamper"].stderr
@@ -153,16 +190,15 @@ os.kill(os.getppid(), signal.SIGKILL)
     # three 2 s timeouts on 2 workers: all ran, none hung (generous bound: the host may be busy)
     assert elapsed < 60, elapsed
 
-    # the host is untouched
-    assert canary.read_text() == "precious"
-    assert stat.S_IMODE(canary.stat().st_mode) == 0o666
-    assert sorted(p.name for p in victim_dir.iterdir()) == ["canary.txt"]
-    assert not escape.exists() and not shm_escape.exists()
-    for listener in (server, unix_server):
+
+def test_hostile_programs_leave_the_host_untouched(hostile_run: tuple[dict[str, Any], float], bait: Bait) -> None:
+    assert bait.canary.read_text() == "precious"
+    assert stat.S_IMODE(bait.canary.stat().st_mode) == 0o666
+    assert sorted(p.name for p in bait.victim_dir.iterdir()) == ["canary.txt"]
+    assert not bait.escape.exists() and not bait.shm_escape.exists()
+    for listener in (bait.server, bait.unix_server):
         with pytest.raises(BlockingIOError):
             listener.accept()  # nobody ever connected
-        listener.close()
-    shutil.rmtree(socket_dir)
     assert sandbox_uid_processes() == []  # fork-bomb children and the setsid escapee are gone
 
 

@@ -6,26 +6,14 @@ import pytest
 import torch
 
 from sparsepo.objectives.losses import LOSSES, TokenStats, get_loss, preference_loss
+from tests.sparsepo.objectives import sides
 
 B, T = 3, 6
 
 
 def random_side(seed: int, masks: bool = False, kl_mask: bool = True) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.ones(B, T)
-    mask[0, :2] = 0  # prompt positions
-    mask[1, 4:] = 0  # padding
-    side = {
-        "logps": -torch.rand(B, T, generator=g) * 3,
-        "ref_logps": -torch.rand(B, T, generator=g) * 3,
-        "kl": torch.rand(B, T, generator=g) * 0.5,
-        "mask": mask,
-    }
-    if masks:
-        side["reward_mask"] = torch.relu(torch.randn(B, T, generator=g))
-        if kl_mask:
-            side["kl_mask"] = torch.relu(torch.randn(B, T, generator=g))
-    return {k: v.double().requires_grad_(k != "mask") for k, v in side.items()}
+    """A side with token KL; ``masks``: with SparsePO's reward mask, and its KL mask unless ``kl_mask=False``."""
+    return sides.random_side(seed, (B, T), kl=True, reward_mask=masks, kl_mask=masks and kl_mask)
 
 
 def nlsig(x: torch.Tensor) -> torch.Tensor:

@@ -8,25 +8,14 @@ import torch
 
 from sparsepo.objectives.losses import LOSSES, TokenStats, get_loss, preference_loss
 from sparsepo.objectives.token_weights import WEIGHTINGS, token_weights
+from tests.sparsepo.objectives.sides import random_side
 
 B, T = 3, 7
 
 
 def side(seed: int, oracle: bool = True, mask: bool = False) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    m = torch.ones(B, T)
-    m[0, :2] = 0  # prompt positions
-    m[1, 5:] = 0  # padding
-    out = {
-        "logps": -torch.rand(B, T, generator=g) * 3,
-        "ref_logps": -torch.rand(B, T, generator=g) * 3,
-        "mask": m,
-    }
-    if oracle:
-        out["oracle_logps"] = -torch.rand(B, T, generator=g) * 3
-    if mask:
-        out["reward_mask"] = torch.relu(torch.randn(B, T, generator=g))
-    return {k: v.double().requires_grad_(k in ("logps", "ref_logps", "reward_mask")) for k, v in out.items()}
+    """A side with the oracle's log-probs (unless ``oracle=False``); ``mask``: with SparsePO's reward mask."""
+    return random_side(seed, (B, T), oracle=oracle, reward_mask=mask)
 
 
 def tokens(s: dict, b: int) -> list[int]:

@@ -259,7 +259,7 @@ def test_tracking_flags_need_their_package(tmp_path, package):
         with pytest.raises(ImportError, match=f"pip install {package}"):
             run_sweep(tiny_base(tmp_path), {"loss.beta": 0.1}, name="x", **{package: True})
     else:  # installed: the sweep gets its logger callback
-        from sparsepo.sweeps.tuning import _logger_callbacks
+        from sparsepo.sweeps.callbacks import logger_callbacks
 
-        names = [type(c).__name__.lower() for c in _logger_callbacks(True, package == "mlflow", package == "wandb", "x")]
+        names = [type(c).__name__.lower() for c in logger_callbacks(True, package == "mlflow", package == "wandb", "x")]
         assert any(package in n for n in names)

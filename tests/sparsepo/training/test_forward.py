@@ -6,19 +6,7 @@ import transformers as T
 
 from sparsepo.training.forward import chunked_token_stats, decoder_forward, lm_head, token_stats
 from sparsepo.training.preference_model import PreferenceModel, Reference
-
-
-def tiny(arch: str, seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    if arch == "gpt2":
-        cfg = T.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=97, n_positions=64, bos_token_id=0, eos_token_id=0)
-    elif arch == "llama":
-        cfg = T.LlamaConfig(
-            num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2, vocab_size=97
-        )
-    else:
-        cfg = T.GPTNeoXConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4, vocab_size=97)
-    return T.AutoModelForCausalLM.from_config(cfg).double().eval()
+from tests.sparsepo.training.random_models import tiny
 
 
 def make_batch(seed: int = 0, rows: int = 4, length: int = 13) -> dict[str, torch.Tensor]:

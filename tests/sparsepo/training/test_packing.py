@@ -3,7 +3,6 @@ batch, for every model family, mask kind and objective."""
 
 import pytest
 import torch
-import transformers as T
 
 from sparsepo.data.preference import PreferenceCollator
 from sparsepo.objectives.losses import LOSSES
@@ -12,19 +11,7 @@ from sparsepo.training.forward import decoder_forward, pair_decoder_forward, pai
 from sparsepo.training.packing import ONE_ROW, first_fit_decreasing, pack_pairs
 from sparsepo.training.preference_model import PreferenceModel, Reference
 from sparsepo.training.varlen import supports_varlen
-
-
-def tiny(arch: str, seed: int, attn: str = "sdpa") -> torch.nn.Module:
-    torch.manual_seed(seed)
-    if arch == "gpt2":
-        cfg = T.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=97, n_positions=64)
-    elif arch == "llama":
-        cfg = T.LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4,
-                            num_key_value_heads=2, vocab_size=97)
-    else:
-        cfg = T.GPTNeoXConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4, vocab_size=97)
-    return T.AutoModelForCausalLM.from_config(cfg, attn_implementation=attn).double().eval()
-
+from tests.sparsepo.training.random_models import tiny
 
 # (prompt, chosen, rejected) lengths. RAGGED: pairs of 16, 14, 16, 6, 3, 22, 9 and 11 tokens; with the longest
 # (22) as the budget they pack into 5 rows: [22], [16, 6], [16, 3], [14], [11, 9].

@@ -50,6 +50,14 @@ def _is_sequence(tp: Any) -> bool:
     return typing.get_origin(tp) in (tuple, list)
 
 
+def sequence_item(tp: Any) -> Any:
+    """The item type of a list or tuple hint (``tuple[int, ...]``, ``tuple[int, int] | None``: ``int``)."""
+    args = typing.get_args(tp)
+    if type(None) in args:
+        tp = next(a for a in args if a is not type(None))
+    return next(iter(typing.get_args(tp)), Any)
+
+
 def _default_text(value: Any) -> str:
     if isinstance(value, tuple | list):
         return " ".join(map(str, value)) or "(none)"
@@ -73,6 +81,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[
             kwargs.update(nargs="+", metavar="KEY=VALUE")
         elif _is_sequence(tp):
             kwargs["nargs"] = "+"
+            if typing.get_origin(item := sequence_item(tp)) is typing.Literal:  # usage lists the choices
+                kwargs["metavar"] = "{" + ",".join(map(str, typing.get_args(item))) + "}"
         if typing.get_origin(tp) is typing.Literal:
             kwargs["choices"] = list(typing.get_args(tp))
         kwargs["help"] = f"{text}[{type_name(tp)}; default: {_default_text(default)}]".replace("%", "%%")

@@ -164,8 +164,13 @@ def _convert_sequence(value: Any, tp: Any, where: str) -> tuple | list:
 
 
 def check_metadata(value: Any, meta: typing.Mapping[str, Any], where: str) -> None:
-    """Range and run-time choice checks of one field value (``None`` always passes: it means 'not set')."""
+    """Range and run-time choice checks of one field value (``None`` always passes: it means 'not set'); a list
+    or tuple value is checked item by item (``methods: tuple[str, ...] = spec(choices=...)``)."""
     if value is None:
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_metadata(item, meta, f"{where}[{i}]")
         return
     if meta.get("gt") is not None and not value > meta["gt"]:
         raise ConfigError(f"{where}: must be > {meta['gt']:g}, got {value!r}")

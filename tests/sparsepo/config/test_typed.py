@@ -95,3 +95,23 @@ def test_flag_values_are_validated_like_a_config_file():
         parse("--lr", "-1")
     with pytest.raises(SystemExit):  # argparse itself refuses a Literal outside its choices
         parse("--mode", "slow")
+
+
+@dataclass(frozen=True)
+class Lists:
+    names: tuple[str, ...] = spec(("a",), choices=lambda: ["a", "b"])
+    sizes: tuple[int, ...] = spec((1,), ge=1)
+    modes: tuple[Literal["x", "y"], ...] = ("x",)
+
+
+def test_list_fields_check_ranges_and_choices_item_by_item_and_usage_lists_literal_choices():
+    assert build(Lists, {"names": ["b", "a"], "sizes": [3, 1]}, "f").names == ("b", "a")
+    with pytest.raises(ConfigError, match=r"^f: names\[1\]: 'c' is not one of 'a', 'b'$"):
+        build(Lists, {"names": ["a", "c"]}, "f")
+    with pytest.raises(ConfigError, match=r"^f: sizes\[0\]: must be >= 1, got 0$"):
+        build(Lists, {"sizes": [0, 2]}, "f")
+    ap = argparse.ArgumentParser()
+    add_dataclass_flags(ap, Lists)
+    assert "--modes {x,y} [{x,y} ...]" in ap.format_usage()
+    with pytest.raises(ConfigError, match=r"modes\[1\]: 'z' is not one of 'x', 'y'"):
+        dataclass_from_args(Lists, ap.parse_args(["--modes", "x", "z"]))

@@ -101,6 +101,13 @@ def _parse_mapping(items: list[str], flag: str) -> dict[str, Any]:
     return out
 
 
+def _is_text(tp: Any) -> bool:
+    """Strings as typed, never read as YAML: ``str`` and a ``Literal`` of strings (``--fused-head false`` is the
+    choice 'false', not the boolean)."""
+    literal = typing.get_origin(tp) is typing.Literal and all(isinstance(a, str) for a in typing.get_args(tp))
+    return tp is str or literal
+
+
 def dataclass_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
     """An instance of ``cls`` from the flags given on the command line (others keep their defaults) plus
     ``fixed`` values; values are parsed as YAML scalars and validated like a config file."""
@@ -115,8 +122,9 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, **fixed: Any) -> An
         if typing.get_origin(tps[f.name]) is dict:
             raw = _parse_mapping(raw, flag_name(f.name))
         elif isinstance(raw, list):
-            raw = [yaml.safe_load(v) if isinstance(v, str) else v for v in raw]
-        elif isinstance(raw, str) and tps[f.name] is not str:
+            text = _is_text(sequence_item(tps[f.name]))
+            raw = [yaml.safe_load(v) if isinstance(v, str) and not text else v for v in raw]
+        elif isinstance(raw, str) and not _is_text(tps[f.name]):
             raw = yaml.safe_load(raw)
         values[f.name] = raw
     values.update(fixed)

@@ -115,3 +115,16 @@ def test_list_fields_check_ranges_and_choices_item_by_item_and_usage_lists_liter
     assert "--modes {x,y} [{x,y} ...]" in ap.format_usage()
     with pytest.raises(ConfigError, match=r"modes\[1\]: 'z' is not one of 'x', 'y'"):
         dataclass_from_args(Lists, ap.parse_args(["--modes", "x", "z"]))
+
+
+@dataclass(frozen=True)
+class Words:
+    head: Literal["auto", "true", "false"] = "auto"
+    words: tuple[str, ...] = ()
+
+
+def test_string_choices_and_string_lists_are_not_read_as_yaml():
+    ap = argparse.ArgumentParser()
+    add_dataclass_flags(ap, Words)
+    got = dataclass_from_args(Words, ap.parse_args(["--head", "false", "--words", "no", "null", "1"]))
+    assert got == Words(head="false", words=("no", "null", "1"))

@@ -137,7 +137,10 @@ BAD: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (NO_MODEL, MISSING),
     ],
 }
-CHECK = {name: ("--check", "--model", "tiny-llama") for name in BAD} | {"gpu_check": ("--check", "--dry-run")}
+CHECK = {name: ("--check", "--model", "tiny-llama") for name in BAD} | {
+    "gpu_check": ("--check", "--dry-run"),
+    "step": ("--check", "--model", "tiny-llama", "--fused-head", "false", "--ragged", "64", "256", "--no-bf16"),
+}
 
 
 @functools.cache

@@ -123,9 +123,10 @@ def check_models(name: str, *models: str, methods: tuple[str, ...] = (), overrid
 
 
 def preflight(name: str, args: argparse.Namespace, lines: list[str]) -> bool:
-    """Print the check's lines; True when the run should stop here (``--check``) with exit status 0."""
+    """Print the check's lines (on stderr with the progress lines, so stdout stays the benchmark's table; with
+    ``--check`` on stdout); True when the run should stop here (``--check``) with exit status 0."""
     for line in lines:
-        print(line, flush=True)
+        print(line, file=sys.stdout if args.check else sys.stderr, flush=True)
     if args.check:
         print(f"[bench {name}] check passed: settings and models are valid", flush=True)
     return bool(args.check)

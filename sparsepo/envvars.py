@@ -28,7 +28,7 @@ def bound_omp_spin() -> None:
     300,000), in this process and every child it starts (local Ray workers included), unless the user set
     ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``. A process whose threads share cores with other busy processes (a
     shared CI box, a laptop running other jobs) otherwise burns its time slices spinning: `sparsepo bench generate
-    --omp sparsepo,libgomp,passive` (HF sampling of SmolLM2, 2-core machine) beside two busy processes 35.5 / 17.2 /
+    --omp sparsepo libgomp passive` (HF sampling of SmolLM2, 2-core machine) beside two busy processes 35.5 / 17.2 /
     36.7 tokens/s, idle 72.6 / 73.7 / 65.8. The command line calls it before torch loads (libgomp reads it then)."""
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
         os.environ["GOMP_SPINCOUNT"] = "10000"

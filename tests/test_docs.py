@@ -4,7 +4,8 @@ Commands are checked in-process through ``sparsepo.cli.command_parser`` (each pa
 check stays in the fast tier: ``--help`` of each command must exit 0, and a command line shown without
 placeholders (``<...>``, ``...``) must parse as written. The script shims (``python tune/frontier.py ...``,
 ``python evals/run.py ...``, ``python bench/<name>.py ...``, also after ``ray job submit ... --``) are checked as
-the command they stand for. docs/results.md heads every measurement with its machine and date.
+the command they stand for; a benchmark's line is also read and validated by its own settings class.
+docs/results.md heads every measurement with its machine and date.
 """
 
 from __future__ import annotations
@@ -97,12 +98,33 @@ def test_every_shown_command_parses() -> None:
         except SystemExit as exc:
             if exc.code != 0:
                 problems.append(f"{page.name}: {line!r} does not parse")
+        if name == "bench":
+            problems += _bench_settings(page, line, words[2], words[3:])
     assert not problems, "\n".join(problems)
+
+
+def _bench_settings(page: Path, line: str, benchmark: str, argv: list[str]) -> list[str]:
+    """A shown benchmark line's own flags, read and validated as the benchmark reads them (types, choices,
+    ranges, lists as separate values); its model is not resolved, nothing runs."""
+    import importlib
+
+    from sparsepo.bench.common import config_from_args
+    from sparsepo.config.typed import ConfigError
+
+    module = importlib.import_module(f"sparsepo.bench.{benchmark}")
+    try:
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            config_from_args(module.CONFIG, module.build_parser().parse_args(argv))
+    except SystemExit:
+        return [f"{page.name}: {line!r}: {err.getvalue().strip().splitlines()[-1]}"]
+    except ConfigError as exc:
+        return [f"{page.name}: {line!r}: {exc}"]
+    return []
 
 
 def _shim_command(script: str) -> list[str]:
     """The ``sparsepo`` command a script shim stands for: tune/<name>.py is <name>, evals/run.py is eval,
-    bench/<name>.py is ``bench <name>`` (whose own flags the benchmark parses, not this test)."""
+    bench/<name>.py is ``bench <name>`` (whose own flags :func:`_bench_settings` checks)."""
     folder, stem = Path(script).parent.name, Path(script).stem
     return {"tune": [stem], "evals": ["eval"], "bench": ["bench", stem]}[folder]
 

@@ -6,6 +6,9 @@
 - ``profile_step``: the torch profiler's operator table for one training step;
 - ``gpu_check``: the GPU figures (bf16 step, MFU, packing, fused head, generation) on a random ~1B Llama;
 - ``mask_init``: where learned masks start per seed (shared hidden-state component, sparsity), both starts.
+
+Each reads its flags into a typed settings class (``sparsepo/bench/common.py``): lists are separate values, and
+every setting and model is checked before a model loads or a process starts (``--check``: only that).
 """
 
 from __future__ import annotations

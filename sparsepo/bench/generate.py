@@ -1,8 +1,8 @@
 """Generation throughput of each backend on the same model, prompts and sampling settings, side by side.
 
-    sparsepo bench generate [--model smollm2] [--n-prompts 16] [--max-new-tokens 64] [--backends hf,vllm,ray]
+    sparsepo bench generate [--model smollm2] [--n-prompts 16] [--max-new-tokens 64] [--backends hf vllm ray]
                              [--temperature 1.0] [--n 1] [--batch-size 16] [--ray-replicas 1] [--repeats 3]
-                             [--omp sparsepo,libgomp,passive] [--busy 2]
+                             [--omp sparsepo libgomp passive] [--busy 2] [--check]
 
 Prompts are the first words of Pang & Lee review sentences (paper 3.2's review prefixes). Each backend runs in
 a fresh subprocess (so no backend inherits another's threads, memory or engine), first a short warm-up call
@@ -14,7 +14,7 @@ With ``--temperature 0`` the table adds how many prompts got exactly HF's greedy
 On CPU, vLLM pins its worker to all cores but one by default (the last is left to its engine-core loop);
 ``VLLM_CPU_OMP_THREADS_BIND=0-N`` / ``VLLM_CPU_NUM_OF_RESERVED_CPU`` change that (see sparsepo/generation/vllm.py).
 
-``--omp sparsepo,libgomp,passive,active`` runs each backend once per OpenMP waiting setting (rows ``hf/passive``...):
+``--omp sparsepo libgomp passive active`` runs each backend once per OpenMP waiting setting (rows ``hf/passive``...):
 ``sparsepo`` is what importing sparsepo sets (``GOMP_SPINCOUNT=10000``, see ``sparsepo/__init__.py``),
 ``libgomp`` libgomp's own default (300,000 spins), ``passive``/``active`` ``OMP_WAIT_POLICY``. ``--busy N`` keeps
 N busy-looping processes running meanwhile: a stand-in for a machine shared with other jobs, where spinning
@@ -24,14 +24,65 @@ OpenMP threads lose their time slices.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
+import typing
+from dataclasses import dataclass
+from typing import Literal
+
+from sparsepo.bench.common import (
+    ModelConfig,
+    add_config_flags,
+    busy_neighbours,
+    check_models,
+    child_command,
+    child_extra,
+    config_from_args,
+    preflight,
+)
+from sparsepo.config.typed import ConfigError, spec
 
 FALLBACK_PROMPTS = ["the movie was", "i have to say that this film", "the acting in this picture is",
                     "as a fan of the director ,", "this is the kind of film that"]  # fmt: skip
+
+
+# OpenMP waiting settings of --omp. An OMP_WAIT_POLICY in the environment (even empty, which libgomp ignores)
+# keeps sparsepo's import from adding its spin count.
+OmpSetting = Literal["sparsepo", "libgomp", "passive", "active"]
+OMP_SETTINGS: dict[str, dict[str, str]] = dict(zip(typing.get_args(OmpSetting), (
+    {"GOMP_SPINCOUNT": "10000"}, {"OMP_WAIT_POLICY": ""}, {"OMP_WAIT_POLICY": "PASSIVE"}, {"OMP_WAIT_POLICY": "ACTIVE"},
+), strict=True))
+BACKEND_PACKAGES = {"vllm": "vllm", "ray": "ray"}  # backend -> the package it needs (hf: the core install)
+
+
+def backend_names() -> list[str]:
+    """Registered generation backends (``sparsepo.generation``), read when ``--backends`` is checked."""
+    from sparsepo.generation import available_backends
+
+    return available_backends()
+
+
+@dataclass(frozen=True)
+class GenerateConfig(ModelConfig):
+    n_prompts: int = spec(16, ge=1, help="review-prefix prompts per generate call")
+    max_new_tokens: int = spec(64, ge=1)
+    backends: tuple[str, ...] = spec(("hf", "vllm", "ray"), choices=backend_names,
+                                     help="registered backends (hf, vllm, ray), run in this order")
+    temperature: float = spec(1.0, ge=0, help="0: greedy, and the table compares texts with HF's")
+    top_p: float = spec(1.0, gt=0, le=1)
+    n: int = spec(1, ge=1, help="samples per prompt")
+    batch_size: int = spec(16, ge=1, help="HF generate batch size (prompts)")
+    ray_replicas: int | None = spec(None, ge=1, help="Ray actors (default: GPUs, or 1)")
+    repeats: int = spec(3, ge=1, help="timed calls per backend; the fastest is reported")
+    omp: tuple[OmpSetting, ...] = spec((), help="OpenMP waiting settings to compare, one row each (default: as is)")
+    busy: int = spec(0, ge=0, help="busy-looping neighbour processes during the runs")
+
+
+CONFIG = GenerateConfig  # this benchmark's settings (read by gpu_check and tests/test_docs.py)
 
 
 def review_prefixes(count: int, words: int = 6) -> list[str]:
@@ -49,25 +100,25 @@ def review_prefixes(count: int, words: int = 6) -> list[str]:
     return [" ".join(t.split()[:words]) for t in texts[:count]]
 
 
-def measure(args: argparse.Namespace) -> dict:
+def measure(cfg: GenerateConfig, backend: str) -> dict:
     """Run one backend (in this process) and return its figures and greedy texts."""
     from sparsepo.generation import SamplingConfig, make_generator
 
-    prompts = review_prefixes(args.n_prompts)
-    sampling = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p,
-                              max_new_tokens=args.max_new_tokens, seed=0)  # fmt: skip
+    prompts = review_prefixes(cfg.n_prompts)
+    sampling = SamplingConfig(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
+                              max_new_tokens=cfg.max_new_tokens, seed=0)  # fmt: skip
     kw: dict = {}
-    if args.one == "hf":
-        kw["batch_size"] = args.batch_size
-    if args.one == "ray":
-        kw["num_replicas"] = args.ray_replicas
-    gen = make_generator(args.one, args.model, **kw)
+    if backend == "hf":
+        kw["batch_size"] = cfg.batch_size
+    if backend == "ray":
+        kw["num_replicas"] = cfg.ray_replicas
+    gen = make_generator(backend, cfg.model, **kw)
     try:
         start = time.perf_counter()
         gen.generate(prompts[:2], SamplingConfig(n=1, temperature=0, max_new_tokens=4))
         started = time.perf_counter() - start
         times = []
-        for _ in range(args.repeats):  # same seed each time: identical work, so the fastest run is the least disturbed
+        for _ in range(cfg.repeats):  # same seed each time: identical work, so the fastest run is the least disturbed
             start = time.perf_counter()
             out = gen.generate(prompts, sampling)
             times.append(time.perf_counter() - start)
@@ -75,24 +126,14 @@ def measure(args: argparse.Namespace) -> dict:
     finally:
         gen.close()
     tokens = sum(len(c.token_ids) for completions in out for c in completions)
-    return {"backend": args.one, "start_s": started, "gen_s": seconds, "tokens": tokens,
+    return {"backend": backend, "start_s": started, "gen_s": seconds, "tokens": tokens,
             "tok_s": tokens / seconds, "texts": [c[0].text for c in out]}  # fmt: skip
 
 
-# OpenMP waiting settings of --omp. An OMP_WAIT_POLICY in the environment (even empty, which libgomp ignores)
-# keeps sparsepo's import from adding its spin count.
-OMP_SETTINGS: dict[str, dict[str, str]] = {
-    "sparsepo": {"GOMP_SPINCOUNT": "10000"},
-    "libgomp": {"OMP_WAIT_POLICY": ""},
-    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
-    "active": {"OMP_WAIT_POLICY": "ACTIVE"},
-}
-
-
-def run_backend(backend: str, argv: list[str], omp: str | None = None) -> dict | None:
+def run_backend(cfg: GenerateConfig, backend: str, omp: str | None = None) -> dict | None:
     """Measure `backend` in a subprocess (with the ``OMP_SETTINGS[omp]`` environment when given); None (with
     its stderr tail printed) if it failed."""
-    cmd = [sys.executable, "-m", "sparsepo.bench.generate", *argv, "--one", backend]
+    cmd = child_command("sparsepo.bench.generate", cfg, backend=backend)
     env = None
     if omp:
         env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
@@ -123,47 +164,45 @@ def table(results: list[dict], greedy: bool) -> str:
     return "\n".join(rows)
 
 
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    ap = parser or argparse.ArgumentParser(prog="sparsepo bench generate")
+    ap.description, ap.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
+    return add_config_flags(ap, GenerateConfig)
+
+
+def check(cfg: GenerateConfig) -> list[str]:
+    """The model resolves and every backend's package is installed, before any backend process starts."""
+    for backend in cfg.backends:
+        package = BACKEND_PACKAGES.get(backend)
+        if package and importlib.util.find_spec(package) is None:
+            rest = " ".join(b for b in cfg.backends if b != backend) or "hf"
+            raise ConfigError(f"--backends {backend}: the {package} package is not installed (--backends {rest})")
+    return check_models("generate", cfg.model)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="smollm2", help="local folder, asset alias (smollm2, tiny-llama) or hub name")
-    parser.add_argument("--n-prompts", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--backends", default="hf,vllm,ray", help="comma-separated, run in this order")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--n", type=int, default=1, help="samples per prompt")
-    parser.add_argument("--batch-size", type=int, default=16, help="HF generate batch size (prompts)")
-    parser.add_argument("--ray-replicas", type=int, default=None, help="Ray actors (default: GPUs, or 1)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per backend; the fastest is reported")
-    parser.add_argument("--omp", default="", help=f"comma-separated OpenMP waiting settings to compare: {', '.join(OMP_SETTINGS)}")
-    parser.add_argument("--busy", type=int, default=0, help="busy-looping neighbour processes during the runs")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one backend in this process
-    args = parser.parse_args(argv)
-    if args.one:
-        print("RESULT " + json.dumps(measure(args)), flush=True)
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(GenerateConfig, args)
+    if args.child:  # measure one backend in this process
+        print("RESULT " + json.dumps(measure(cfg, child_extra(args)["backend"])), flush=True)
         return 0
-    own = list(sys.argv[1:] if argv is None else argv)
+    if preflight("generate", args, check(cfg)):
+        return 0
     from sparsepo.assets import resolve_model
 
-    print(f"model {resolve_model(args.model)}: {args.n_prompts} prompts x {args.n} samples, max {args.max_new_tokens} "
-          f"new tokens, temperature {args.temperature}, top_p {args.top_p}", flush=True)  # fmt: skip
-    if args.busy:
-        print(f"with {args.busy} busy-looping neighbour processes", flush=True)
+    print(f"model {resolve_model(cfg.model)}: {cfg.n_prompts} prompts x {cfg.n} samples, max {cfg.max_new_tokens} "
+          f"new tokens, temperature {cfg.temperature}, top_p {cfg.top_p}", flush=True)  # fmt: skip
+    if cfg.busy:
+        print(f"with {cfg.busy} busy-looping neighbour processes", flush=True)
     results = []
-    policies = [p.strip() for p in args.omp.split(",") if p.strip()] or [None]
-    unknown = [p for p in policies if p and p not in OMP_SETTINGS]
-    if unknown:
-        parser.error(f"--omp: unknown setting(s) {unknown}; choose from {', '.join(OMP_SETTINGS)}")
-    from sparsepo.bench.common import busy_neighbours
-
-    with busy_neighbours(args.busy):
-        for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
-            for policy in policies:
-                result = run_backend(backend, own, policy)
+    with busy_neighbours(cfg.busy):
+        for backend in cfg.backends:
+            for policy in cfg.omp or (None,):
+                result = run_backend(cfg, backend, policy)
                 if result:
                     results.append(result)
                     print(f"  {result['backend']}: {result['tok_s']:.1f} tokens/s", flush=True)
-    print(table(results, greedy=args.temperature == 0))
+    print(table(results, greedy=cfg.temperature == 0))
     return 0 if results else 1
 
 

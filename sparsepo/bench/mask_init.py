@@ -1,6 +1,6 @@
 """Where learned masks start, per seed: the figures behind METHODS.md "Initialisation of the learned masks".
 
-    sparsepo bench mask_init [--model smollm2] [--seeds 0 1 2 3 4] [--texts 40] [--init paper centred]
+    sparsepo bench mask_init [--model smollm2] [--seeds 0 1 2 3 4] [--texts 40] [--init paper centred] [--check]
 
 Reads the reference's hidden states of ``--texts`` Pang & Lee review openings (one half calibrates the centred
 start, the other half is held out), then prints: how large the component shared by every token is after the
@@ -11,12 +11,30 @@ fraction above 0) and the reward mask's initial sparsity and mean value on the h
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
-import torch
+from sparsepo.bench.common import ModelConfig, add_config_flags, check_models, config_from_args, preflight
+from sparsepo.config.typed import spec
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class MaskInitConfig(ModelConfig):
+    seeds: tuple[int, ...] = spec((0, 1, 2, 3, 4), ge=0, help="mask-network seeds")
+    texts: int = spec(40, ge=2, help="review openings (half calibrate, half held out)")
+    init: tuple[Literal["paper", "centred"], ...] = spec(("paper", "centred"), help="mask.init starts to compare")
+
+
+CONFIG = MaskInitConfig  # this benchmark's settings (read by gpu_check and tests/test_docs.py)
 
 
 def hidden_tokens(model_name: str, texts: list[str], max_length: int = 48) -> list[torch.Tensor]:
     """Per transformer layer, the hidden states of every non-padding token that predicts a next one, ``(N, d)``."""
+    import torch
+
     from sparsepo.objectives.masks import select_layers
     from sparsepo.training.models import load_causal_lm, load_tokenizer
 
@@ -31,6 +49,8 @@ def hidden_tokens(model_name: str, texts: list[str], max_length: int = 48) -> li
 
 def shared_component(tokens: torch.Tensor) -> tuple[float, float, list[int]]:
     """After a LayerNorm: (norm of the mean over tokens, mean norm of the deviations from it, top-2 features)."""
+    import torch
+
     ln = torch.nn.functional.layer_norm(tokens, tokens.shape[-1:])
     mean = ln.mean(0)
     return float(mean.norm()), float((ln - mean).norm(dim=-1).mean()), mean.abs().topk(2).indices.tolist()
@@ -38,6 +58,8 @@ def shared_component(tokens: torch.Tensor) -> tuple[float, float, list[int]]:
 
 def start_figures(tokens: list[torch.Tensor], held: list[torch.Tensor], seed: int, init: str) -> dict[str, float]:
     """One seed's mask start: per-layer pre-activation spread and the mask on the held-out tokens."""
+    import torch
+
     from sparsepo.objectives.masks import MaskConfig, build_mask_networks
 
     torch.manual_seed(seed)
@@ -53,26 +75,30 @@ def start_figures(tokens: list[torch.Tensor], held: list[torch.Tensor], seed: in
             "max_|mean|/std": float(ratio.max()), "above0_min": float(above.min()), "above0_max": float(above.max())}
 
 
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    ap = parser or argparse.ArgumentParser(prog="sparsepo bench mask_init")
+    ap.description, ap.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
+    return add_config_flags(ap, MaskInitConfig)
+
+
 def main(argv: list[str] | None = None) -> int:
     from sparsepo.assets import load_reviews
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--texts", type=int, default=40, help="review openings (half calibrate, half held out)")
-    ap.add_argument("--init", nargs="+", choices=["paper", "centred"], default=["paper", "centred"])
-    args = ap.parse_args(argv)
-    texts = [r["text"][:300] for r in load_reviews()[: args.texts]]
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(MaskInitConfig, args)
+    if preflight("mask_init", args, check_models("mask_init", cfg.model)):
+        return 0
+    texts = [r["text"][:300] for r in load_reviews()[: cfg.texts]]
     half = len(texts) // 2
-    cal, held = hidden_tokens(args.model, texts[:half]), hidden_tokens(args.model, texts[half:])
+    cal, held = hidden_tokens(cfg.model, texts[:half]), hidden_tokens(cfg.model, texts[half:])
     mid = len(cal) // 6
     norm, dev, top = shared_component(cal[mid])
-    print(f"{args.model}: {cal[0].shape[0]} calibration + {held[0].shape[0]} held-out tokens, {len(cal)} layers")
+    print(f"{cfg.model}: {cal[0].shape[0]} calibration + {held[0].shape[0]} held-out tokens, {len(cal)} layers")
     print(f"layer {mid + 1} after LayerNorm: |mean over tokens| {norm:.1f} vs mean |deviation| {dev:.1f}; "
           f"largest shared features {top}")
     print(f"{'init':8s} {'seed':>4s} {'sparsity_%':>10s} {'mask_mean':>9s} {'max_|mean|/std':>14s} {'above0 min-max':>15s}")
-    for init in args.init:
-        for seed in args.seeds:
+    for init in cfg.init:
+        for seed in cfg.seeds:
             f = start_figures(cal, held, seed, init)
             print(f"{init:8s} {seed:4d} {f['sparsity_%']:10.1f} {f['mask_mean']:9.4f} {f['max_|mean|/std']:14.2f} "
                   f"{f['above0_min']:7.2f}-{f['above0_max']:.2f}")

@@ -2,7 +2,7 @@
 
     sparsepo bench profile_step [--system ours|trl|both] [--method dpo] [--model smollm2] [--batch-size 4]
                                  [--max-length 128] [--workload short|realistic] [--trl-settings best|default]
-                                 [--no-bf16] [--log-kl] [--chunk 1024] [--fused-head auto] [--rows 25]
+                                 [--no-bf16] [--log-kl] [--chunk 1024] [--fused-head auto] [--rows 25] [--check]
 
 Both systems read the same ``--batch-size`` conversational pairs of ``--workload`` (as in ``bench vs_trl``), so
 every step is one batch of the same pairs. Ours: the batch collated as the trainer does;
@@ -17,18 +17,43 @@ with ``--system both`` their top-``--rows`` lists are printed side by side.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from sparsepo.bench.workloads import WORKLOADS, write_workload
+from sparsepo.bench.common import (
+    OurStepConfig,
+    WorkloadConfig,
+    add_config_flags,
+    check_models,
+    child_command,
+    child_extra,
+    config_from_args,
+    loss_names,
+    preflight,
+)
+from sparsepo.bench.workloads import write_workload
+from sparsepo.config.typed import ConfigError, spec
 
 WARMUP = 2
+
+
+@dataclass(frozen=True)
+class ProfileConfig(OurStepConfig, WorkloadConfig):
+    system: Literal["ours", "trl", "both"] = spec("ours", help="our step, TRL's DPOTrainer step, or both side by side")
+    method: str = spec("dpo", choices=loss_names, help="our method (TRL: always its DPO)")
+    trl_settings: Literal["default", "best"] = spec("best", help="TRL as shipped or tuned (as bench vs_trl)")
+    rows: int = spec(25, ge=1, help="operators shown")
+
+
+CONFIG = ProfileConfig  # this benchmark's settings (read by gpu_check and tests/test_docs.py)
 
 
 def _profile(step: Any, device: Any) -> Any:
@@ -40,7 +65,7 @@ def _profile(step: Any, device: Any) -> Any:
     return prof
 
 
-def profile_ours(args: argparse.Namespace, data: Path, device: Any) -> tuple[str, Any]:
+def profile_ours(cfg: ProfileConfig, data: Path, device: Any) -> tuple[str, Any]:
     """``(summary line, profiler)`` of one step of our trainer's computation on the pairs in ``data``."""
     import torch
 
@@ -54,33 +79,33 @@ def profile_ours(args: argparse.Namespace, data: Path, device: Any) -> tuple[str
     from sparsepo.training.preference_model import PreferenceModel, Reference
     from sparsepo.training.trainer import adamw_kernel
 
-    cfg = load_config(None, [f"model.name={args.model}", f"data.path={data}", f"data.limit={args.batch_size}",
-                             f"data.max_length={args.max_length}", f"data.max_prompt_length={args.max_length // 2}"])
-    tokenizer = load_tokenizer(args.model)
-    pairs, _ = load_preference_data(cfg.data, tokenizer)
+    train_cfg = load_config(None, [f"model.name={cfg.model}", f"data.path={data}", f"data.limit={cfg.batch_size}",
+                                   f"data.max_length={cfg.length}", f"data.max_prompt_length={cfg.length // 2}"])
+    tokenizer = load_tokenizer(cfg.model)
+    pairs, _ = load_preference_data(train_cfg.data, tokenizer)
     batch = {k: v.to(device) for k, v in PreferenceCollator(tokenizer.pad_token_id)(list(pairs)).items()}
     torch.manual_seed(0)
-    policy = build_policy(cfg, device)
+    policy = build_policy(train_cfg, device)
     ref = None
-    if get_loss(args.method).needs_reference:
-        ref = Reference(load_causal_lm(args.model).to(device), args.method, MaskConfig())
-    fused = {"true": True, "false": False}.get(args.fused_head, args.fused_head)
-    model = PreferenceModel(policy, args.method, mask=MaskConfig(), ref_dims=model_dims(policy),
-                            chunk_size=args.chunk, log_kl=args.log_kl, fused_head=fused).to(device).train()
+    if get_loss(cfg.method).needs_reference:
+        ref = Reference(load_causal_lm(cfg.model).to(device), cfg.method, MaskConfig())
+    fused = {"true": True, "false": False}.get(cfg.fused_head, cfg.fused_head)
+    model = PreferenceModel(policy, cfg.method, mask=MaskConfig(), ref_dims=model_dims(policy),
+                            chunk_size=cfg.chunk, log_kl=cfg.log_kl, fused_head=fused).to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, **adamw_kernel("auto"))
-    autocast = mixed_precision(device, not args.no_bf16)
+    autocast = mixed_precision(device, cfg.bf16)
     step = make_step(model, ref, opt, batch, autocast)
     for _ in range(WARMUP):
         step()
     t = time.perf_counter()
     step()
-    line = (f"ours {args.method}: one step {time.perf_counter() - t:.3f} s, batch {tuple(batch['input_ids'].shape)}, "
+    line = (f"ours {cfg.method}: one step {time.perf_counter() - t:.3f} s, batch {tuple(batch['input_ids'].shape)}, "
             f"{int(batch['loss_mask'].sum())} response tokens, threads {torch.get_num_threads()}, "
             f"autocast {autocast is not None}, fused head {model.fused(device)}")
     return line, _profile(step, device)
 
 
-def profile_trl(args: argparse.Namespace, data: Path, device: Any) -> tuple[str, Any]:
+def profile_trl(cfg: ProfileConfig, data: Path, device: Any) -> tuple[str, Any]:
     """``(summary line, profiler)`` of TRL DPOTrainer's third optimizer step on the pairs in ``data``."""
     import datasets
     import torch
@@ -92,7 +117,7 @@ def profile_trl(args: argparse.Namespace, data: Path, device: Any) -> tuple[str,
     from sparsepo.training.models import load_causal_lm, load_tokenizer
 
     torch.manual_seed(0)
-    tokenizer = load_tokenizer(args.model)
+    tokenizer = load_tokenizer(cfg.model)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     prof = profile(activities=acts)
     seen: dict[str, Any] = {}
@@ -113,14 +138,14 @@ def profile_trl(args: argparse.Namespace, data: Path, device: Any) -> tuple[str,
                 prof.__exit__(None, None, None)
 
     out_dir = tempfile.mkdtemp(prefix="sparsepo-profile-trl-")
-    config = trl_config(args.trl_settings, [f"bf16={not args.no_bf16}"] if args.no_bf16 else [], output_dir=out_dir,
-                        per_device_train_batch_size=args.batch_size, max_length=args.max_length, max_steps=WARMUP + 2)
-    trainer = DPOTrainer(load_causal_lm(args.model, dtype="float32"), args=config, processing_class=tokenizer,
+    config = trl_config(cfg.trl_settings, [] if cfg.bf16 else ["bf16=False"], output_dir=out_dir,
+                        per_device_train_batch_size=cfg.batch_size, max_length=cfg.length, max_steps=WARMUP + 2)
+    trainer = DPOTrainer(load_causal_lm(cfg.model, dtype="float32"), args=config, processing_class=tokenizer,
                          train_dataset=datasets.load_dataset("json", data_files=str(data))["train"],
                          callbacks=[ProfileOneStep()])
     trainer.train()
     shutil.rmtree(out_dir, ignore_errors=True)
-    line = (f"TRL DPOTrainer: one step {seen['step_s']:.3f} s, {args.batch_size} pairs, max_length {args.max_length}, "
+    line = (f"TRL DPOTrainer: one step {seen['step_s']:.3f} s, {cfg.batch_size} pairs, max_length {cfg.length}, "
             f"threads {torch.get_num_threads()}, bf16 {config.bf16}, gradient checkpointing {config.gradient_checkpointing}")
     return line, prof
 
@@ -148,18 +173,18 @@ def side_by_side(left: list[tuple[str, float, int]], right: list[tuple[str, floa
     return "\n".join(lines)
 
 
-def run_one(args: argparse.Namespace, system: str, data: Path, device: Any) -> dict:
+def run_one(cfg: ProfileConfig, system: str, data: Path, device: Any) -> dict:
     """Profile ``system`` in this process: its summary line, top operators and (single system) full table."""
-    line, prof = (profile_ours if system == "ours" else profile_trl)(args, data, device)
+    line, prof = (profile_ours if system == "ours" else profile_trl)(cfg, data, device)
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    return {"line": line, "top": top_ops(prof, device, args.rows),
-            "table": prof.key_averages().table(sort_by=key, row_limit=args.rows)}
+    return {"line": line, "top": top_ops(prof, device, cfg.rows),
+            "table": prof.key_averages().table(sort_by=key, row_limit=cfg.rows)}
 
 
-def run_child(system: str, argv: list[str], data: Path) -> dict | None:
+def run_child(cfg: ProfileConfig, system: str, data: Path) -> dict | None:
     """``run_one`` in a fresh process, so that neither system inherits the other's models, threads or allocator."""
-    cmd = [sys.executable, "-m", "sparsepo.bench.profile_step", *argv, "--one", system, "--data", str(data)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(child_command("sparsepo.bench.profile_step", cfg, system=system, data=str(data)),
+                          capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         print(f"{system}: failed (exit {proc.returncode})\n{proc.stderr[-3000:]}", file=sys.stderr)
@@ -167,45 +192,45 @@ def run_child(system: str, argv: list[str], data: Path) -> dict | None:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    ap = parser or argparse.ArgumentParser(prog="sparsepo bench profile_step")
+    ap.description, ap.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
+    return add_config_flags(ap, ProfileConfig)
+
+
+def check(cfg: ProfileConfig) -> list[str]:
+    """The model resolves and the method is registered; TRL is installed when it is profiled."""
+    if cfg.system != "ours" and importlib.util.find_spec("trl") is None:
+        raise ConfigError(f"--system {cfg.system} needs TRL (pip install -e '.[bench]'); --system ours runs without it")
+    return check_models("profile_step", cfg.model, methods=(cfg.method,))
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--system", choices=["ours", "trl", "both"], default="ours")
-    ap.add_argument("--method", default="dpo", help="our method (TRL: always its DPO)")
-    ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--max-length", type=int, default=None, help="default: 128 (short), 640 (realistic)")
-    ap.add_argument("--workload", choices=WORKLOADS, default="short", help="the pairs (as in bench vs_trl)")
-    ap.add_argument("--trl-settings", choices=["default", "best"], default="best", help="TRL as shipped or tuned")
-    ap.add_argument("--chunk", type=int, default=1024)
-    ap.add_argument("--no-bf16", action="store_true")
-    ap.add_argument("--log-kl", action="store_true")
-    ap.add_argument("--fused-head", choices=["auto", "true", "false"], default="auto", help="run.fused_head (ours)")
-    ap.add_argument("--rows", type=int, default=25)
-    ap.add_argument("--one", choices=["ours", "trl"], help=argparse.SUPPRESS)  # child mode
-    ap.add_argument("--data", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    args.max_length = args.max_length or (128 if args.workload == "short" else 640)
-    if args.one:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(ProfileConfig, args)
+    if args.child:
         import torch
 
+        extra = child_extra(args)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        print("RESULT " + json.dumps(run_one(args, args.one, Path(args.data), device)), flush=True)
+        print("RESULT " + json.dumps(run_one(cfg, extra["system"], Path(extra["data"]), device)), flush=True)
         return 0
-    own = list(sys.argv[1:] if argv is None else argv)
+    if preflight("profile_step", args, check(cfg)):
+        return 0
     results = {}
     with tempfile.TemporaryDirectory(prefix="sparsepo-pairs-") as d:
         data = Path(d) / "pairs.jsonl"
-        write_workload(data, args.workload, args.batch_size)
-        for system in (["ours", "trl"] if args.system == "both" else [args.system]):
-            result = run_child(system, own, data)
+        write_workload(data, cfg.workload, cfg.batch_size)
+        for system in (["ours", "trl"] if cfg.system == "both" else [cfg.system]):
+            result = run_child(cfg, system, data)
             if result is None:
                 return 1
             print(result["line"], flush=True)
-            if args.system != "both":
+            if cfg.system != "both":
                 print(result["table"])
             results[system] = [tuple(op) for op in result["top"]]
-    if args.system == "both":
-        print(side_by_side(results["ours"], results["trl"], (f"ours ({args.method})", "TRL DPOTrainer")))
+    if cfg.system == "both":
+        print(side_by_side(results["ours"], results["trl"], (f"ours ({cfg.method})", "TRL DPOTrainer")))
     return 0
 
 

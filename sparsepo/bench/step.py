@@ -1,10 +1,10 @@
 """Per-method training-step cost on the same model and batch: step time, tokens/s, peak memory, ratios to DPO.
 
-    sparsepo bench step [--model smollm2] [--batch-size 4] [--max-length 128] [--steps 5] [--methods dpo,sparsepo,...]
+    sparsepo bench step [--model smollm2] [--batch-size 4] [--max-length 128] [--steps 5] [--methods dpo sparsepo ...]
     sparsepo bench step --lora 16 [--lora-ref copy]   # LoRA; the reference is the policy with adapters off
     sparsepo bench step --fused-head both              # each method with the autograd and the fused LM head
     sparsepo bench step --strategy fsdp --workers 2    # per worker: DDP x2 vs FSDP with 1 and 2 shards (gloo/nccl)
-    sparsepo bench step --ragged 64,256 --packing both  # realistic lengths; multi-pair rows off, then on
+    sparsepo bench step --ragged 64 256 --packing both  # realistic lengths; multi-pair rows off, then on
 
 Each method runs in a fresh subprocess so peak memory (CUDA: max allocated; CPU: peak RSS) is its own.
 "first s" is the untimed warm-up step: with the fused head (``run.fused_head``) it includes ``torch.compile``.
@@ -28,12 +28,57 @@ import resource
 import subprocess
 import sys
 import time
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from sparsepo.bench.common import (
+    OurStepConfig,
+    add_config_flags,
+    check_models,
+    child_command,
+    child_extra,
+    config_from_args,
+    loss_names,
+    preflight,
+)
+from sparsepo.config.typed import ConfigError, spec
 
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "A10G": 125.0, "L4": 121.0}
 
 
-def measure(args: argparse.Namespace) -> dict:
+@dataclass(frozen=True)
+class StepConfig(OurStepConfig):
+    batch_size: int = spec(2, ge=1, help="pairs per step")
+    max_length: int = spec(128, ge=4, help="tokens per sequence")
+    steps: int = spec(3, ge=1, help="timed steps per variant, after one untimed warm-up step")
+    methods: tuple[str, ...] = spec(("dpo", "simpo", "dpop", "tdpo1", "tdpo2", "sparsepo", "mapo"), choices=loss_names,
+                                    help="registered methods, each measured in its own process")
+    peak_tflops: float | None = spec(None, gt=0, help="the card's dense bf16 peak for MFU (default: from its name)")
+    padded: bool = spec(False, help="no shared-prompt packing (the batch is synthetic pairs)")
+    ragged: tuple[int, int] | None = spec(None, ge=1, help="LO HI: prompt, chosen and rejected lengths uniform in "
+                                          "LO..HI tokens (realistic: 64 256)")
+    packing: Literal["one", "multi", "both"] = spec(
+        "multi", help="shared-prompt rows: one pair per row, several (run.multi_pair), or each method both ways")
+    lora: int = spec(0, ge=0, help="LoRA rank on all linear layers (0: full fine-tuning)")
+    lora_ref: Literal["shared", "copy"] = spec(
+        "shared", help="LoRA reference: the policy with adapters off (shared) or a second loaded copy")
+    fused_head: Literal["auto", "true", "false", "both"] = spec("auto", help="run.fused_head; both: false, then true")
+    strategy: Literal["none", "ddp", "fsdp"] = spec(
+        "none", help="run.strategy in --workers processes; fsdp: DDP and FSDP with 1 and --workers shards")
+    workers: int = spec(1, ge=1, help="processes (GPUs) for --strategy")
+
+    def __post_init__(self) -> None:
+        if self.ragged and self.ragged[0] > self.ragged[1]:
+            raise ConfigError(f"--ragged: LO {self.ragged[0]} is above HI {self.ragged[1]} (LO HI, e.g. 64 256)")
+        if self.workers > 1 and self.strategy == "none":
+            raise ConfigError(f"--workers {self.workers} needs --strategy ddp or fsdp (one process without it)")
+
+
+CONFIG = StepConfig  # this benchmark's settings (read by gpu_check and tests/test_docs.py)
+
+
+def measure(cfg: StepConfig, method: str) -> dict:
+    """One variant's row (``cfg``'s head, packing and layout; ``method``), measured in this process."""
     import torch
 
     from sparsepo.bench.common import make_step
@@ -48,46 +93,49 @@ def measure(args: argparse.Namespace) -> dict:
 
     device = torch.device(f"cuda:{rank_of()}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    cfg = load_config(None, [f"model.name={args.model}", f"lora.r={args.lora}"])  # LoRA: all linear layers by default
-    policy = build_policy(cfg, device, None)
-    spec = get_loss(args.method)
-    multi = args.packing == "multi"
+    train_cfg = load_config(None, [f"model.name={cfg.model}", f"lora.r={cfg.lora}"])  # LoRA: all linear layers by default
+    policy = build_policy(train_cfg, device, None)
+    multi = cfg.packing == "multi"
     ref = None
-    if spec.needs_reference:
-        shared = args.lora > 0 and args.lora_ref == "shared"
-        ref_model = AdaptersOff(policy) if shared else load_causal_lm(args.model, dtype="float32").to(device)
-        ref = Reference(ref_model, args.method, MaskConfig(), shared_prompt=not args.padded, multi_pair=multi)
-    fused = {"true": True, "false": False}.get(args.fused_head, args.fused_head)
+    if get_loss(method).needs_reference:
+        shared = cfg.lora > 0 and cfg.lora_ref == "shared"
+        ref_model = AdaptersOff(policy) if shared else load_causal_lm(cfg.model, dtype="float32").to(device)
+        ref = Reference(ref_model, method, MaskConfig(), shared_prompt=not cfg.padded, multi_pair=multi)
+    fused = {"true": True, "false": False}.get(cfg.fused_head, cfg.fused_head)
     model = PreferenceModel(
-        policy, args.method, chunk_size=args.chunk, log_kl=args.log_kl, shared_prompt=not args.padded, fused_head=fused,
+        policy, method, chunk_size=cfg.chunk, log_kl=cfg.log_kl, shared_prompt=not cfg.padded, fused_head=fused,
         multi_pair=multi,
     ).to(device).train()
-    model = distribute(model, policy, device, args)
+    model = distribute(model, policy, device, cfg)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, **adamw_kernel("auto"))
     # Ragged lengths: a fresh batch each step (the same ones for every variant), as packing depends on the draw.
-    batches = [{k: v.to(device) for k, v in synthetic_pairs(args, policy.config.vocab_size, seed).items()}
-               for seed in range(args.steps + 1 if args.ragged else 1)]
-    autocast = mixed_precision(device, bf16=not args.no_bf16)  # as the trainer: CUDA, and CPUs with native bf16
+    batches = [{k: v.to(device) for k, v in synthetic_pairs(cfg, policy.config.vocab_size, seed).items()}
+               for seed in range(cfg.steps + 1 if cfg.ragged else 1)]
+    autocast = mixed_precision(device, bf16=cfg.bf16)  # as the trainer: CUDA, and CPUs with native bf16
     steps = [make_step(model, ref, opt, batch, autocast) for batch in batches]
 
-    first, sec = time_steps(steps, args.steps, device)
+    first, sec = time_steps(steps, cfg.steps, device)
     tokens = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)  # real tokens per step
     n_params = sum(p.numel() for p in policy.parameters())
     flops = (6 + (2 if ref is not None else 0)) * n_params * tokens
     # only the non-default variants are marked, so a default run's labels are the method names
-    label = args.method + ("+1row" if args.packing == "one" else "") + ("+fused" if args.fused_head == "true" else "")
-    row = {"method": label, "step_s": sec, "first_s": first, "tokens_per_s": tokens / sec, "device": str(device),
+    row = {"method": label(cfg, method), "step_s": sec, "first_s": first, "tokens_per_s": tokens / sec, "device": str(device),
            "state_mib": state_bytes(model, opt) / 2**20,
-           "decoder_tokens": decoder_tokens(batches, policy, args.padded, multi)}
+           "decoder_tokens": decoder_tokens(batches, policy, cfg.padded, multi)}
     if device.type == "cuda":
         row["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
         name = torch.cuda.get_device_name()
-        peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+        peak = cfg.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
         row["device"] = name
         row["mfu"] = flops / sec / (peak * 1e12) if peak else float("nan")
     else:
         row["peak_mem_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return row
+
+
+def label(cfg: StepConfig, method: str) -> str:
+    """A variant's row label: only the non-default variants are marked, so a default run's are the method names."""
+    return method + ("+1row" if cfg.packing == "one" else "") + ("+fused" if cfg.fused_head == "true" else "")
 
 
 def time_steps(steps: list[Any], n: int, device: Any) -> tuple[float, float]:
@@ -111,8 +159,8 @@ def time_steps(steps: list[Any], n: int, device: Any) -> tuple[float, float]:
     return first, sorted(times)[len(times) // 2]
 
 
-def measure_workers(args: argparse.Namespace) -> dict:
-    """:func:`measure` in ``args.workers`` spawned processes forming one process group; the slowest / largest
+def measure_workers(cfg: StepConfig, method: str) -> dict:
+    """:func:`measure` in ``cfg.workers`` spawned processes forming one process group; the slowest / largest
     worker's figures (the sum of their tokens/s)."""
     import socket
 
@@ -123,7 +171,7 @@ def measure_workers(args: argparse.Namespace) -> dict:
         port = sock.getsockname()[1]
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
-    procs = [ctx.Process(target=_worker, args=(r, args, port, queue)) for r in range(args.workers)]
+    procs = [ctx.Process(target=_worker, args=(r, cfg, method, port, queue)) for r in range(cfg.workers)]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -133,12 +181,11 @@ def measure_workers(args: argparse.Namespace) -> dict:
     rows = [queue.get() for _ in procs]
     row = {**rows[0], **{k: max(r[k] for r in rows) for k in ("step_s", "first_s", "peak_mem_gib", "state_mib")}}
     row["tokens_per_s"] = sum(r["tokens_per_s"] for r in rows)
-    row["method"] = (f"{args.method}{'+1row' if args.packing == 'one' else ''}{'+fused' if args.fused_head == 'true' else ''}"
-                     f" {args.strategy}x{args.workers}")
+    row["method"] = f"{label(cfg, method)} {cfg.strategy}x{cfg.workers}"
     return row
 
 
-def _worker(rank: int, args: argparse.Namespace, port: int, queue: Any) -> None:
+def _worker(rank: int, cfg: StepConfig, method: str, port: int, queue: Any) -> None:
     import torch
     import torch.distributed as dist
 
@@ -147,10 +194,10 @@ def _worker(rank: int, args: argparse.Namespace, port: int, queue: Any) -> None:
     if cuda:
         torch.cuda.set_device(rank)
     else:  # the machine's CPUs split between the workers, as Ray Train grants them
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // args.workers))
-    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=args.workers)
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // cfg.workers))
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=cfg.workers)
     try:
-        queue.put(measure(args))
+        queue.put(measure(cfg, method))
     finally:
         dist.destroy_process_group()
 
@@ -161,15 +208,15 @@ def rank_of() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
-def distribute(model: Any, policy: Any, device: Any, args: argparse.Namespace) -> Any:
-    """``model`` as the trainer runs it under ``args.strategy``: DDP-wrapped or FSDP-sharded (or as is)."""
+def distribute(model: Any, policy: Any, device: Any, cfg: StepConfig) -> Any:
+    """``model`` as the trainer runs it under ``cfg.strategy``: DDP-wrapped or FSDP-sharded (or as is)."""
     import torch
 
-    if args.strategy == "fsdp":
+    if cfg.strategy == "fsdp":
         from sparsepo.training.sharding import shard_model
 
-        return shard_model(model, policy, device, bf16=not args.no_bf16)
-    if args.strategy == "ddp" and args.workers > 1:
+        return shard_model(model, policy, device, bf16=cfg.bf16)
+    if cfg.strategy == "ddp" and cfg.workers > 1:
         return torch.nn.parallel.DistributedDataParallel(model)
     return model
 
@@ -196,28 +243,27 @@ def decoder_tokens(batches: list[dict], policy: object, padded: bool, multi_pair
     return sum(counts) / len(counts)
 
 
-def synthetic_pairs(args: argparse.Namespace, vocab: int, seed: int = 0) -> dict:
+def synthetic_pairs(cfg: StepConfig, vocab: int, seed: int = 0) -> dict:
     """A collated batch of ``2 * batch_size`` rows: random tokens, each pair sharing its prompt. Without
-    ``--ragged``, every row is ``max_length`` tokens with a quarter of prompt; with ``--ragged LO,HI``, prompt,
+    ``--ragged``, every row is ``max_length`` tokens with a quarter of prompt; with ``--ragged LO HI``, prompt,
     chosen and rejected each have a uniform ``LO..HI`` tokens (the ``realistic`` workload), cut to ``max_length``."""
     import torch
 
     from sparsepo.data.preference import PreferenceCollator
 
     g = torch.Generator().manual_seed(seed)
-    n = args.batch_size
-    if args.ragged:
-        lo, hi = (int(x) for x in args.ragged.split(","))
+    n, cut = cfg.batch_size, cfg.max_length
+    if cfg.ragged:
+        lo, hi = cfg.ragged
         lens = torch.randint(lo, hi + 1, (n, 3), generator=g).tolist()
     else:
-        p = args.max_length // 4
-        lens = [[p, args.max_length - p, args.max_length - p]] * n
+        p = cut // 4
+        lens = [[p, cut - p, cut - p]] * n
     examples = []
     for p, c, r in lens:
-        p = min(p, args.max_length - 1)  # at least one response token survives the cut
+        p = min(p, cut - 1)  # at least one response token survives the cut
         prompt, chosen, rejected = (torch.randint(1, vocab, (k,), generator=g).tolist() for k in (p, c, r))
-        examples.append({"prompt_ids": prompt, "chosen_ids": chosen[: args.max_length - p],
-                         "rejected_ids": rejected[: args.max_length - p]})
+        examples.append({"prompt_ids": prompt, "chosen_ids": chosen[: cut - p], "rejected_ids": rejected[: cut - p]})
     return PreferenceCollator(pad_token_id=0)(examples)
 
 
@@ -244,54 +290,31 @@ def print_sharding(rows: list[dict]) -> None:
               f"{r['peak_mem_gib'] / base['peak_mem_gib']:9.2f}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--batch-size", type=int, default=2, help="pairs per step")
-    ap.add_argument("--max-length", type=int, default=128, help="tokens per sequence")
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--chunk", type=int, default=1024)
-    ap.add_argument("--methods", default="dpo,simpo,dpop,tdpo1,tdpo2,sparsepo,mapo")
-    ap.add_argument("--peak-tflops", type=float, default=None)
-    ap.add_argument("--no-bf16", action="store_true", help="no bf16 autocast (optim.bf16=false)")
-    ap.add_argument("--log-kl", action="store_true", help="token KL for methods that only log it (run.log_kl)")
-    ap.add_argument("--padded", action="store_true", help="no shared-prompt packing (the batch is synthetic pairs)")
-    ap.add_argument("--ragged", default=None, metavar="LO,HI",
-                    help="prompt, chosen and rejected lengths uniform in LO..HI tokens (realistic: 64,256)")
-    ap.add_argument("--packing", choices=["one", "multi", "both"], default="multi",
-                    help="shared-prompt rows: one pair per row, several (run.multi_pair), or each method both ways")
-    ap.add_argument("--lora", type=int, default=0, help="LoRA rank on all linear layers (0: full fine-tuning)")
-    ap.add_argument("--lora-ref", choices=["shared", "copy"], default="shared",
-                    help="LoRA reference: the policy with adapters off (shared) or a second loaded copy")
-    ap.add_argument("--fused-head", choices=["auto", "true", "false", "both"], default="auto",
-                    help="run.fused_head; both: each method with false, then true")
-    ap.add_argument("--strategy", choices=["none", "ddp", "fsdp"], default="none",
-                    help="run.strategy in --workers processes; fsdp: DDP and FSDP with 1 and --workers shards")
-    ap.add_argument("--workers", type=int, default=1, help="processes (GPUs) for --strategy")
-    ap.add_argument("--method", help=argparse.SUPPRESS)  # child mode
-    return ap
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    ap = parser or argparse.ArgumentParser(prog="sparsepo bench step")
+    ap.description, ap.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
+    return add_config_flags(ap, StepConfig)
 
 
-def run_variants(args: argparse.Namespace) -> list[dict]:
-    """Each method x head x packing x layout variant measured in its own subprocess; the rows that succeeded."""
+def variants(cfg: StepConfig) -> list[tuple[str, StepConfig]]:
+    """``(method, settings)`` of every method x head x packing x layout variant, in the order they run."""
+    heads = ["false", "true"] if cfg.fused_head == "both" else [cfg.fused_head]
+    packings = ["one", "multi"] if cfg.packing == "both" else [cfg.packing]
+    layouts = [(cfg.strategy, cfg.workers)]
+    if cfg.strategy == "fsdp":
+        layouts = [("ddp", cfg.workers)] + [("fsdp", n) for n in sorted({1, cfg.workers})]
+    return [(m, replace(cfg, fused_head=f, packing=p, strategy=s, workers=n))
+            for m in cfg.methods for f in heads for p in packings for s, n in layouts]
+
+
+def run_variants(cfg: StepConfig) -> list[dict]:
+    """Each variant measured in its own subprocess; the rows that succeeded."""
     rows = []
-    heads = ["false", "true"] if args.fused_head == "both" else [args.fused_head]
-    packings = ["one", "multi"] if args.packing == "both" else [args.packing]
-    layouts = [(args.strategy, args.workers)]
-    if args.strategy == "fsdp":
-        layouts = [("ddp", args.workers)] + [("fsdp", n) for n in sorted({1, args.workers})]
-    variants = ((m, f, p, s) for m in args.methods.split(",") for f in heads for p in packings for s in layouts)
-    for m, fused, packing, (strategy, n) in variants:
-        cmd = [sys.executable, "-m", "sparsepo.bench.step", "--method", m, f"--fused-head={fused}",
-               f"--packing={packing}", f"--strategy={strategy}", f"--workers={n}"] + [
-            f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
-            for k, v in vars(args).items()
-            if k not in ("method", "methods", "fused_head", "packing", "strategy", "workers")
-            and v is not None and v is not False
-        ]
+    for method, one in variants(cfg):
+        cmd = child_command("sparsepo.bench.step", one, method=method)
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         if out.returncode != 0:
-            print(f"{m}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+            print(f"{method}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"measured {rows[-1]['method']}: {rows[-1]['step_s']:.3f} s/step, {rows[-1]['decoder_tokens']:.0f} "
@@ -299,13 +322,13 @@ def run_variants(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict], args: argparse.Namespace) -> None:
+def print_table(rows: list[dict], cfg: StepConfig) -> None:
     """One line per variant, with its ratios to DPO's (the first DPO row), then the with / without ratios."""
     base = next((r for r in rows if r["method"].split("+")[0] == "dpo"), rows[0])
-    lora = f"  LoRA r={args.lora} (reference: {args.lora_ref})" if args.lora else ""
-    ragged = f" (lengths {args.ragged})" if args.ragged else ""
-    print(f"device: {rows[0]['device']}  model: {args.model}  pairs/step: {args.batch_size}  "
-          f"tokens/seq: {args.max_length}{ragged}{lora}")
+    lora = f"  LoRA r={cfg.lora} (reference: {cfg.lora_ref})" if cfg.lora else ""
+    ragged = f" (lengths {cfg.ragged[0]}-{cfg.ragged[1]})" if cfg.ragged else ""
+    print(f"device: {rows[0]['device']}  model: {cfg.model}  pairs/step: {cfg.batch_size}  "
+          f"tokens/seq: {cfg.max_length}{ragged}{lora}")
     head = (f"{'method':15s} {'step s':>8s} {'first s':>8s} {'tok/s':>9s} {'peak GiB':>9s} {'time/DPO':>9s} "
             f"{'tok/s/DPO':>10s} {'mem/DPO':>8s} {'dec pos':>8s}")
     has_mfu = "mfu" in rows[0]
@@ -324,13 +347,17 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.method:  # child mode: one variant, its row as JSON
-        print(json.dumps(measure_workers(args) if args.strategy != "none" else measure(args)))
+    cfg = config_from_args(StepConfig, args)
+    if args.child:  # one variant, its row as JSON
+        method = child_extra(args)["method"]
+        print(json.dumps(measure_workers(cfg, method) if cfg.strategy != "none" else measure(cfg, method)))
         return 0
-    rows = run_variants(args)
+    if preflight("step", args, check_models("step", cfg.model, methods=cfg.methods)):
+        return 0
+    rows = run_variants(cfg)
     if not rows:
         sys.exit("no method could be measured")
-    print_table(rows, args)
+    print_table(rows, cfg)
     return 0
 
 

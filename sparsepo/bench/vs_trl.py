@@ -1,8 +1,9 @@
 """Training throughput against TRL's ``DPOTrainer``, at its defaults and at its best, on identical data and model.
 
-    sparsepo bench vs_trl [--systems trl-default trl-best dpo sparsepo] [--workload short|realistic]
+    sparsepo bench vs_trl [--systems trl-default trl-best dpo sparsepo ...] [--workload short|realistic]
                           [--isa native|avx2] [--repeats 1] [--model smollm2] [--pairs N] [--batch-size 4]
                           [--max-length N] [--steps 12] [--ours run.log_kl=true ...] [--trl padding_free=true ...]
+                          [--check]
 
 Systems (each in its own process, interleaved over ``--repeats`` rounds; numbers are medians over rounds):
 - ``trl-default``: TRL 1.16 as shipped: bf16 autocast on any CPU (emulated where the CPU lacks bf16 matmuls),
@@ -25,6 +26,8 @@ start-up (launch to the start of step 1: end of step 1 minus a median step); pea
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -33,13 +36,51 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from sparsepo.bench.workloads import WORKLOADS, tokens_per_pair, write_workload
+from sparsepo.bench.common import (
+    WorkloadConfig,
+    add_config_flags,
+    check_models,
+    child_command,
+    child_extra,
+    config_from_args,
+    loss_names,
+    preflight,
+)
+from sparsepo.bench.workloads import tokens_per_pair, write_workload
+from sparsepo.config.typed import ConfigError, spec, suggest
 
 FIRST_TIMED_STEP = 3
 AVX2_CAP = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 TRL_SYSTEMS = ("trl-default", "trl-best")
+
+
+def system_names() -> list[str]:
+    """TRL's two settings and every registered method (read when ``--systems`` is checked)."""
+    return [*TRL_SYSTEMS, *loss_names()]
+
+
+@dataclass(frozen=True)
+class VsTrlConfig(WorkloadConfig):
+    systems: tuple[str, ...] = spec(("trl-default", "trl-best", "dpo", "sparsepo"), choices=system_names,
+                                    help="trl-default, trl-best and/or registered methods, each in its own process")
+    isa: Literal["native", "avx2"] = spec("native", help="avx2: cap every child at AVX2")
+    repeats: int = spec(1, ge=1, help="interleaved rounds; numbers are medians over rounds")
+    pairs: int | None = spec(None, ge=1, help="pairs in the data set (default: batch size x steps)")
+    steps: int = spec(12, ge=FIRST_TIMED_STEP, help=f"optimizer steps; steps {FIRST_TIMED_STEP}.. are timed")
+    ours: tuple[str, ...] = spec((), help="overrides for our trainer, key=value (run.log_kl=true optim.lr=1e-5)")
+    trl: tuple[str, ...] = spec((), help="DPOConfig fields for trl-best, key=value (padding_free=true)")
+
+    def __post_init__(self) -> None:
+        bad = next((kv for kv in self.trl if "=" not in kv or kv.startswith("=")), None)
+        if bad is not None:
+            raise ConfigError(f"--trl: {bad!r} is not key=value (e.g. padding_free=true)")
+
+
+CONFIG = VsTrlConfig  # this benchmark's settings (read by gpu_check and tests/test_docs.py)
 
 
 def peak_rss_gib() -> float:
@@ -69,7 +110,7 @@ def summary(clocks: list[float], first_step_end_wall: float, t0: float) -> dict:
     return {"step_s": step_s, "startup_s": first_step_end_wall - t0 - step_s}
 
 
-def run_ours(args: argparse.Namespace, method: str, data: Path, out_dir: Path) -> dict:
+def run_ours(cfg: VsTrlConfig, method: str, data: Path, out_dir: Path, t0: float) -> dict:
     import torch
 
     from sparsepo.config.schema import load_config
@@ -77,18 +118,23 @@ def run_ours(args: argparse.Namespace, method: str, data: Path, out_dir: Path) -
     from sparsepo.training.train import train
     from sparsepo.training.trainer import adamw_name
 
-    overrides = [
-        f"method={method}", f"model.name={args.model}", f"data.path={data}", f"data.max_length={args.max_length}",
-        f"data.max_prompt_length={args.max_length // 2}", f"optim.batch_size={args.batch_size}", "optim.grad_accum=1",
-        f"optim.max_steps={args.steps}", "run.log_every=1", "run.eval_every=1", "run.evaluator=sparsepo.bench.vs_trl:Clock",
-        f"run.storage_path={out_dir}", f"run.name=bench-{method}", *args.ours,
-    ]
-    cfg = load_config(None, overrides)
-    history = train(cfg).return_value
-    bf16 = mixed_precision(torch.device("cpu"), cfg.optim.bf16) is not None
-    return {**summary([m["bench/clock_s"] for m in history], history[0]["bench/wall_s"], args.t0),
+    train_cfg = load_config(None, train_overrides(cfg, method, data, out_dir))
+    history = train(train_cfg).return_value
+    bf16 = mixed_precision(torch.device("cpu"), train_cfg.optim.bf16) is not None
+    return {**summary([m["bench/clock_s"] for m in history], history[0]["bench/wall_s"], t0),
             "peak_rss_gib": max(m["bench/peak_rss_gib"] for m in history), "threads": history[-1]["bench/threads"],
-            "precision": "bf16" if bf16 else "fp32", "optimizer": f"adamw_{adamw_name(cfg.optim.adamw)}", "grad_ckpt": False}
+            "precision": "bf16" if bf16 else "fp32", "optimizer": f"adamw_{adamw_name(train_cfg.optim.adamw)}",
+            "grad_ckpt": False}
+
+
+def train_overrides(cfg: VsTrlConfig, method: str, data: Path | str, out_dir: Path | str) -> list[str]:
+    """Our trainer's ``key=value`` settings for ``method`` on ``data``, then ``--ours``."""
+    return [
+        f"method={method}", f"model.name={cfg.model}", f"data.path={data}", f"data.max_length={cfg.length}",
+        f"data.max_prompt_length={cfg.length // 2}", f"optim.batch_size={cfg.batch_size}", "optim.grad_accum=1",
+        f"optim.max_steps={cfg.steps}", "run.log_every=1", "run.eval_every=1", "run.evaluator=sparsepo.bench.vs_trl:Clock",
+        f"run.storage_path={out_dir}", f"run.name=bench-{method}", *cfg.ours,
+    ]
 
 
 def trl_config(settings: str, extra: list[str], **common) -> object:  # noqa: ANN003
@@ -107,7 +153,7 @@ def trl_config(settings: str, extra: list[str], **common) -> object:  # noqa: AN
     return DPOConfig(use_cpu=not cuda, save_strategy="no", report_to=[], seed=0, logging_steps=1, **common, **tuned)
 
 
-def run_trl(args: argparse.Namespace, settings: str, data: Path, out_dir: Path) -> dict:
+def run_trl(cfg: VsTrlConfig, settings: str, data: Path, out_dir: Path, t0: float) -> dict:
     import datasets
     import torch
     from transformers import TrainerCallback
@@ -124,12 +170,12 @@ def run_trl(args: argparse.Namespace, settings: str, data: Path, out_dir: Path) 
             clocks.append(time.perf_counter())
             walls.append(time.time())
 
-    config = trl_config(settings, args.trl, output_dir=str(out_dir), per_device_train_batch_size=args.batch_size,
-                        max_length=args.max_length, max_steps=args.steps)
-    trainer = DPOTrainer(load_causal_lm(args.model, dtype="float32"), args=config, processing_class=load_tokenizer(args.model),
+    config = trl_config(settings, list(cfg.trl), output_dir=str(out_dir), per_device_train_batch_size=cfg.batch_size,
+                        max_length=cfg.length, max_steps=cfg.steps)
+    trainer = DPOTrainer(load_causal_lm(cfg.model, dtype="float32"), args=config, processing_class=load_tokenizer(cfg.model),
                          train_dataset=datasets.load_dataset("json", data_files=str(data))["train"], callbacks=[StepClock()])
     trainer.train()
-    return {**summary(clocks, walls[0], args.t0), "peak_rss_gib": peak_rss_gib(), "threads": torch.get_num_threads(),
+    return {**summary(clocks, walls[0], t0), "peak_rss_gib": peak_rss_gib(), "threads": torch.get_num_threads(),
             "precision": "bf16" if config.bf16 else "fp32", "optimizer": str(getattr(config.optim, "value", config.optim)),
             "grad_ckpt": bool(config.gradient_checkpointing)}
 
@@ -157,25 +203,24 @@ def _timed(fn) -> float:  # noqa: ANN001
     return time.perf_counter() - t
 
 
-def child(args: argparse.Namespace) -> dict:
-    if args.system == "peaks":
-        return matmul_peaks(args.model)
+def child(cfg: VsTrlConfig, system: str, data: str, t0: float) -> dict:
+    """One system's figures (or the matmul peaks), measured in this process."""
+    if system == "peaks":
+        return matmul_peaks(cfg.model)
     out_dir = Path(tempfile.mkdtemp(prefix="sparsepo-bench-"))
     try:
-        if args.system in TRL_SYSTEMS:
-            return run_trl(args, args.system.removeprefix("trl-"), Path(args.data), out_dir)
-        return run_ours(args, args.system, Path(args.data), out_dir)
+        if system in TRL_SYSTEMS:
+            return run_trl(cfg, system.removeprefix("trl-"), Path(data), out_dir, t0)
+        return run_ours(cfg, system, Path(data), out_dir, t0)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def measure(args: argparse.Namespace, system: str, data: Path) -> dict | None:
+def measure(cfg: VsTrlConfig, system: str, data: Path) -> dict | None:
     """Run ``system`` in a fresh process (under the ``--isa`` cap); its result dict, or None if it failed."""
-    cmd = [sys.executable, "-m", "sparsepo.bench.vs_trl", "--system", system, "--data", str(data), "--model", args.model,
-           f"--batch-size={args.batch_size}", f"--max-length={args.max_length}", f"--steps={args.steps}",
-           f"--t0={time.time()}", *[f"--ours={o}" for o in args.ours], *[f"--trl={o}" for o in args.trl]]
+    cmd = child_command("sparsepo.bench.vs_trl", cfg, system=system, data=str(data), t0=time.time())
     root = str(Path(__file__).resolve().parents[2])  # the checkout, for a source tree run
-    env = {**os.environ, **(AVX2_CAP if args.isa == "avx2" else {}), "TOKENIZERS_PARALLELISM": "false",
+    env = {**os.environ, **(AVX2_CAP if cfg.isa == "avx2" else {}), "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
     if out.returncode != 0:
@@ -199,20 +244,20 @@ def medians(rows: dict[str, list[dict]]) -> dict[str, dict]:
             for s, rs in rows.items() if rs}
 
 
-def table(rows: dict[str, list[dict]], peaks: dict, tokens: float, args: argparse.Namespace) -> str:
+def table(rows: dict[str, list[dict]], peaks: dict, tokens: float, cfg: VsTrlConfig) -> str:
     med = medians(rows)
     trl = [s for s in TRL_SYSTEMS if s in med]
     base = med[min(trl, key=lambda s: med[s]["step_s"])] if trl else next(iter(med.values()))
     ours_dpo = med.get("dpo")
-    step_flops = args.batch_size * tokens * 8 * peaks["matmul_params"]  # 6N policy + 2N reference per token
+    step_flops = cfg.batch_size * tokens * 8 * peaks["matmul_params"]  # 6N policy + 2N reference per token
     gf = peaks["peak_gflops"]
-    lines = [cpu_line(args.isa),
+    lines = [cpu_line(cfg.isa),
              f"matmul peak ({peaks['threads']} threads): fp32 {gf['fp32']:.0f} GFLOP/s, bf16 {gf['bf16']:.0f} GFLOP/s; "
-             f"model {args.model} ({peaks['matmul_params'] / 1e6:.0f}M matmul weights)",
-             f"workload {args.workload}: {tokens:.0f} tokens/pair, {args.batch_size} pairs/step, max_length "
-             f"{args.max_length}; median over steps {FIRST_TIMED_STEP}-{args.steps}, {args.repeats} round(s); ratios vs "
-             f"the faster TRL" + (f"; ours: {' '.join(args.ours)}" if args.ours else "")
-             + (f"; trl: {' '.join(args.trl)}" if args.trl else ""),
+             f"model {cfg.model} ({peaks['matmul_params'] / 1e6:.0f}M matmul weights)",
+             f"workload {cfg.workload}: {tokens:.0f} tokens/pair, {cfg.batch_size} pairs/step, max_length "
+             f"{cfg.length}; median over steps {FIRST_TIMED_STEP}-{cfg.steps}, {cfg.repeats} round(s); ratios vs "
+             f"the faster TRL" + (f"; ours: {' '.join(cfg.ours)}" if cfg.ours else "")
+             + (f"; trl: {' '.join(cfg.trl)}" if cfg.trl else ""),
              f"{'system':12s} {'prec':4s} {'thr':>3s} {'optimizer':18s} {'ckpt':4s} {'s/step':>7s} {'tok/s':>6s} "
              f"{'MFU':>5s} {'start s':>7s} {'GiB':>5s} {'t/TRL':>6s} {'m/TRL':>6s} {'t/dpo':>6s} {'m/dpo':>6s}"]
     for s, m in med.items():
@@ -220,57 +265,61 @@ def table(rows: dict[str, list[dict]], peaks: dict, tokens: float, args: argpars
         rel = (f"{m['step_s'] / ours_dpo['step_s']:6.2f} {m['peak_rss_gib'] / ours_dpo['peak_rss_gib']:6.2f}"
                if ours_dpo and s not in TRL_SYSTEMS else f"{'':6s} {'':6s}")
         lines.append(f"{s:12s} {m['precision']:4s} {m['threads']:3d} {m['optimizer'][:18]:18s} "
-                     f"{'on' if m['grad_ckpt'] else 'off':4s} {m['step_s']:7.2f} {args.batch_size * tokens / m['step_s']:6.0f} "
+                     f"{'on' if m['grad_ckpt'] else 'off':4s} {m['step_s']:7.2f} {cfg.batch_size * tokens / m['step_s']:6.0f} "
                      f"{mfu:5.0%} {m['startup_s']:7.1f} {m['peak_rss_gib']:5.2f} {m['step_s'] / base['step_s']:6.2f} "
                      f"{m['peak_rss_gib'] / base['peak_rss_gib']:6.2f} {rel}")
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--systems", nargs="+", default=["trl-default", "trl-best", "dpo", "sparsepo"],
-                    help="trl-default, trl-best and/or our method names (separate values)")
-    ap.add_argument("--workload", choices=WORKLOADS, default="short")
-    ap.add_argument("--isa", choices=["native", "avx2"], default="native", help="avx2: cap every child at AVX2")
-    ap.add_argument("--repeats", type=int, default=1, help="interleaved rounds; numbers are medians over rounds")
-    ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--pairs", type=int, default=None, help="pairs in the data set (default: batch size x steps)")
-    ap.add_argument("--batch-size", type=int, default=4, help="pairs per optimizer step")
-    ap.add_argument("--max-length", type=int, default=None, help="default: 128 (short), 640 (realistic)")
-    ap.add_argument("--steps", type=int, default=12, help="optimizer steps; steps 3.. are timed")
-    ap.add_argument("--ours", action="append", default=[], help="an override for our trainer (repeatable)")
-    ap.add_argument("--trl", action="append", default=[], help="a DPOConfig field for trl-best, key=value (repeatable)")
-    for hidden in ("--system", "--data", "--t0"):  # child mode
-        ap.add_argument(hidden, help=argparse.SUPPRESS, type=float if hidden == "--t0" else str)
-    return ap
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    ap = parser or argparse.ArgumentParser(prog="sparsepo bench vs_trl")
+    ap.description, ap.formatter_class = __doc__, argparse.RawDescriptionHelpFormatter
+    return add_config_flags(ap, VsTrlConfig)
+
+
+def check(cfg: VsTrlConfig) -> list[str]:
+    """Before any data is written or process started: the model resolves, ``--ours`` makes a valid TrainConfig
+    for every method, TRL is installed when a TRL system runs and ``--trl`` names ``DPOConfig`` fields."""
+    ours = tuple(s for s in cfg.systems if s not in TRL_SYSTEMS)
+    lines = check_models("vs_trl", cfg.model, methods=ours or ("dpo",), overrides=cfg.ours)
+    for method in ours[1:]:  # a method's own loss keys: each method's TrainConfig
+        check_models("vs_trl", methods=(method,), overrides=cfg.ours)
+    if set(cfg.systems) & set(TRL_SYSTEMS):
+        if importlib.util.find_spec("trl") is None:
+            raise ConfigError("--systems: trl-default / trl-best need TRL (pip install -e '.[bench]'); or leave them out")
+    if cfg.trl:
+        from trl import DPOConfig
+
+        known = {f.name for f in dataclasses.fields(DPOConfig)}
+        for key in (kv.split("=", 1)[0] for kv in cfg.trl):
+            if key not in known:
+                raise ConfigError(f"--trl: {key!r} is not a DPOConfig field{suggest(key, known)}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    if args.steps < FIRST_TIMED_STEP:
-        ap.error(f"--steps must be at least {FIRST_TIMED_STEP}")
-    if any("," in s for s in args.systems):
-        ap.error("--systems takes separate values (--systems trl-best dpo), not a comma list")
-    args.max_length = args.max_length or (128 if args.workload == "short" else 640)
-    if args.system:
-        print(json.dumps(child(args)))
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(VsTrlConfig, args)
+    if args.child:
+        print(json.dumps(child(cfg, **child_extra(args))))
+        return 0
+    if preflight("vs_trl", args, check(cfg)):
         return 0
     with tempfile.TemporaryDirectory(prefix="sparsepo-pairs-") as d:
         data = Path(d) / "pairs.jsonl"
-        write_workload(data, args.workload, args.pairs or args.batch_size * args.steps)
-        tokens = tokens_per_pair(data, args.model, args.max_length)
-        peaks = measure(args, "peaks", data)
-        rows: dict[str, list[dict]] = {s: [] for s in args.systems}
-        for r in range(args.repeats):
-            for s in args.systems:
-                row = measure(args, s, data)
+        write_workload(data, cfg.workload, cfg.pairs or cfg.batch_size * cfg.steps)
+        tokens = tokens_per_pair(data, cfg.model, cfg.length)
+        peaks = measure(cfg, "peaks", data)
+        rows: dict[str, list[dict]] = {s: [] for s in cfg.systems}
+        for r in range(cfg.repeats):
+            for s in cfg.systems:
+                row = measure(cfg, s, data)
                 if row is not None:
                     rows[s].append(row)
                     print(f"round {r + 1} {s}: {row['step_s']:.2f} s/step", file=sys.stderr, flush=True)
     if not any(rows.values()) or peaks is None:
         sys.exit("no system could be measured")
-    print(table(rows, peaks, tokens, args))
+    print(table(rows, peaks, tokens, cfg))
     return 0
 
 

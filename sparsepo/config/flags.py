@@ -63,24 +63,33 @@ def _is_sequence(tp: Any) -> bool:
 
 
 def _is_text(tp: Any) -> bool:
-    """A ``str`` field (or ``str | None``, or a tuple/list of ``str``): its flag values are kept as typed, not read
-    as YAML (``--system 2024`` or ``--tasks no`` stay strings)."""
+    """A ``str`` field or a ``Literal`` of strings (also inside ``X | None`` or a tuple/list): its flag values are
+    kept as typed, not read as YAML (``--system 2024`` stays a string, ``--fused-head false`` is the choice 'false')."""
     tp = _unwrap_optional(tp)
     if typing.get_origin(tp) in (tuple, list):
         tp = typing.get_args(tp)[0] if typing.get_args(tp) else Any
-    return tp is str
+    literal = typing.get_origin(tp) is typing.Literal and all(isinstance(a, str) for a in typing.get_args(tp))
+    return tp is str or literal
 
 
 def _choices(tp: Any) -> list[Any] | None:
-    """The values of a ``Literal`` hint, also inside ``X | None`` and ``tuple[Literal[...], ...]``; else None."""
+    """The values of a ``Literal`` hint, also inside ``X | None``; else None. A list of Literals gets no argparse
+    choices (its usage still lists them): the typed check names the item, suggests the closest and explains a
+    comma list."""
     args = [tp]
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if len(args) == 1 and typing.get_origin(args[0]) in (tuple, list):
-        args = [a for a in typing.get_args(args[0]) if a is not Ellipsis]
     if len(args) == 1 and typing.get_origin(args[0]) is typing.Literal:
         return list(typing.get_args(args[0]))
     return None
+
+
+def sequence_item(tp: Any) -> Any:
+    """The item type of a list or tuple hint (``tuple[int, ...]``, ``tuple[int, int] | None``: ``int``)."""
+    args = typing.get_args(tp)
+    if type(None) in args:
+        tp = next(a for a in args if a is not type(None))
+    return next(iter(typing.get_args(tp)), Any)
 
 
 def _default_text(value: Any) -> str:
@@ -114,6 +123,8 @@ def add_dataclass_flags(
             kwargs.update(nargs="+", metavar="KEY=VALUE")
         elif _is_sequence(tp):
             kwargs["nargs"] = "+"
+            if typing.get_origin(item := sequence_item(tp)) is typing.Literal:  # usage lists the choices
+                kwargs["metavar"] = "{" + ",".join(map(str, typing.get_args(item))) + "}"
         if (choices := _choices(tp)) is not None:
             kwargs["choices"] = choices
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING

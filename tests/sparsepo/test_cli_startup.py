@@ -118,3 +118,16 @@ def test_train_help_lists_every_config_key_with_type_default_and_choices():
                 "method str sparsepo [cdpo, confpo, dpo,"):
         assert row in flat, row
     assert "tisdpo mu=1 clip=1 beta=0.1" in flat  # each method's loss.* keys with their defaults
+
+
+def test_every_benchmark_help_and_bad_flag_load_no_heavy_library():
+    """``sparsepo bench NAME --help`` lists the benchmark's typed flags (choices, defaults) before torch loads."""
+    from sparsepo.bench import BENCHMARKS
+
+    got = probe(*([["bench", name, "--help"] for name in BENCHMARKS] + [["bench", "step", "--steps", "0"]]))
+    *helped, bad = got["runs"]
+    for name, run in zip(BENCHMARKS, helped, strict=True):
+        assert run["code"] == 0 and run["out"].startswith(f"usage: sparsepo bench {name}") and "--check" in run["out"], run
+    assert "{one,multi,both}" in helped[0]["out"] and "default: dpo simpo dpop" in " ".join(helped[0]["out"].split())
+    assert bad["code"] == 2 and bad["err"].strip() == "sparsepo: error: flags: steps: must be >= 1, got 0"
+    assert got["heavy"] == [], f"`sparsepo bench NAME --help` imported {got['heavy']}"

@@ -1,8 +1,6 @@
 """bench step: the ratios printed for methods measured both ways, and its synthetic pair batches."""
 
-import argparse
-
-from sparsepo.bench.step import print_ratios, synthetic_pairs
+from sparsepo.bench.step import StepConfig, print_ratios, synthetic_pairs
 from sparsepo.training.packing import pair_spans
 
 
@@ -29,9 +27,9 @@ def test_no_ratios_without_a_pair(capsys):
 
 
 def test_synthetic_pairs_are_pairs_cut_to_max_length():
-    fixed = synthetic_pairs(argparse.Namespace(batch_size=3, max_length=16, ragged=None), vocab=50)
+    fixed = synthetic_pairs(StepConfig(batch_size=3, max_length=16), vocab=50)
     assert fixed["input_ids"].shape == (6, 16) and pair_spans(fixed) == [(4, 12, 12)] * 3
-    ragged = synthetic_pairs(argparse.Namespace(batch_size=8, max_length=20, ragged="4,16"), vocab=50)
+    ragged = synthetic_pairs(StepConfig(batch_size=8, max_length=20, ragged=(4, 16)), vocab=50)
     spans = pair_spans(ragged)
     assert len(spans) == 8 and len({sum(s) for s in spans}) > 1  # rows differ in length: padding to pack away
     assert all(4 <= p <= 16 and 1 <= c and p + c <= 20 and p + r <= 20 for p, c, r in spans)

@@ -1,11 +1,10 @@
 """bench vs_trl: its workloads, TRL's two settings, the table's ratios and FLOP utilisation, and one real run."""
 
-import argparse
 import json
 
 import pytest
 
-from sparsepo.bench.vs_trl import main, table, trl_config
+from sparsepo.bench.vs_trl import VsTrlConfig, main, table, trl_config
 from sparsepo.bench.workloads import realistic_pairs, tokens_per_pair, write_workload
 
 
@@ -50,8 +49,7 @@ def row(step_s, rss, precision="fp32", **kw):
 
 
 def test_ratios_are_against_the_faster_trl_and_utilisation_uses_the_system_precision_peak():
-    args = argparse.Namespace(isa="native", model="m", workload="short", batch_size=4, max_length=128, steps=12,
-                              repeats=2, ours=[], trl=[])
+    args = VsTrlConfig(model="m", batch_size=4, steps=12, repeats=2)  # short workload: max_length 128
     rows = {"trl-default": [row(9.0, 3.0, "bf16"), row(11.0, 3.0, "bf16")], "trl-best": [row(4.0, 2.0), row(6.0, 2.0)],
             "dpo": [row(4.0, 1.0), row(4.0, 1.0)], "sparsepo": [row(4.4, 1.1), row(4.4, 1.1)]}
     peaks = {"peak_gflops": {"fp32": 100.0, "bf16": 400.0}, "matmul_params": 1e8, "threads": 2}

@@ -125,9 +125,11 @@ def test_flags_choices_inside_optional_and_tuple_required_fields_and_aliases(cap
     help_text = " ".join(ap.format_help().split())
     assert "--count COUNT, -c COUNT [int; default: 3]" in help_text and "--target TARGET what to act on (no default: a required flag) [str; required]" in help_text
     assert "--modes {min,max} [{min,max} ...]" in help_text and "--scheduler {asha}" in help_text
-    for bad in (["--count", "1"], ["--target", "x", "--modes", "mid"], ["--target", "x", "--scheduler", "pbt"]):
+    for bad in (["--count", "1"], ["--target", "x", "--scheduler", "pbt"]):
         with pytest.raises(SystemExit):
             ap.parse_args(bad)
+    with pytest.raises(ConfigError, match=r"modes\[0\]: 'mid' is not one of 'min', 'max' \(did you mean 'min'\?\)"):
+        dataclass_from_args(Command, ap.parse_args(["--target", "x", "--modes", "mid"]))
     assert "required: --target" in capsys.readouterr().err
 
 
@@ -168,3 +170,36 @@ def test_key_rows_give_dotted_keys_with_type_range_default_and_choices():
 def test_a_union_with_choices_suggests_the_closest():
     with pytest.raises(ConfigError, match=r"sec.auto: expected bool or one of 'auto', got 'aut' \(did you mean 'auto'\?\)"):
         build(Listed, {"sec": {"auto": "aut"}}, "f.yaml")
+
+
+@dataclass(frozen=True)
+class Lists:
+    names: tuple[str, ...] = spec(("a",), choices=lambda: ["a", "b"])
+    sizes: tuple[int, ...] = spec((1,), ge=1)
+    modes: tuple[Literal["x", "y"], ...] = ("x",)
+
+
+def test_list_fields_check_ranges_and_choices_item_by_item_and_usage_lists_literal_choices():
+    assert build(Lists, {"names": ["b", "a"], "sizes": [3, 1]}, "f").names == ("b", "a")
+    with pytest.raises(ConfigError, match=r"^f: names\[1\]: 'c' is not one of 'a', 'b'$"):
+        build(Lists, {"names": ["a", "c"]}, "f")
+    with pytest.raises(ConfigError, match=r"^f: sizes\[0\]: must be >= 1, got 0$"):
+        build(Lists, {"sizes": [0, 2]}, "f")
+    ap = argparse.ArgumentParser()
+    add_dataclass_flags(ap, Lists)
+    assert "--modes {x,y} [{x,y} ...]" in ap.format_usage()
+    with pytest.raises(ConfigError, match=r"modes\[1\]: 'z' is not one of 'x', 'y'"):
+        dataclass_from_args(Lists, ap.parse_args(["--modes", "x", "z"]))
+
+
+@dataclass(frozen=True)
+class Words:
+    head: Literal["auto", "true", "false"] = "auto"
+    words: tuple[str, ...] = ()
+
+
+def test_string_choices_and_string_lists_are_not_read_as_yaml():
+    ap = argparse.ArgumentParser()
+    add_dataclass_flags(ap, Words)
+    got = dataclass_from_args(Words, ap.parse_args(["--head", "false", "--words", "no", "null", "1"]))
+    assert got == Words(head="false", words=("no", "null", "1"))

@@ -24,7 +24,7 @@ SETTINGS = {
     "search": (["--search", "grdi"],
                "sparsepo sweep: error: argument --search: invalid choice: 'grdi' (choose from 'grid', 'random', 'optuna')"),
     "mode": (["--mode", "maximum"],
-             "sparsepo sweep: error: argument --mode: invalid choice: 'maximum' (choose from 'min', 'max')"),
+             "sparsepo: error: flags: mode[0]: 'maximum' is not one of 'min', 'max' (did you mean 'max'?)"),
     "scheduler": (["--scheduler", "hyperband"],
                   "sparsepo sweep: error: argument --scheduler: invalid choice: 'hyperband' (choose from 'asha')"),
     "modes-per-metric": (["--metric", "loss", "rewards/accuracy", "--mode", "min"],

@@ -58,17 +58,33 @@ class LearnedMask(nn.Module):
 
     def layer_outputs(self, hidden_states: Sequence[Tensor]) -> Tensor:
         """``hidden_states``: one ``(..., d)`` tensor per used layer -> g, ``(..., n_layers)``, >= 0."""
-        if len(hidden_states) != len(self.per_layer):
-            raise ValueError(f"mask built for {len(self.per_layer)} layers, got {len(hidden_states)}")
-        dtype = self.merge.weight.dtype
-        return torch.stack(
-            [torch.relu(f(self.norm(h.to(dtype)))).squeeze(-1) for f, h in zip(self.per_layer, hidden_states, strict=True)],
-            dim=-1,
-        )
+        return self.layer_outputs_normalized(normalize_layers(hidden_states, self.norm.eps, self.merge.weight.dtype))
+
+    def layer_outputs_normalized(self, normed: Tensor) -> Tensor:
+        """g ``(..., n_layers)`` from :func:`normalize_layers`' output ``(n_layers, ..., d)``: the LayerNorm's
+        affine part and each layer's head, in fp32 (autocast off: a few MFLOP, and exact masks near the ReLU's 0)."""
+        if normed.shape[0] != len(self.per_layer):
+            raise ValueError(f"mask built for {len(self.per_layer)} layers, got {normed.shape[0]}")
+        gamma, beta = self.norm.weight, self.norm.bias
+        with torch.autocast(device_type=normed.device.type, enabled=False):
+            if isinstance(self.per_layer[0], nn.Linear):  # depth 1: w . (n * gamma + beta) + b, all layers in one bmm
+                w = torch.cat([f.weight for f in self.per_layer])  # (n_layers, d)
+                b = torch.cat([f.bias for f in self.per_layer]) + w @ beta
+                flat = normed.reshape(normed.shape[0], -1, normed.shape[-1])
+                z = torch.bmm(flat, (w * gamma)[:, :, None]).squeeze(-1).t() + b  # (positions, n_layers)
+                return torch.relu(z).reshape(*normed.shape[1:-1], len(self.per_layer))
+            return torch.stack(
+                [torch.relu(f(n * gamma + beta)).squeeze(-1) for f, n in zip(self.per_layer, normed, strict=True)], dim=-1
+            )
 
     def forward(self, hidden_states: Sequence[Tensor]) -> Tensor:
         """``hidden_states``: one ``(B, T, d)`` tensor per used layer -> mask ``(B, T)``, >= 0."""
-        z = self.merge(self.layer_outputs(hidden_states)).squeeze(-1)
+        return self.forward_normalized(normalize_layers(hidden_states, self.norm.eps, self.merge.weight.dtype))
+
+    def forward_normalized(self, normed: Tensor) -> Tensor:
+        """The mask ``(...)`` from :func:`normalize_layers`' output ``(n_layers, ..., d)`` (shared by every network)."""
+        with torch.autocast(device_type=normed.device.type, enabled=False):
+            z = self.merge(self.layer_outputs_normalized(normed)).squeeze(-1)
         if self.binary:
             hard = (z > 0).to(z.dtype)
             return z + (hard - z).detach()
@@ -110,8 +126,9 @@ class RandomMask(nn.Module):
     """Ablation: a fresh U[0, 1) value per token at every step; no parameters."""
 
     def forward(self, hidden_states: Sequence[Tensor]) -> Tensor:
+        """One value per position of ``hidden_states[0]`` ``(..., d)`` -> ``(...)``."""
         h = hidden_states[0]
-        return torch.rand(h.shape[:2], device=h.device)
+        return torch.rand(h.shape[:-1], device=h.device)
 
 
 # kind -> network; MaskConfig.kind lists these names (the config loads without torch)
@@ -145,6 +162,41 @@ def select_layers(layers: Sequence[Tensor], which: str) -> list[Tensor]:
     """Hidden states a mask reads, shifted to predict-next alignment: each ``(B, L-1, d)``."""
     used = layers if which == "all" else layers[-1:]
     return [h[:, :-1] for h in used]
+
+
+def normalize_layers(hidden_states: Sequence[Tensor], eps: float = 1e-5, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``(h - mean) / sqrt(var + eps)`` over features of each layer's ``(..., d)`` states in ``dtype``, stacked:
+    ``(n_layers, ..., d)``. The LayerNorm's parameter-free part, which every mask network shares (the
+    reference's states carry no gradient, so computing it once saves each network its own normalised copy)."""
+    with torch.autocast(device_type=hidden_states[0].device.type, enabled=False):
+        return torch.stack([nn.functional.layer_norm(h.to(dtype), h.shape[-1:], eps=eps) for h in hidden_states])
+
+
+def learned_masks(
+    masks: nn.ModuleDict, layers: Sequence[Tensor], which: str, token_mask: Tensor
+) -> tuple[Tensor, Tensor | None]:
+    """``(mu, md)`` ``(B, L-1)`` from the networks ``masks`` (``{"reward"[, "kl"]}``; md None without "kl"), zero
+    off the response ``token_mask`` ``(B, L-1)``.
+
+    ``layers``: the reference's per-layer hidden states at the response positions only, ``(N, d)`` each, in
+    ``token_mask``'s row-major order (``sparsepo.training.forward.ReferenceOutputs.layers``). Prompt and padding
+    positions, whose mask would be multiplied by 0, cost neither time nor saved activations, and the learned
+    networks share one normalisation of the states (:func:`normalize_layers`).
+    """
+    hs = list(layers) if which == "all" else list(layers[-1:])
+    where = token_mask > 0
+    normed: dict[tuple, Tensor] = {}  # one normalisation per (eps, dtype): in practice one for all networks
+    out = []
+    for net in masks.values():
+        if isinstance(net, LearnedMask):
+            key = (net.norm.eps, net.merge.weight.dtype)
+            if key not in normed:
+                normed[key] = normalize_layers(hs, *key)
+            m = net.forward_normalized(normed[key])
+        else:
+            m = net(hs)
+        out.append(torch.zeros(where.shape, dtype=m.dtype, device=m.device).index_put((where,), m))
+    return out[0], out[1] if len(out) > 1 else None
 
 
 def decay_groups(masks: nn.Module, weight_decay: float, lr: float | None = None) -> list[dict]:

@@ -114,14 +114,18 @@ def decoder_forward(
 
 
 def pair_decoder_forward(
-    model: nn.Module | AdaptersOff, batch: dict[str, Tensor], packed: PackedPairs | None, output_hidden_states: bool = False
+    model: nn.Module | AdaptersOff, batch: dict[str, Tensor], packed: PackedPairs | None, output_hidden_states: bool = False,
+    layers_at: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
     """``decoder_forward`` of a concatenated pair batch, run packed (shared prompts) when ``packed`` is given.
 
-    Outputs are in the padded batch's layout either way: ``(2B, L, d)``.
+    Outputs are in the padded batch's layout either way: ``(2B, L, d)``. ``layers_at``: flat positions ``(N,)``
+    of that ``(2B, L)`` layout; given, each layer's states are returned there only, ``(N, d)``, taken straight
+    from the pass's own layout (no ``(2B, L, d)`` copy of every layer is made).
     """
     if packed is None:
-        return decoder_forward(model, batch["input_ids"], batch["attention_mask"], output_hidden_states)
+        last, layers = decoder_forward(model, batch["input_ids"], batch["attention_mask"], output_hidden_states)
+        return last, _layer_states(layers, None, layers_at)
     inner = model.model if isinstance(model, AdaptersOff) else unwrap_model(model)
     if supports_varlen(inner):  # each pair's attention alone: no (T, T) mask
         with varlen(inner.config):
@@ -130,7 +134,19 @@ def pair_decoder_forward(
     else:
         mask = packed.attention_mask(inner.config._attn_implementation, next(inner.parameters()).dtype)
         last, layers = decoder_forward(model, packed.input_ids, mask, output_hidden_states, packed.position_ids)
-    return packed.unpack(last), tuple(packed.unpack(h) for h in layers) if layers is not None else None
+    return packed.unpack(last), _layer_states(layers, packed, layers_at)
+
+
+def _layer_states(
+    layers: tuple[Tensor, ...] | None, packed: PackedPairs | None, at: Tensor | None
+) -> tuple[Tensor, ...] | None:
+    """Per-layer states in the padded layout ``(2B, L, d)``, or at its flat positions ``at`` only ``(N, d)``."""
+    if layers is None:
+        return None
+    if at is None:
+        return tuple(packed.unpack(h) for h in layers) if packed is not None else layers
+    flat = packed.index.reshape(-1)[at] if packed is not None else at
+    return tuple(h.reshape(-1, h.shape[-1])[flat] for h in layers)
 
 
 def pair_packing(
@@ -235,6 +251,79 @@ def _label_logps(z: Tensor, y: Tensor) -> Tensor:
     return z.gather(-1, y[:, None]).squeeze(-1) - z.logsumexp(-1)
 
 
+@dataclass(frozen=True)
+class _Heads:
+    """Both LM heads as one chunk needs them: fp32 weight and bias (cast once per call), module (its transform);
+    the reference's are None for reference-free objectives."""
+
+    w: Tensor
+    b: Tensor | None
+    head: nn.Module
+    wr: Tensor | None = None
+    br: Tensor | None = None
+    ref_head: nn.Module | None = None
+
+    def ref_logits(self, hr: Tensor) -> Tensor:
+        with torch.no_grad():
+            return _fp32_logits(hr, self.wr, self.br, self.ref_head)
+
+
+def _head_weights(h_policy: Tensor, policy_head: nn.Module, h_ref: Tensor | None, ref_head: nn.Module | None) -> _Heads:
+    w, b = _fp32_head(policy_head, h_policy)
+    if h_ref is None:
+        return _Heads(w, b, policy_head)
+    with torch.no_grad():
+        wr, br = _fp32_head(ref_head, h_ref)
+    return _Heads(w, b, policy_head, wr, br, ref_head)
+
+
+def _stat_names(with_ref: bool, kl_direction: str | None) -> list[str]:
+    """The keys ``chunked_token_stats`` returns, in the order each chunk yields its values."""
+    return ["logps"] + (["ref_logps"] + (["kl"] if kl_direction else []) if with_ref else [])
+
+
+def _chunk_stats(heads: _Heads, hp: Tensor, hr: Tensor | None, y: Tensor, kl: str | None) -> tuple[Tensor, ...]:
+    """One chunk by autograd: ``(logps[, ref_logps[, kl]])``, each ``(C,)`` fp32."""
+    z = _fp32_logits(hp, heads.w, heads.b, heads.head)
+    if kl is None:
+        out = (_label_logps(z, y),)
+        return out + (_ref_label_logps(heads, hr, y),) if hr is not None else out
+    lp = z.log_softmax(-1)
+    with torch.no_grad():
+        lr = heads.ref_logits(hr).log_softmax(-1)
+    token_kl = (lr.exp() * (lr - lp)).sum(-1) if kl == "ref||pi" else (lp.exp() * (lp - lr)).sum(-1)
+    return lp.gather(-1, y[:, None]).squeeze(-1), lr.gather(-1, y[:, None]).squeeze(-1), token_kl
+
+
+def _ref_label_logps(heads: _Heads, hr: Tensor, y: Tensor) -> Tensor:
+    with torch.no_grad():
+        return _label_logps(heads.ref_logits(hr), y)
+
+
+def _autograd_chunks(
+    heads: _Heads, h_policy: Tensor, h_ref: Tensor | None, labels: Tensor, kl: str | None, chunk_size: int,
+    recompute: bool,
+) -> list[tuple[Tensor, ...]]:
+    """:func:`_chunk_stats` of each ``chunk_size`` positions; with ``recompute`` each chunk runs again in backward
+    (activation checkpointing) instead of keeping every chunk's ``(chunk, vocab)`` buffers alive."""
+    pieces: list[tuple[Tensor, ...]] = []
+    for start in range(0, labels.shape[0], chunk_size):
+        sl = slice(start, start + chunk_size)
+        hp, hr, y = h_policy[sl], h_ref[sl] if h_ref is not None else None, labels[sl]
+        if not recompute:
+            pieces.append(_chunk_stats(heads, hp, hr, y, kl))
+        elif kl is None and hr is not None:  # the no-grad reference part needs no recompute
+            (lp,) = checkpoint(_chunk_stats, heads, hp, None, y, None, use_reentrant=False)
+            pieces.append((lp, _ref_label_logps(heads, hr, y)))
+        else:
+            pieces.append(checkpoint(_chunk_stats, heads, hp, hr, y, kl, use_reentrant=False))
+    return pieces
+
+
+def _needs_grad(h: Tensor, head: nn.Module) -> bool:
+    return torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in head.parameters()))
+
+
 def chunked_token_stats(
     h_policy: Tensor,
     labels: Tensor,
@@ -267,53 +356,15 @@ def chunked_token_stats(
         raise ValueError(f"kl_direction must be one of {KL_DIRECTIONS} or None, got {kl_direction!r}")
     with_ref = h_ref is not None
     kl = kl_direction if with_ref else None
-    w, b = _fp32_head(policy_head, h_policy)
-    if with_ref:
-        with torch.no_grad():
-            wr, br = _fp32_head(ref_head, h_ref)
-
-    n = labels.shape[0]
-    grad = torch.is_grad_enabled() and (h_policy.requires_grad or any(p.requires_grad for p in policy_head.parameters()))
-    names = ["logps"] + (["ref_logps"] + (["kl"] if kl_direction else []) if with_ref else [])
+    heads = _head_weights(h_policy, policy_head, h_ref, ref_head)
+    recompute = _needs_grad(h_policy, policy_head) and labels.shape[0] > chunk_size
     if fused:
-        ref = (h_ref.to(wr.dtype), wr, br, head_transform(ref_head)) if with_ref else None
-        pieces = fused_token_stats(h_policy.to(w.dtype), labels, w, b, head_transform(policy_head), ref, kl,
-                                   chunk_size, recompute=grad and n > chunk_size, compiled=compile_fused)
-        return _concat(pieces, names, h_policy)
-
-    def ref_only(hr: Tensor, y: Tensor) -> Tensor:
-        with torch.no_grad():
-            return _label_logps(_fp32_logits(hr, wr, br, ref_head), y)
-
-    def chunk_fn(hp: Tensor, hr: Tensor | None, y: Tensor) -> tuple[Tensor, ...]:
-        z = _fp32_logits(hp, w, b, policy_head)
-        if kl is None:
-            out = [_label_logps(z, y)]
-            return tuple(out + [ref_only(hr, y)]) if hr is not None else tuple(out)
-        lp = z.log_softmax(-1)
-        with torch.no_grad():
-            lr = _fp32_logits(hr, wr, br, ref_head).log_softmax(-1)
-        out = [lp.gather(-1, y[:, None]).squeeze(-1), lr.gather(-1, y[:, None]).squeeze(-1)]
-        if kl == "ref||pi":
-            out.append((lr.exp() * (lr - lp)).sum(-1))
-        else:
-            out.append((lp.exp() * (lp - lr)).sum(-1))
-        return tuple(out)
-
-    # Recompute each chunk in backward instead of keeping every chunk's (chunk, vocab) buffers alive.
-    use_ckpt = grad and n > chunk_size
-    pieces: list[tuple[Tensor, ...]] = []
-    for start in range(0, n, chunk_size):
-        sl = slice(start, start + chunk_size)
-        hp, hr, y = h_policy[sl], h_ref[sl] if with_ref else None, labels[sl]
-        if not use_ckpt:
-            pieces.append(chunk_fn(hp, hr, y))
-        elif kl is None and hr is not None:  # the no-grad reference part needs no recompute
-            (lp,) = checkpoint(chunk_fn, hp, None, y, use_reentrant=False)
-            pieces.append((lp, ref_only(hr, y)))
-        else:
-            pieces.append(checkpoint(chunk_fn, hp, hr, y, use_reentrant=False))
-    return _concat(pieces, names, h_policy)
+        ref = (h_ref.to(heads.wr.dtype), heads.wr, heads.br, head_transform(ref_head)) if with_ref else None
+        pieces = fused_token_stats(h_policy.to(heads.w.dtype), labels, heads.w, heads.b, head_transform(policy_head),
+                                   ref, kl, chunk_size, recompute=recompute, compiled=compile_fused)
+    else:
+        pieces = _autograd_chunks(heads, h_policy, h_ref, labels, kl, chunk_size, recompute)
+    return _concat(pieces, _stat_names(with_ref, kl_direction), h_policy)
 
 
 def _concat(pieces: list[tuple[Tensor, ...]], names: list[str], like: Tensor) -> dict[str, Tensor]:
@@ -336,7 +387,9 @@ def scatter_tokens(values: Tensor, where: Tensor) -> Tensor:
 class ReferenceOutputs:
     """What the frozen reference gives the policy step, all computed without gradient.
 
-    ``last_hidden``: ``(2B, L, d)``; ``head``: the reference LM head; ``layers``: per-layer hidden states (for learned masks) or None;
+    ``last_hidden``: ``(2B, L, d)``; ``head``: the reference LM head; ``layers``: for learned masks, each transformer
+    layer's hidden states at the response positions only (those of :func:`response_positions`, in its order),
+    ``(N, d)`` each (a fraction of the whole ``(2B, L, d)``, kept through the policy's step), or None;
     ``masks``: masks derived from reference activations (MaPO), ``(2B, L-1)``, or None; ``packed``: the
     shared-prompt packing the pass ran with (None: padded), for the policy pass to reuse; ``oracle``: the
     oracle model's final hidden states ``(2B, L, d)`` and LM head, for zoo weightings (``sparsepo.objectives.token_weights``).
@@ -360,9 +413,14 @@ def reference_forward(
     packed: PackedPairs | None = None,
 ) -> ReferenceOutputs:
     """One no-grad reference pass over the concatenated batch (packed when ``packed`` is given); ``hooks`` may
-    capture activations meanwhile (in the packed layout: see ``PackedPairs.unpack``)."""
+    capture activations meanwhile (in the packed layout: see ``PackedPairs.unpack``). ``layers``: keep every
+    layer's hidden states at the response positions (``ReferenceOutputs.layers``)."""
+    at = None
+    if layers:  # position t predicts token t+1: the response positions of the (2B, L) layout, last column never
+        where = response_positions(batch)[0]
+        at = F.pad(where, (0, 1)).reshape(-1).nonzero().squeeze(-1)
     with hooks() if hooks is not None else nullcontext():
-        last, hs = pair_decoder_forward(ref, batch, packed, output_hidden_states=layers)
+        last, hs = pair_decoder_forward(ref, batch, packed, output_hidden_states=layers, layers_at=at)
     return ReferenceOutputs(last_hidden=last, head=lm_head(ref), layers=hs, packed=packed)
 
 

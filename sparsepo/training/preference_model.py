@@ -17,8 +17,8 @@ from sparsepo.objectives.masks import (
     ActivationMask,
     MaskConfig,
     build_mask_networks,
+    learned_masks,
     model_dims,
-    select_layers,
 )
 from sparsepo.training.forward import (
     AdaptersOff,
@@ -124,9 +124,7 @@ class PreferenceModel(nn.Module):
             chunk_size=self.chunk_size, packed=packed, fused=self.fused(batch["input_ids"].device),
         )
         if self.masks is not None:
-            hs = select_layers(ref_out.layers, self.mask_cfg.layers)
-            mu = self.masks["reward"](hs) * stats.mask
-            md = self.masks["kl"](hs) * stats.mask if "kl" in self.masks else None
+            mu, md = learned_masks(self.masks, ref_out.layers, self.mask_cfg.layers, stats.mask)
             stats = replace(stats, reward_mask=mu, kl_mask=md)
         elif self.spec.mask == "activation":
             stats = replace(stats, reward_mask=ref_out.masks.to(stats.logps.dtype))
@@ -140,10 +138,9 @@ class PreferenceModel(nn.Module):
         of the response tokens of ``batches`` (the run's first ones). Returns the number of tokens used."""
         if self.masks is None or self.mask_cfg.init != "centred":
             return 0
-        per_batch = []
-        for batch, ref_out in zip(batches, ref_outs, strict=True):
-            keep = batch["loss_mask"][:, 1:] > 0
-            per_batch.append([h[keep] for h in select_layers(ref_out.layers, self.mask_cfg.layers)])
+        per_batch = []  # ref_out.layers: the response tokens' states already (sparsepo.training.forward.reference_forward)
+        for ref_out in ref_outs:
+            per_batch.append(list(ref_out.layers) if self.mask_cfg.layers == "all" else [ref_out.layers[-1]])
         tokens = [torch.cat(layer) for layer in zip(*per_batch, strict=True)]
         for net in self.masks.values():
             if hasattr(net, "calibrate"):

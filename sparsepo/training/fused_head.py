@@ -170,7 +170,7 @@ class FusedChunk(torch.autograd.Function):
 
 
 def head_transform(head: torch.nn.Module) -> tuple[float, float | None]:
-    """``(scale, softcap)`` of an ``LMHead`` (see ``sparsepo.training.forward.logit_transform``); a bare projection's is none."""
+    """``(scale, softcap)`` of an ``LMHead`` (see ``sparsepo.training.lm_head.logit_transform``); a bare projection's is none."""
     return float(getattr(head, "scale", 1.0)), getattr(head, "softcap", None)
 
 

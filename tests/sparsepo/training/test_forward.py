@@ -4,7 +4,8 @@ import pytest
 import torch
 import transformers as T
 
-from sparsepo.training.forward import chunked_token_stats, decoder_forward, lm_head, token_stats
+from sparsepo.training.forward import decoder_forward, lm_head, token_stats
+from sparsepo.training.lm_head import chunked_token_stats
 from sparsepo.training.preference_model import PreferenceModel, Reference
 from tests.sparsepo.training.random_models import tiny
 
@@ -193,7 +194,7 @@ def test_logit_scaling_and_softcapping_match_the_models_own_logits(arch):
     torch.testing.assert_close(got.ref_logps.double(), lr, rtol=0, atol=1e-10)
     torch.testing.assert_close(got.kl.double(), kl, rtol=0, atol=1e-10)
     # The bare linear head (the old computation) is far off: the test would catch a dropped transform.
-    from sparsepo.training.forward import LMHead, logit_transform
+    from sparsepo.training.lm_head import LMHead, logit_transform
 
     assert logit_transform(policy.config) != (1.0, None)
     h, _ = decoder_forward(policy, batch["input_ids"], batch["attention_mask"])
@@ -202,7 +203,7 @@ def test_logit_scaling_and_softcapping_match_the_models_own_logits(arch):
 
 
 def test_unknown_logit_transform_is_refused():
-    from sparsepo.training.forward import logit_transform
+    from sparsepo.training.lm_head import logit_transform
 
     cfg = T.LlamaConfig(num_hidden_layers=1, hidden_size=8, intermediate_size=16, num_attention_heads=2, vocab_size=11)
     cfg.logits_temperature_scaling = 2.0
@@ -234,7 +235,7 @@ def test_without_kl_values_and_gradients_equal_naive(arch, chunk):
 
 @pytest.mark.parametrize("need_kl", [False, True])
 def test_head_is_recomputed_only_when_positions_span_several_chunks(monkeypatch, need_kl):
-    import sparsepo.training.forward as fw
+    import sparsepo.training.lm_head as fw
 
     policy, ref = tiny("llama", 0), tiny("llama", 1)
     batch = make_batch(6, rows=2, length=9)  # 2 x 8 predicted positions, 5 of row 0 and 8 of row 1 on the response

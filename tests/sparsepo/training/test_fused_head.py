@@ -1,10 +1,10 @@
-"""The fused LM head (sparsepo.training.fused_head) against the autograd reference (forward.chunked_token_stats)."""
+"""The fused LM head (sparsepo.training.fused_head) against the autograd reference (lm_head.chunked_token_stats)."""
 
 import pytest
 import torch
 
-from sparsepo.training.forward import LMHead, chunked_token_stats
 from sparsepo.training.fused_head import FusedChunk, chunk_forward_math, use_fused
+from sparsepo.training.lm_head import LMHead, chunked_token_stats
 from tests.sparsepo.training.test_forward import make_batch, tiny
 
 D, V = 16, 101

@@ -39,3 +39,25 @@ def quiet_worker() -> None:
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+
+
+STARTUP_TRACE_ENV = "SPARSEPO_STARTUP_TRACE"  # a file: each start-up phase appends one line
+_STARTUP_T0_ENV = "SPARSEPO_STARTUP_T0"  # the origin, set by the first marking process, inherited by Ray's
+
+
+def startup_mark(phase: str) -> None:
+    """With ``SPARSEPO_STARTUP_TRACE=<file>``: append ``<seconds>\\t<pid>\\t<phase>`` to that file, the seconds
+    counted from the start of the first process that marked (the driver; local Ray workers inherit the origin
+    through the environment, as they are started after it). A no-op (one dictionary look-up) otherwise."""
+    path = os.environ.get(STARTUP_TRACE_ENV)
+    if not path:
+        return
+    import time
+
+    origin = os.environ.get(_STARTUP_T0_ENV)
+    if not origin:
+        import psutil  # a Ray dependency
+
+        origin = os.environ[_STARTUP_T0_ENV] = repr(psutil.Process().create_time())
+    with open(path, "a") as f:
+        f.write(f"{time.time() - float(origin):.3f}\t{time.process_time():.3f}\t{os.getpid()}\t{phase}\n")

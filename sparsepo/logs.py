@@ -5,6 +5,8 @@ Train's per-step ``Reporting training result N: TrainingReport(...)`` line and t
 ``SPARSEPO_VERBOSE=1`` (``--verbose`` on the CLI) shows everything. Lines that Ray's C++ core writes (such as
 the controller's one-off PreemptionWatcher note) cannot be filtered one by one: ``RAY_BACKEND_LOG_LEVEL``
 would hide them only by making every Ray process announce its log level instead.
+
+``SPARSEPO_STARTUP_TRACE=<file>`` records the start-up phases of a training run (:func:`startup_mark`).
 """
 
 from __future__ import annotations
@@ -46,9 +48,10 @@ _STARTUP_T0_ENV = "SPARSEPO_STARTUP_T0"  # the origin, set by the first marking 
 
 
 def startup_mark(phase: str) -> None:
-    """With ``SPARSEPO_STARTUP_TRACE=<file>``: append ``<seconds>\\t<pid>\\t<phase>`` to that file, the seconds
-    counted from the start of the first process that marked (the driver; local Ray workers inherit the origin
-    through the environment, as they are started after it). A no-op (one dictionary look-up) otherwise."""
+    """With ``SPARSEPO_STARTUP_TRACE=<file>``: append ``<seconds>\\t<cpu seconds>\\t<pid>\\t<phase>`` to that file:
+    wall seconds since the first marking process started (the driver; local Ray workers inherit the origin through
+    the environment, being started after it) and this process's CPU seconds so far (all its threads: less
+    sensitive than wall time to other work on the machine). A no-op (one dictionary look-up) otherwise."""
     path = os.environ.get(STARTUP_TRACE_ENV)
     if not path:
         return

@@ -5,6 +5,8 @@ Train's per-step ``Reporting training result N: TrainingReport(...)`` line and t
 ``SPARSEPO_VERBOSE=1`` (``--verbose`` on the CLI) shows everything. Lines that Ray's C++ core writes (such as
 the controller's one-off PreemptionWatcher note) cannot be filtered one by one: ``RAY_BACKEND_LOG_LEVEL``
 would hide them only by making every Ray process announce its log level instead.
+
+``SPARSEPO_STARTUP_TRACE=<file>`` records the start-up phases of a training run (:func:`startup_mark`).
 """
 
 from __future__ import annotations
@@ -39,3 +41,26 @@ def quiet_worker() -> None:
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+
+
+STARTUP_TRACE_ENV = "SPARSEPO_STARTUP_TRACE"  # a file: each start-up phase appends one line
+_STARTUP_T0_ENV = "SPARSEPO_STARTUP_T0"  # the origin, set by the first marking process, inherited by Ray's
+
+
+def startup_mark(phase: str) -> None:
+    """With ``SPARSEPO_STARTUP_TRACE=<file>``: append ``<seconds>\\t<cpu seconds>\\t<pid>\\t<phase>`` to that file:
+    wall seconds since the first marking process started (the driver; local Ray workers inherit the origin through
+    the environment, being started after it) and this process's CPU seconds so far (all its threads: less
+    sensitive than wall time to other work on the machine). A no-op (one dictionary look-up) otherwise."""
+    path = os.environ.get(STARTUP_TRACE_ENV)
+    if not path:
+        return
+    import time
+
+    origin = os.environ.get(_STARTUP_T0_ENV)
+    if not origin:
+        import psutil  # a Ray dependency
+
+        origin = os.environ[_STARTUP_T0_ENV] = repr(psutil.Process().create_time())
+    with open(path, "a") as f:
+        f.write(f"{time.time() - float(origin):.3f}\t{time.process_time():.3f}\t{os.getpid()}\t{phase}\n")

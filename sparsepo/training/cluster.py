@@ -28,8 +28,12 @@ def pin_train_coordinator() -> None:
         )
     except ImportError:  # other Ray versions: no coordinator, or elsewhere
         return
+    from sparsepo.logs import startup_mark
+
     if not ray.is_initialized():
         ray.init()
+        startup_mark("driver: ray.init done")
     actor = get_or_create_autoscaling_coordinator()
     ray.get(actor.__ray_ready__.remote())
+    startup_mark("driver: autoscaling coordinator ready")
     log.debug("Ray Train's autoscaling coordinator runs on the driver's node")

@@ -59,11 +59,13 @@ def train(cfg: TrainConfig, check: bool = True):  # noqa: ANN201 - returns ray.t
     ``sparsepo.config.preflight``), so an existing run is never resumed unless ``run.resume`` says so.
     """
     from sparsepo.config.preflight import preflight
-    from sparsepo.logs import quiet_driver
+    from sparsepo.logs import quiet_driver, startup_mark
 
+    startup_mark("driver: train() called")
     cfg = with_run_name(cfg)
     if check:
         found = preflight(cfg)
+        startup_mark("driver: preflight done")
         log.info(f"[sparsepo] run {cfg.run.name}: {found.data_report}; storage {found.run_dir}")
     quiet_driver()
     return fit(cfg)
@@ -72,10 +74,13 @@ def train(cfg: TrainConfig, check: bool = True):  # noqa: ANN201 - returns ray.t
 def fit(cfg: TrainConfig):  # noqa: ANN201 - returns ray.train.Result
     """Fit ``cfg`` from the driver (no checks); Ray Train's coordinator stays on the driver's node
     (``sparsepo.training.cluster``), so autoscaled worker nodes can be removed when idle."""
+    from sparsepo.logs import startup_mark
     from sparsepo.training.cluster import pin_train_coordinator
 
     pin_train_coordinator()
-    return make_trainer(cfg).fit()
+    trainer = make_trainer(cfg)
+    startup_mark("driver: trainer built, fit()")
+    return trainer.fit()
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -94,8 +99,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def run(args: argparse.Namespace) -> int:
     """The ``train`` command on parsed ``args``."""
     from sparsepo.config.preflight import preflight
-    from sparsepo.logs import VERBOSE_ENV, quiet_driver
+    from sparsepo.logs import VERBOSE_ENV, quiet_driver, startup_mark
 
+    startup_mark("driver: interpreter + CLI + config imports")
     if args.verbose:
         import os
 
@@ -103,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     overrides = list(args.overrides) + ([f"run.name={args.resume}", "run.resume=true"] if args.resume else [])
     cfg = with_run_name(load_config(args.config, overrides))
+    startup_mark("driver: config loaded")
     found = preflight(cfg)
+    startup_mark("driver: preflight done")
     print(f"[sparsepo] {cfg.method} run {cfg.run.name}: {found.data_report}; storage {found.run_dir}", flush=True)
     if args.check:
         print("[sparsepo] check passed: config, models and data are valid", flush=True)

@@ -10,6 +10,7 @@ worker group resumes from ``ray.train.get_checkpoint()`` at the exact step, data
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import math
@@ -27,12 +28,12 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, DistributedSampler
-from transformers import get_cosine_schedule_with_warmup
 
 from sparsepo.config.schema import TrainConfig, from_dict
 from sparsepo.data.preference import PreferenceCollator, load_preference_data
-from sparsepo.logs import quiet_worker
+from sparsepo.logs import quiet_worker, startup_mark
 from sparsepo.objectives.losses import get_loss
 from sparsepo.objectives.masks import decay_groups, model_dims
 from sparsepo.training import sft
@@ -67,6 +68,7 @@ from sparsepo.training.sharding import (
 # Ray Train V2 patches print() in workers to log *and* echo, so a printed line reaches the driver twice;
 # a logger line reaches it once (and Train's per-worker log file).
 log = logging.getLogger("sparsepo.training.trainer")
+startup_mark("trainer module imported")
 
 
 def seed_everything(seed: int) -> None:
@@ -88,6 +90,22 @@ def build_optimizer(cfg: TrainConfig, model: PreferenceModel) -> torch.optim.Ada
     if model.masks is not None:
         groups += decay_groups(model.masks, cfg.mask.weight_decay, cfg.mask.lr)
     return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), **adamw_kernel(cfg.optim.adamw))
+
+
+def _cosine_factor(step: int, *, warmup: int, total: int) -> float:
+    # transformers' get_cosine_schedule_with_warmup (half a cycle), the same float operations
+    if step < warmup:
+        return float(step) / float(max(1, warmup))
+    progress = float(step - warmup) / float(max(1, total - warmup))
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress)))
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> LambdaLR:
+    """Linear warm-up over ``warmup`` steps, then a cosine decay to 0 at ``total`` steps: the factors (and the
+    ``state_dict``) of transformers' ``get_cosine_schedule_with_warmup``, without importing
+    ``transformers.optimization``, which loads peft, bitsandbytes and Inductor (1.5-1.8 CPU-s of the driver's
+    start-up; in a Train worker peft and bitsandbytes, ~0.75 CPU-s)."""
+    return LambdaLR(optimizer, functools.partial(_cosine_factor, warmup=warmup, total=total))
 
 
 def adamw_name(setting: str) -> str:
@@ -149,12 +167,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
     Returns, on rank 0, every reported metrics dict of the run (carried across restarts in the checkpoints),
     which Ray exposes as ``Result.return_value``.
     """
+    startup_mark("worker: loop entered")
     use_granted_cpus()  # torch threads = the CPUs Ray granted this worker
     quiet_worker()
     w = _setup_models(from_dict(config))
+    startup_mark("worker: models built")
     _setup_data(w)
+    startup_mark("worker: data loaded")
     _setup_masks(w)
     _setup_optimizer(w)
+    startup_mark("worker: masks + optimizer ready")
     _train(w)
     return w.history if w.rank == 0 else None
 
@@ -273,7 +295,7 @@ def _setup_optimizer(w: Worker) -> None:
     else:
         w.ddp_model = ray.train.torch.prepare_model(w.model) if w.world > 1 else w.model
     w.optimizer = build_optimizer(cfg, w.model)
-    w.scheduler = get_cosine_schedule_with_warmup(w.optimizer, math.ceil(cfg.optim.warmup_ratio * w.total), w.total)
+    w.scheduler = cosine_schedule(w.optimizer, math.ceil(cfg.optim.warmup_ratio * w.total), w.total)
     if w.state is not None:
         if fsdp:
             with w.resume.as_directory() as d:
@@ -352,6 +374,8 @@ def _train(w: Worker) -> None:
     w.model.train()
     while w.step < w.total:
         sums, grad_norm, n = _train_step(w, stream, autocast)
+        if w.step == 1:
+            startup_mark("worker: first optimizer step done")
         tokens = tokens + n
         since += 1
         if cfg.run.chaos_kill_at_step and w.step == cfg.run.chaos_kill_at_step:

@@ -76,8 +76,8 @@ def profile_ours(cfg: ProfileConfig, data: Path, device: Any) -> tuple[str, Any]
     from sparsepo.objectives.masks import MaskConfig, model_dims
     from sparsepo.training.hardware import mixed_precision
     from sparsepo.training.models import build_policy, load_causal_lm, load_tokenizer
+    from sparsepo.training.optim import adamw_kernel
     from sparsepo.training.preference_model import PreferenceModel, Reference
-    from sparsepo.training.trainer import adamw_kernel
 
     train_cfg = load_config(None, [f"model.name={cfg.model}", f"data.path={data}", f"data.limit={cfg.batch_size}",
                                    f"data.max_length={cfg.length}", f"data.max_prompt_length={cfg.length // 2}"])

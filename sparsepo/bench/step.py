@@ -88,8 +88,8 @@ def measure(cfg: StepConfig, method: str) -> dict:
     from sparsepo.training.forward import AdaptersOff
     from sparsepo.training.hardware import mixed_precision
     from sparsepo.training.models import build_policy, load_causal_lm
+    from sparsepo.training.optim import adamw_kernel
     from sparsepo.training.preference_model import PreferenceModel, Reference
-    from sparsepo.training.trainer import adamw_kernel
 
     device = torch.device(f"cuda:{rank_of()}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)

@@ -115,8 +115,8 @@ def run_ours(cfg: VsTrlConfig, method: str, data: Path, out_dir: Path, t0: float
 
     from sparsepo.config.schema import load_config
     from sparsepo.training.hardware import mixed_precision
+    from sparsepo.training.optim import adamw_name
     from sparsepo.training.train import train
-    from sparsepo.training.trainer import adamw_name
 
     train_cfg = load_config(None, train_overrides(cfg, method, data, out_dir))
     history = train(train_cfg).return_value

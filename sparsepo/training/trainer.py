@@ -10,7 +10,6 @@ worker group resumes from ``ray.train.get_checkpoint()`` at the exact step, data
 
 from __future__ import annotations
 
-import functools
 import importlib
 import logging
 import math
@@ -28,14 +27,13 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
-from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, DistributedSampler
 
 from sparsepo.config.schema import TrainConfig, from_dict
 from sparsepo.data.preference import PreferenceCollator, load_preference_data
 from sparsepo.logs import quiet_worker, startup_mark
 from sparsepo.objectives.losses import get_loss
-from sparsepo.objectives.masks import decay_groups, model_dims
+from sparsepo.objectives.masks import model_dims
 from sparsepo.training import sft
 from sparsepo.training.checkpoint import (
     ADAPTER_DIR,
@@ -53,7 +51,9 @@ from sparsepo.training.checkpoint import (
 from sparsepo.training.forward import AdaptersOff, unwrap_model
 from sparsepo.training.hardware import mixed_precision, use_granted_cpus
 from sparsepo.training.models import build_policy, load_causal_lm, load_tokenizer
+from sparsepo.training.optim import build_optimizer, cosine_schedule
 from sparsepo.training.preference_model import PreferenceModel, Reference
+from sparsepo.training.progress import mean_over_workers, progress_line, sum_over_workers, to_host
 from sparsepo.training.sharding import (
     enable_activation_checkpointing,
     full_state_dict,
@@ -81,43 +81,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(cfg: TrainConfig, model: PreferenceModel) -> torch.optim.AdamW:
-    """AdamW: the policy's trainable parameters at ``optim.weight_decay``; mask Linear weights at ``mask.weight_decay``,
-    the mask networks at their own ``mask.lr`` (``null``: ``optim.lr``)."""
-    groups = [
-        {"params": [p for p in model.policy.parameters() if p.requires_grad], "weight_decay": cfg.optim.weight_decay, "name": "policy"}
-    ]
-    if model.masks is not None:
-        groups += decay_groups(model.masks, cfg.mask.weight_decay, cfg.mask.lr)
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), **adamw_kernel(cfg.optim.adamw))
-
-
-def _cosine_factor(step: int, *, warmup: int, total: int) -> float:
-    # transformers' get_cosine_schedule_with_warmup (half a cycle), the same float operations
-    if step < warmup:
-        return float(step) / float(max(1, warmup))
-    progress = float(step - warmup) / float(max(1, total - warmup))
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress)))
-
-
-def cosine_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> LambdaLR:
-    """Linear warm-up over ``warmup`` steps, then a cosine decay to 0 at ``total`` steps: the factors (and the
-    ``state_dict``) of transformers' ``get_cosine_schedule_with_warmup``, without importing
-    ``transformers.optimization``, which loads peft, bitsandbytes and Inductor (1.5-1.8 CPU-s of the driver's
-    start-up; in a Train worker peft and bitsandbytes, ~0.75 CPU-s)."""
-    return LambdaLR(optimizer, functools.partial(_cosine_factor, warmup=warmup, total=total))
-
-
-def adamw_name(setting: str) -> str:
-    """``optim.adamw`` -> the kernel it runs (auto: fused, for CPU and CUDA float parameters since torch 2.4)."""
-    return "fused" if setting == "auto" else setting
-
-
-def adamw_kernel(setting: str) -> dict[str, bool]:
-    """``optim.adamw`` -> AdamW's keyword argument selecting the kernel."""
-    return {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}[adamw_name(setting)]
-
-
 def load_evaluator(spec: str | None, args: dict[str, Any]) -> Any:
     """``"module:factory"`` -> ``factory(**args)``: a callable ``(policy, ref | None, tokenizer, step) -> metrics``
     run on rank 0 (see ``sparsepo.evaluation.sentiment.SentimentEvaluator``)."""
@@ -125,15 +88,6 @@ def load_evaluator(spec: str | None, args: dict[str, Any]) -> Any:
         return None
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)(**args)
-
-
-def _mean_over_workers(metrics: dict[str, float], world: int) -> dict[str, float]:
-    if world == 1:
-        return metrics
-    keys = sorted(metrics)
-    t = torch.tensor([metrics[k] for k in keys], dtype=torch.float64)
-    dist.all_reduce(t)
-    return {k: float(v) / world for k, v in zip(keys, t.tolist(), strict=True)}
 
 
 @dataclass
@@ -323,7 +277,7 @@ def _train_step(
     w: Worker, stream: Iterator[dict[str, torch.Tensor]], autocast: Any
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """One optimizer step over ``grad_accum`` micro-batches: (mean metrics, grad norm, tokens processed), as
-    device scalars: no host sync per micro-batch (:func:`_to_host` makes one per logged step)."""
+    device scalars: no host sync per micro-batch (:func:`sparsepo.training.progress.to_host` makes one per logged step)."""
     accum = w.cfg.optim.grad_accum
     w.optimizer.zero_grad(set_to_none=True)
     sums: dict[str, torch.Tensor] = {}
@@ -335,6 +289,7 @@ def _train_step(
         with ctx_sync, (autocast or nullcontext()):
             ref_out = w.reference(batch) if w.reference is not None else None
             out = w.ddp_model(batch, ref_out)
+            del ref_out  # backward needs none of it: every layer's states (learned masks) would outlive the forward
             (out.loss / accum).backward()
         tokens += batch["attention_mask"].sum()
         for k, v in out.result.metrics.items():
@@ -358,13 +313,6 @@ def _grad_norm(params: Iterator[torch.nn.Parameter]) -> torch.Tensor:
     return local(torch.nn.utils.get_total_norm(grads)) if grads else torch.zeros(())
 
 
-def _to_host(values: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Scalar device tensors as Python floats, in one device-to-host copy (one sync, not one per value)."""
-    keys = list(values)
-    flat = torch.stack([values[k].reshape(()).to(torch.float64) for k in keys]).tolist() if keys else []
-    return dict(zip(keys, flat, strict=True))
-
-
 def _train(w: Worker) -> None:
     """The loop: step, and at logging / evaluation / checkpoint steps report to Ray (with a checkpoint)."""
     cfg = w.cfg
@@ -385,11 +333,11 @@ def _train(w: Worker) -> None:
         save = last or (cfg.run.save_every and step % cfg.run.save_every == 0)
         if not (step % cfg.run.log_every == 0 or save or evaluate):
             continue
-        host = _to_host({**sums, "grad_norm": grad_norm, "tokens": tokens})
+        host = to_host({**sums, "grad_norm": grad_norm, "tokens": tokens})
         n_tokens = host.pop("tokens")
-        metrics = _mean_over_workers(host, w.world)
+        metrics = mean_over_workers(host, w.world)
         elapsed = time.perf_counter() - t0
-        metrics.update(step=step, lr=w.scheduler.get_last_lr()[0], tokens_per_s=_sum_over_workers(n_tokens, w.world) / max(elapsed, 1e-9))
+        metrics.update(step=step, lr=w.scheduler.get_last_lr()[0], tokens_per_s=sum_over_workers(n_tokens, w.world) / max(elapsed, 1e-9))
         window.append(elapsed / since)
         t0, tokens, since = time.perf_counter(), torch.zeros_like(tokens), 0
         if evaluate:
@@ -397,13 +345,6 @@ def _train(w: Worker) -> None:
             metrics.update(w.evaluator(unwrap_model(w.model.policy), ref_model, w.tokenizer, step))
         w.history.append(metrics)
         _report(w, metrics, save, window)
-
-
-def _sum_over_workers(value: float, world: int) -> float:
-    t = torch.tensor([value], dtype=torch.float64)
-    if world > 1:
-        dist.all_reduce(t)
-    return float(t)
 
 
 def _report(w: Worker, metrics: dict[str, float], save: bool, window: list[float]) -> None:
@@ -414,7 +355,7 @@ def _report(w: Worker, metrics: dict[str, float], save: bool, window: list[float
     with staging_dir(w.step) if staged else nullcontext() as staging:
         checkpoint = _save(Path(staging) if staged else None, w) if save else None
         if w.rank == 0:
-            _progress(w.step, w.total, metrics, window)
+            progress_line(w.step, w.total, metrics, window)
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
@@ -458,14 +399,3 @@ def _chaos_kill(cfg: TrainConfig, rank: int) -> None:
         marker.write_text(str(os.getpid()))
         log.warning(f"[sparsepo] chaos: killing worker pid {os.getpid()} at step {cfg.run.chaos_kill_at_step}")
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-_SHOWN = {"loss": "loss", "rewards/accuracy": "acc", "rewards/margin": "margin", "kl/chosen": "kl_w",
-          "mask/reward/chosen/sparsity": "sparsity_u", "eval/reward": "reward", "eval/kl": "eval_kl"}
-
-
-def _progress(step: int, total: int, m: dict[str, float], window: list[float]) -> None:
-    per_step = sum(window[-20:]) / len(window[-20:])
-    eta = per_step * (total - step)
-    shown = " ".join(f"{short}={m[k]:.4g}" for k, short in _SHOWN.items() if k in m)
-    log.info(f"[sparsepo] step {step}/{total} {shown} tok/s={m['tokens_per_s']:.0f} eta={eta:.0f}s")

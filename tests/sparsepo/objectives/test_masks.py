@@ -241,7 +241,7 @@ def test_masks_saved_without_a_merge_offset_load_with_offset_zero():
 
 def test_mask_lr_is_the_mask_groups_own_rate():
     from sparsepo.config.schema import load_config
-    from sparsepo.training.trainer import build_optimizer
+    from sparsepo.training.optim import build_optimizer
 
     cfg = load_config(None, ["method=sparsepo", "optim.lr=1e-4", "mask.lr=3e-3"])
     opt = build_optimizer(cfg, PreferenceModel(tiny("llama", 0).float(), "sparsepo", mask=cfg.mask))

@@ -6,8 +6,8 @@ import torch
 from sparsepo.data.preference import DataConfig, PreferenceCollator, load_preference_data
 from sparsepo.objectives.masks import MaskConfig
 from sparsepo.training.models import load_causal_lm, load_tokenizer
+from sparsepo.training.optim import build_optimizer
 from sparsepo.training.preference_model import PreferenceModel, Reference, disable_dropout
-from sparsepo.training.trainer import build_optimizer
 
 pytestmark = pytest.mark.slow
 

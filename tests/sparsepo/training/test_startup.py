@@ -13,7 +13,7 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from sparsepo.logs import STARTUP_TRACE_ENV, startup_mark
-from sparsepo.training.trainer import cosine_schedule
+from sparsepo.training.optim import cosine_schedule
 
 # Loaded by transformers.optimization (1.5-1.8 CPU-s of the driver's start-up), used by neither driver nor worker.
 NOT_LOADED = ("peft", "bitsandbytes", "transformers.optimization", "torch._inductor.compile_fx")

@@ -115,8 +115,10 @@ def test_train_step_logs_the_per_micro_batch_float_means_without_a_host_sync_per
     import torch
     from transformers import get_constant_schedule
 
+    from sparsepo.training.optim import build_optimizer
     from sparsepo.training.preference_model import PreferenceModel, Reference
-    from sparsepo.training.trainer import Worker, _to_host, _train_step, build_optimizer
+    from sparsepo.training.progress import to_host
+    from sparsepo.training.trainer import Worker, _train_step
     from tests.sparsepo.training.test_forward import make_batch, tiny
 
     cfg = load_config(None, ["method=tdpo2", "optim.grad_accum=3", "optim.bf16=false"])
@@ -133,7 +135,7 @@ def test_train_step_logs_the_per_micro_batch_float_means_without_a_host_sync_per
     monkeypatch.setattr(torch.Tensor, "__float__", lambda t: synced.append(t) or t.item())
     sums, grad_norm, tokens = _train_step(w, iter(batches), None)
     assert not synced and w.step == 1
-    got = _to_host(sums)
+    got = to_host(sums)
     assert got == want and len(got) > 5
     assert int(tokens) == sum(int(b["attention_mask"].sum()) for b in batches) and float(grad_norm) > 0
 
@@ -178,8 +180,8 @@ def test_every_adamw_kernel_makes_the_same_update_as_adamw_written_out():
 
     import torch
 
+    from sparsepo.training.optim import build_optimizer
     from sparsepo.training.preference_model import PreferenceModel
-    from sparsepo.training.trainer import build_optimizer
     from tests.sparsepo.training.test_forward import tiny
 
     base = PreferenceModel(tiny("llama", 0).float(), "sparsepo")

@@ -65,9 +65,7 @@ def _is_sequence(tp: Any) -> bool:
 def _is_text(tp: Any) -> bool:
     """A ``str`` field or a ``Literal`` of strings (also inside ``X | None`` or a tuple/list): its flag values are
     kept as typed, not read as YAML (``--system 2024`` stays a string, ``--fused-head false`` is the choice 'false')."""
-    tp = _unwrap_optional(tp)
-    if typing.get_origin(tp) in (tuple, list):
-        tp = typing.get_args(tp)[0] if typing.get_args(tp) else Any
+    tp = sequence_item(tp) if _is_sequence(tp) else _unwrap_optional(tp)
     literal = typing.get_origin(tp) is typing.Literal and all(isinstance(a, str) for a in typing.get_args(tp))
     return tp is str or literal
 
@@ -86,10 +84,7 @@ def _choices(tp: Any) -> list[Any] | None:
 
 def sequence_item(tp: Any) -> Any:
     """The item type of a list or tuple hint (``tuple[int, ...]``, ``tuple[int, int] | None``: ``int``)."""
-    args = typing.get_args(tp)
-    if type(None) in args:
-        tp = next(a for a in args if a is not type(None))
-    return next(iter(typing.get_args(tp)), Any)
+    return next(iter(typing.get_args(_unwrap_optional(tp))), Any)
 
 
 def _default_text(value: Any) -> str:
@@ -99,11 +94,13 @@ def _default_text(value: Any) -> str:
 
 
 def add_dataclass_flags(
-    parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), aliases: dict[str, tuple[str, ...]] | None = None
+    parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), aliases: dict[str, tuple[str, ...]] | None = None,
+    shown_defaults: dict[str, str] | None = None,
 ) -> None:
     """One flag per field of dataclass ``cls`` (except ``skip``); parsed values land under the field's name
     and are left ``None`` when not given, so the dataclass default applies (see :func:`dataclass_from_args`).
-    ``aliases``: field name -> extra option strings of its flag (``{"n": ("-n",)}``)."""
+    ``aliases``: field name -> extra option strings of its flag (``{"n": ("-n",)}``); ``shown_defaults``: field
+    name -> the default ``--help`` shows where the command, not the dataclass, fills it in."""
     helps = field_help(cls)
     tps = hints(cls)
     groups: dict[str, Any] = {}  # spec(group=...) -> its --help section, in order of first use
@@ -128,7 +125,7 @@ def add_dataclass_flags(
         if (choices := _choices(tp)) is not None:
             kwargs["choices"] = choices
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        shown = "required" if required else f"default: {_default_text(default)}"
+        shown = "required" if required else f"default: {(shown_defaults or {}).get(f.name) or _default_text(default)}"
         kwargs.update(required=required, help=f"{text}[{type_name(tp)}; {shown}]".replace("%", "%%"))
         target.add_argument(flag_name(f.name), *(aliases or {}).get(f.name, ()), **kwargs)
 

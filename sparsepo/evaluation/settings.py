@@ -95,6 +95,8 @@ def check(settings: EvalSettings) -> list[str]:
     if s.backend == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ConfigError("--backend vllm: vllm is not installed here (use --backend hf)")
     lines = SUITE_CHECKS[s.suite](s)
+    from sparsepo.training.models import check_model  # transformers: after every cheap check
+
     return lines + [check_model(flag, name) for flag, name in found]
 
 
@@ -113,18 +115,6 @@ def models(s: EvalSettings) -> list[tuple[str, str]]:
     if s.suite == "summarization" and nli and nli != STANDIN:  # the stand-in is built on first use, offline
         found.append(("--nli-model", nli))
     return found
-
-
-def check_model(flag: str, name: str) -> str:
-    """``name`` (alias, local folder, storage URI or hub name) resolves to a config and a tokenizer."""
-    from sparsepo.training.models import load_tokenizer, model_source
-
-    try:
-        model_source(name, ("config.json",))
-        load_tokenizer(name)
-    except (OSError, ValueError) as err:
-        raise type(err)(f"{flag} {name}: {err}") from err
-    return f"{flag} {name}: resolves"
 
 
 def check_sentiment(s: EvalSettings) -> list[str]:

@@ -34,10 +34,8 @@ def build_parser(name: str, parser: argparse.ArgumentParser | None = None) -> ar
     ap.formatter_class = argparse.RawDescriptionHelpFormatter
     ap.add_argument("--paper", action="store_true", help="the paper's settings (a GPU cluster); explicit flags still win")
     ap.add_argument("--check", action="store_true", help="validate settings, models and overrides; run nothing")
-    add_dataclass_flags(ap, load(exp.config), skip=("overrides",))
-    for action in ap._actions:  # the dataclass default is for Python callers; a command names each run anew
-        if action.dest == "name":
-            action.help = f"experiment name (folder under --storage-path; needed for --resume) [str; default: {name}-<date>-<time>]"
+    # the dataclass's name is for Python callers; the command names each run anew (config_from_args)
+    add_dataclass_flags(ap, load(exp.config), skip=("overrides",), shown_defaults={"name": f"{name}-<date>-<time>"})
     ap.add_argument("overrides", nargs="*", help="TrainConfig overrides for every trial, e.g. optim.grad_accum=4")
     return ap
 
@@ -72,16 +70,9 @@ def check(cfg: Any) -> list[str]:
     values = apply_overrides({"method": methods[0] if methods else "dpo"}, list(getattr(cfg, "overrides", ())))
     from_dict(values, where="overrides")
 
-    from sparsepo.training.models import load_tokenizer, model_source
+    from sparsepo.training.models import check_model
 
-    lines = []
-    for flag in ("model", "ref"):
-        name = getattr(cfg, flag, None)
-        if name:
-            model_source(name, ("config.json",))
-            load_tokenizer(name)
-            lines.append(f"--{flag} {name}: resolves")
-    return lines
+    return [check_model(f"--{flag}", name) for flag in ("model", "ref") if (name := getattr(cfg, flag, None))]
 
 
 def run(name: str, args: argparse.Namespace) -> int:

@@ -60,6 +60,17 @@ def _hub_error(name: str, err: Exception) -> OSError:
     )
 
 
+def check_model(flag: str, name: str) -> str:
+    """``name`` (alias, local folder, storage URI or hub name) resolves to a model config and a tokenizer, without
+    loading weights: the ``--check`` of every command that names a model. An error names ``flag`` and ``name``."""
+    try:
+        model_source(name, ("config.json",))
+        load_tokenizer(name)
+    except (OSError, ValueError) as err:
+        raise type(err)(f"{flag} {name}: {err}") from err
+    return f"{flag} {name}: resolves"
+
+
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
     """Tokenizer for an alias / local folder / hub name, with a pad token (eos if it had none) and right padding."""
     source = model_source(name_or_path, ("tokenizer_config.json", "tokenizer.json"))

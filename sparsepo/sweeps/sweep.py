@@ -71,10 +71,7 @@ class SweepSettings:
         for flag, path in (("--config", self.config), ("--space", self.space)):
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"{flag}: file not found: {path}")
-        for item in self.overrides:
-            key, sep, _ = item.partition("=")
-            if not sep or not key:
-                raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-5)")
+        # the overrides are checked by load_config (torch-free) as the first step of sweep()
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -91,10 +88,8 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
     return dataclass_from_args(SweepSettings, args, overrides=list(args.overrides))
 
 
-def check_ranking(base, metrics: list[str], modes: list[str]) -> None:  # noqa: ANN001 - TrainConfig
-    """Metrics and modes pair up, and eval/* metrics come from an evaluator the base config runs."""
-    if len(metrics) != len(modes):
-        raise ConfigError(f"--mode: one mode per --metric ({len(metrics)} metrics, {len(modes)} modes)")
+def check_ranking(base, metrics: list[str]) -> None:  # noqa: ANN001 - TrainConfig
+    """eval/* metrics come from an evaluator the base config runs (one mode per metric: SweepSettings)."""
     if any(m.startswith("eval/") for m in metrics) and not (base.run.evaluator and base.run.eval_every):
         raise ConfigError(
             f"--metric {' '.join(metrics)}: trials are ranked by an evaluation metric, but the base config runs no "
@@ -113,7 +108,7 @@ def sweep(settings: SweepSettings) -> int:
     from sparsepo.config.schema import load_config
 
     base = load_config(settings.config, list(settings.overrides))
-    check_ranking(base, list(settings.metric), list(settings.mode))
+    check_ranking(base, list(settings.metric))
     from sparsepo.sweeps.search_space import check_space, load_space
 
     if settings.space:

@@ -145,6 +145,29 @@ def make_step(model: Any, ref: Any, opt: torch.optim.Optimizer, batch: dict, aut
     return step
 
 
+def saved_bytes(model: Any, ref: Any, batch: dict, autocast: Any) -> int:
+    """Bytes autograd keeps for backward after one forward of ``model`` on ``batch`` (its reference pass
+    first): the distinct storages saved by the graph, parameters excepted (they are the same for every method),
+    the autocast copies of weights included. Unlike peak RSS, which moves by a tenth of a GiB between identical
+    runs with the allocator's reuse of freed memory, this is exact, so a method's saved activations can be
+    compared with another's to the MiB."""
+    import torch
+
+    params = {getattr(p, "_local_tensor", p).untyped_storage().data_ptr() for p in model.parameters()}  # DTensor: its shard
+    kept: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast or contextlib.nullcontext():
+        out = model(batch, ref(batch) if ref is not None else None)
+    del out
+    return sum(kept.values())
+
+
 @contextlib.contextmanager
 def busy_neighbours(count: int, seconds: float = 600.0) -> Iterator[None]:
     """``count`` busy-looping processes for the duration of the block (other jobs on a shared machine); each

@@ -81,7 +81,7 @@ def measure(cfg: StepConfig, method: str) -> dict:
     """One variant's row (``cfg``'s head, packing and layout; ``method``), measured in this process."""
     import torch
 
-    from sparsepo.bench.common import make_step
+    from sparsepo.bench.common import make_step, saved_bytes
     from sparsepo.config.schema import load_config
     from sparsepo.objectives.losses import get_loss
     from sparsepo.objectives.masks import MaskConfig
@@ -115,12 +115,14 @@ def measure(cfg: StepConfig, method: str) -> dict:
     steps = [make_step(model, ref, opt, batch, autocast) for batch in batches]
 
     first, sec = time_steps(steps, cfg.steps, device)
+    largest = max(batches, key=lambda b: int(b["attention_mask"].sum()))
+    saved = saved_bytes(model, ref, largest, autocast)  # after timing: "first s" keeps the compile
     tokens = sum(int(b["attention_mask"].sum()) for b in batches) / len(batches)  # real tokens per step
     n_params = sum(p.numel() for p in policy.parameters())
     flops = (6 + (2 if ref is not None else 0)) * n_params * tokens
     # only the non-default variants are marked, so a default run's labels are the method names
     row = {"method": label(cfg, method), "step_s": sec, "first_s": first, "tokens_per_s": tokens / sec, "device": str(device),
-           "state_mib": state_bytes(model, opt) / 2**20,
+           "state_mib": state_bytes(model, opt) / 2**20, "saved_mib": saved / 2**20,
            "decoder_tokens": decoder_tokens(batches, policy, cfg.padded, multi)}
     if device.type == "cuda":
         row["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -179,7 +181,7 @@ def measure_workers(cfg: StepConfig, method: str) -> dict:
     if any(proc.exitcode != 0 for proc in procs):
         sys.exit(f"a worker failed: exit codes {[proc.exitcode for proc in procs]}")
     rows = [queue.get() for _ in procs]
-    row = {**rows[0], **{k: max(r[k] for r in rows) for k in ("step_s", "first_s", "peak_mem_gib", "state_mib")}}
+    row = {**rows[0], **{k: max(r[k] for r in rows) for k in ("step_s", "first_s", "peak_mem_gib", "state_mib", "saved_mib")}}
     row["tokens_per_s"] = sum(r["tokens_per_s"] for r in rows)
     row["method"] = f"{label(cfg, method)} {cfg.strategy}x{cfg.workers}"
     return row
@@ -330,14 +332,15 @@ def print_table(rows: list[dict], cfg: StepConfig) -> None:
     print(f"device: {rows[0]['device']}  model: {cfg.model}  pairs/step: {cfg.batch_size}  "
           f"tokens/seq: {cfg.max_length}{ragged}{lora}")
     head = (f"{'method':15s} {'step s':>8s} {'first s':>8s} {'tok/s':>9s} {'peak GiB':>9s} {'time/DPO':>9s} "
-            f"{'tok/s/DPO':>10s} {'mem/DPO':>8s} {'dec pos':>8s}")
+            f"{'tok/s/DPO':>10s} {'mem/DPO':>8s} {'saved MiB':>10s} {'saved/DPO':>10s} {'dec pos':>8s}")
     has_mfu = "mfu" in rows[0]
     print(head + (f" {'MFU':>6s}" if has_mfu else ""))
     for r in rows:
         line = (
             f"{r['method']:15s} {r['step_s']:8.3f} {r['first_s']:8.2f} {r['tokens_per_s']:9.0f} {r['peak_mem_gib']:9.2f} "
             f"{r['step_s'] / base['step_s']:9.2f} {r['tokens_per_s'] / base['tokens_per_s']:10.2f} "
-            f"{r['peak_mem_gib'] / base['peak_mem_gib']:8.2f} {r['decoder_tokens']:8.0f}"
+            f"{r['peak_mem_gib'] / base['peak_mem_gib']:8.2f} {r['saved_mib']:10.1f} "
+            f"{r['saved_mib'] / base['saved_mib']:10.2f} {r['decoder_tokens']:8.0f}"
         )
         print(line + (f" {r['mfu']:6.1%}" if has_mfu else ""))
     print_ratios(rows, "+fused", "fused/eager")

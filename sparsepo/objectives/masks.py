@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from sparsepo.objectives.mask_config import MaskConfig
 
 MAPO_KINDS = ("mlp", "attn", "resid", "logits")
+MASK_NORM_EPS = 1e-5  # the mask networks' LayerNorm eps; the reference normalises its states with it once
 
 
 class LearnedMask(nn.Module):
@@ -39,7 +40,7 @@ class LearnedMask(nn.Module):
         super().__init__()
         if depth not in (1, 2):
             raise ValueError(f"mask depth must be 1 or 2, got {depth}")
-        self.norm = nn.LayerNorm(hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=MASK_NORM_EPS)
 
         def head() -> nn.Module:
             if depth == 1:
@@ -92,17 +93,25 @@ class LearnedMask(nn.Module):
 
     @torch.no_grad()
     def calibrate(self, tokens: Sequence[Tensor], sparsity: float) -> None:
+        """The centred start from the reference's hidden states of N response tokens, ``(N, d)`` per used layer
+        (see :meth:`calibrate_normalized`)."""
+        self.calibrate_normalized(normalize_layers(tokens, self.norm.eps, self.merge.weight.dtype), sparsity)
+
+    @torch.no_grad()
+    def calibrate_normalized(self, normed: Tensor, sparsity: float) -> None:
         """The centred start, from response tokens of the run's own data (METHODS.md "Initialisation").
 
-        ``tokens``: per used layer, the reference's hidden states of N response tokens, ``(N, d)``. Each layer's
-        head is rescaled so its pre-activation has mean 0 and standard deviation 1 over the tokens (half of them
-        pass its ReLU); the merge weighs the layers equally and its offset puts the ``sparsity`` quantile of the
-        merged value at 0; finally the merge is scaled so the non-zero mask values average 1.
+        ``normed``: :func:`normalize_layers` of the reference's hidden states of N response tokens,
+        ``(n_layers, N, d)``. Each layer's head is rescaled so its pre-activation has mean 0 and standard
+        deviation 1 over the tokens (half of them pass its ReLU); the merge weighs the layers equally and its
+        offset puts the ``sparsity`` quantile of the merged value at 0; finally the merge is scaled so the
+        non-zero mask values average 1.
         """
         g = []
-        for f, h in zip(self.per_layer, tokens, strict=True):
+        gamma, beta = self.norm.weight, self.norm.bias
+        for f, n in zip(self.per_layer, normed.to(self.merge.weight.dtype), strict=True):
             out = f[-1] if isinstance(f, nn.Sequential) else f
-            z = f(self.norm(h.to(self.merge.weight.dtype))).squeeze(-1).float()
+            z = f(n * gamma + beta).squeeze(-1).float()
             mean, std = z.mean(), z.std().clamp_min(1e-6)
             out.weight.div_(std)
             out.bias.sub_(mean).div_(std)
@@ -164,37 +173,34 @@ def select_layers(layers: Sequence[Tensor], which: str) -> list[Tensor]:
     return [h[:, :-1] for h in used]
 
 
-def normalize_layers(hidden_states: Sequence[Tensor], eps: float = 1e-5, dtype: torch.dtype = torch.float32) -> Tensor:
+def normalize_layers(
+    hidden_states: Sequence[Tensor], eps: float = MASK_NORM_EPS, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """``(h - mean) / sqrt(var + eps)`` over features of each layer's ``(..., d)`` states in ``dtype``, stacked:
-    ``(n_layers, ..., d)``. The LayerNorm's parameter-free part, which every mask network shares (the
-    reference's states carry no gradient, so computing it once saves each network its own normalised copy)."""
-    with torch.autocast(device_type=hidden_states[0].device.type, enabled=False):
-        return torch.stack([nn.functional.layer_norm(h.to(dtype), h.shape[-1:], eps=eps) for h in hidden_states])
+    ``(n_layers, ..., d)``. The LayerNorm's parameter-free part, which every mask network shares: the reference
+    computes it once (``sparsepo.training.forward.reference_forward``), and the networks' first product saves
+    this very tensor for backward, so the states are held once, not raw and normalised."""
+    h0 = hidden_states[0]
+    out = torch.empty((len(hidden_states), *h0.shape), dtype=dtype, device=h0.device)
+    with torch.autocast(device_type=h0.device.type, enabled=False):
+        for i, h in enumerate(hidden_states):  # layer by layer: no second full-size copy, as stack() would make
+            out[i] = nn.functional.layer_norm(h.to(dtype), h.shape[-1:], eps=eps)
+    return out
 
 
-def learned_masks(
-    masks: nn.ModuleDict, layers: Sequence[Tensor], which: str, token_mask: Tensor
-) -> tuple[Tensor, Tensor | None]:
+def learned_masks(masks: nn.ModuleDict, normed: Tensor, token_mask: Tensor) -> tuple[Tensor, Tensor | None]:
     """``(mu, md)`` ``(B, L-1)`` from the networks ``masks`` (``{"reward"[, "kl"]}``; md None without "kl"), zero
     off the response ``token_mask`` ``(B, L-1)``.
 
-    ``layers``: the reference's per-layer hidden states at the response positions only, ``(N, d)`` each, in
-    ``token_mask``'s row-major order (``sparsepo.training.forward.ReferenceOutputs.layers``). Prompt and padding
-    positions, whose mask would be multiplied by 0, cost neither time nor saved activations, and the learned
-    networks share one normalisation of the states (:func:`normalize_layers`).
+    ``normed``: the reference's per-layer hidden states the masks read, at the response positions only and
+    normalised (:func:`normalize_layers`), ``(n_layers, N, d)``, positions in ``token_mask``'s row-major order
+    (``sparsepo.training.forward.ReferenceOutputs.layers``). Prompt and padding positions, whose mask would be
+    multiplied by 0, cost neither time nor saved activations.
     """
-    hs = list(layers) if which == "all" else list(layers[-1:])
     where = token_mask > 0
-    normed: dict[tuple, Tensor] = {}  # one normalisation per (eps, dtype): in practice one for all networks
     out = []
     for net in masks.values():
-        if isinstance(net, LearnedMask):
-            key = (net.norm.eps, net.merge.weight.dtype)
-            if key not in normed:
-                normed[key] = normalize_layers(hs, *key)
-            m = net.forward_normalized(normed[key])
-        else:
-            m = net(hs)
+        m = net.forward_normalized(normed.to(net.merge.weight.dtype)) if isinstance(net, LearnedMask) else net(normed)
         out.append(torch.zeros(where.shape, dtype=m.dtype, device=m.device).index_put((where,), m))
     return out[0], out[1] if len(out) > 1 else None
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsepo.objectives.losses import TokenStats
+from sparsepo.objectives.masks import normalize_layers
 from sparsepo.training.lm_head import LMHead, chunked_token_stats, logit_transform
 from sparsepo.training.packing import ONE_ROW, PackedPairs, pack_pairs
 from sparsepo.training.varlen import supports_varlen, varlen
@@ -175,9 +176,10 @@ def scatter_tokens(values: Tensor, where: Tensor) -> Tensor:
 class ReferenceOutputs:
     """What the frozen reference gives the policy step, all computed without gradient.
 
-    ``last_hidden``: ``(2B, L, d)``; ``head``: the reference LM head; ``layers``: for learned masks, each transformer
-    layer's hidden states at the response positions only (those of :func:`response_positions`, in its order),
-    ``(N, d)`` each (a fraction of the whole ``(2B, L, d)``, kept through the policy's step), or None;
+    ``last_hidden``: ``(2B, L, d)``; ``head``: the reference LM head; ``layers``: for learned masks, the hidden
+    states of the transformer layers they read at the response positions only (those of :func:`response_positions`,
+    in its order), normalised (``sparsepo.objectives.masks.normalize_layers``), ``(n_layers, N, d)`` fp32 (a
+    fraction of the whole ``(2B, L, d)`` per layer, kept through the policy's step), or None;
     ``masks``: masks derived from reference activations (MaPO), ``(2B, L-1)``, or None; ``packed``: the
     shared-prompt packing the pass ran with (None: padded), for the policy pass to reuse; ``oracle``: the
     oracle model's final hidden states ``(2B, L, d)`` and LM head, for zoo weightings (``sparsepo.objectives.token_weights``).
@@ -185,7 +187,7 @@ class ReferenceOutputs:
 
     last_hidden: Tensor
     head: nn.Module
-    layers: tuple[Tensor, ...] | None = None
+    layers: Tensor | None = None
     masks: Tensor | None = None
     packed: PackedPairs | None = None
     oracle: tuple[Tensor, nn.Module] | None = None
@@ -196,20 +198,22 @@ def reference_forward(
     ref: nn.Module | AdaptersOff,
     batch: dict[str, Tensor],
     *,
-    layers: bool = False,
+    layers: str | None = None,
     hooks: Callable[[], AbstractContextManager] | None = None,
     packed: PackedPairs | None = None,
 ) -> ReferenceOutputs:
     """One no-grad reference pass over the concatenated batch (packed when ``packed`` is given); ``hooks`` may
-    capture activations meanwhile (in the packed layout: see ``PackedPairs.unpack``). ``layers``: keep every
-    layer's hidden states at the response positions (``ReferenceOutputs.layers``)."""
+    capture activations meanwhile (in the packed layout: see ``PackedPairs.unpack``). ``layers`` (``"all"`` or
+    ``"last"``, as ``mask.layers``): keep those layers' hidden states at the response positions, normalised for
+    the learned masks (``ReferenceOutputs.layers``)."""
     at = None
-    if layers:  # position t predicts token t+1: the response positions of the (2B, L) layout, last column never
+    if layers is not None:  # position t predicts token t+1: the response positions of the (2B, L) layout, last column never
         where = response_positions(batch)[0]
         at = F.pad(where, (0, 1)).reshape(-1).nonzero().squeeze(-1)
     with hooks() if hooks is not None else nullcontext():
-        last, hs = pair_decoder_forward(ref, batch, packed, output_hidden_states=layers, layers_at=at)
-    return ReferenceOutputs(last_hidden=last, head=lm_head(ref), layers=hs, packed=packed)
+        last, hs = pair_decoder_forward(ref, batch, packed, output_hidden_states=layers is not None, layers_at=at)
+    normed = normalize_layers(hs if layers == "all" else hs[-1:]) if hs is not None else None
+    return ReferenceOutputs(last_hidden=last, head=lm_head(ref), layers=normed, packed=packed)
 
 
 def response_positions(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

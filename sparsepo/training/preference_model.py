@@ -57,7 +57,8 @@ class Reference:
         am = self.activation_mask
         packed = pair_packing(self.model, batch, self.multi_pair) if self.shared_prompt else None
         out = reference_forward(
-            self.model, batch, layers=self.spec.mask == "learned", hooks=am.capture if am is not None else None,
+            self.model, batch, layers=self.mask_cfg.layers if self.spec.mask == "learned" else None,
+            hooks=am.capture if am is not None else None,
             packed=packed,
         )
         if am is not None:
@@ -124,7 +125,7 @@ class PreferenceModel(nn.Module):
             chunk_size=self.chunk_size, packed=packed, fused=self.fused(batch["input_ids"].device),
         )
         if self.masks is not None:
-            mu, md = learned_masks(self.masks, ref_out.layers, self.mask_cfg.layers, stats.mask)
+            mu, md = learned_masks(self.masks, ref_out.layers, stats.mask)
             stats = replace(stats, reward_mask=mu, kl_mask=md)
         elif self.spec.mask == "activation":
             stats = replace(stats, reward_mask=ref_out.masks.to(stats.logps.dtype))
@@ -138,14 +139,12 @@ class PreferenceModel(nn.Module):
         of the response tokens of ``batches`` (the run's first ones). Returns the number of tokens used."""
         if self.masks is None or self.mask_cfg.init != "centred":
             return 0
-        per_batch = []  # ref_out.layers: the response tokens' states already (sparsepo.training.forward.reference_forward)
-        for ref_out in ref_outs:
-            per_batch.append(list(ref_out.layers) if self.mask_cfg.layers == "all" else [ref_out.layers[-1]])
-        tokens = [torch.cat(layer) for layer in zip(*per_batch, strict=True)]
+        # ref_out.layers: the used layers' states at the response tokens, normalised (reference_forward)
+        tokens = torch.cat([ref_out.layers for ref_out in ref_outs], dim=1)
         for net in self.masks.values():
-            if hasattr(net, "calibrate"):
-                net.calibrate(tokens, self.mask_cfg.init_sparsity)
-        return int(tokens[0].shape[0])
+            if hasattr(net, "calibrate_normalized"):
+                net.calibrate_normalized(tokens, self.mask_cfg.init_sparsity)
+        return int(tokens.shape[1])
 
     def fused(self, device: torch.device) -> bool:
         """Whether the LM head runs fused (``sparsepo.training.fused_head``) on ``device``."""

@@ -75,6 +75,30 @@ def test_learned_masks_in_training_step(arch, sharing, layers, depth):
     assert out.result.metrics["mask/reward/chosen/sparsity"].item() == pytest.approx(100 * zeros.mean().item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("layers,depth,shared_prompt", [("all", 1, True), ("last", 2, True), ("all", 2, False)])
+def test_step_masks_equal_the_networks_on_the_raw_reference_states(arch, layers, depth, shared_prompt):
+    """The step's masks (reference states gathered, normalised once, packed or padded) against each network's own
+    LayerNorm and heads applied to Hugging Face's hidden states of the padded batch at the response positions."""
+    policy, ref = tiny(arch, 0).float(), tiny(arch, 1).float()
+    cfg = MaskConfig(layers=layers, depth=depth)
+    model = PreferenceModel(policy, "sparsepo", {}, cfg, shared_prompt=shared_prompt)
+    batch = make_batch(3)
+    ref_out = Reference(ref, "sparsepo", cfg, shared_prompt=shared_prompt)(batch)
+    model.calibrate_masks([batch], [ref_out])  # the centred start: masks far from all-zero
+    out = model(batch, ref_out)
+    with torch.no_grad():
+        hs = ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+    keep = batch["loss_mask"][:, 1:] > 0
+    raw = [h[:, :-1][keep] for h in hs.hidden_states[1:]]
+    raw = raw if layers == "all" else raw[-1:]
+    for name, side in (("reward", "reward_mask"), ("kl", "kl_mask")):
+        got = torch.cat([getattr(out.chosen, side), getattr(out.rejected, side)])
+        want = torch.zeros(keep.shape).index_put((keep,), model.masks[name](raw).detach())
+        assert (want > 0).float().mean() > 0.2
+        torch.testing.assert_close(got.detach(), want, atol=1e-5, rtol=1e-5)
+
+
 def test_mask_decay_group_holds_only_linear_weights():
     nets = build_mask_networks(MaskConfig(depth=2), 16, 3)
     groups = decay_groups(nets, 0.01)

@@ -51,6 +51,14 @@ class LocalRun:
     device: torch.device
     to_tune: bool  # inside a Tune trial: forward every report to Tune
 
+    def context(self) -> Any:
+        """``ray.train.get_context()`` of the local-mode loop (rank 0 of 1). Ray 2.60's public ``ray.train``
+        functions refuse to run inside a Tune trial (a DeprecationWarning raised), where local mode itself works:
+        its session utilities are read directly, here and in :meth:`report`."""
+        from ray.train.v2._internal.execution.train_fn_utils import get_train_fn_utils
+
+        return get_train_fn_utils().get_context()
+
     def latest(self) -> ray.train.Checkpoint | None:
         """The run's latest complete checkpoint in storage (what ``get_checkpoint`` gives a restarted worker group)."""
         found = self.manager.latest_checkpoint_result
@@ -59,6 +67,7 @@ class LocalRun:
     def report(self, metrics: dict[str, float], staged: ray.train.Checkpoint | None) -> None:
         """Persist ``staged`` (a local folder) into the run's storage and register it (pruning old ones), then
         report ``metrics`` with the persisted checkpoint, to Ray Train's local session and, in a trial, to Tune."""
+        from ray.train.v2._internal.execution.train_fn_utils import get_train_fn_utils
         from ray.train.v2._internal.execution.training_report import _TrainingReport
 
         persisted = None
@@ -66,7 +75,7 @@ class LocalRun:
             persisted = self.storage.persist_current_checkpoint(staged, self.storage.make_default_checkpoint_dir_name())
         # after_report: registers (snapshot written, then the checkpoints past keep_checkpoints deleted) or counts
         self.manager.after_report(_TrainingReport(persisted, metrics, validation=False), [metrics])
-        ray.train.report(metrics, checkpoint=persisted)  # local mode: kept for fit()'s Result
+        get_train_fn_utils().report(metrics, checkpoint=persisted)  # ray.train.report's: kept for fit()'s Result
         if self.to_tune:
             _forward_to_tune(metrics, persisted)
 

@@ -133,7 +133,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
 def _setup_models(cfg: TrainConfig, local_run: LocalRun | None) -> Worker:
     """Tokenizer, policy (+ masks) and reference, from the run's latest checkpoint if Ray restarted us (or, in
     local mode, if the run has one in storage)."""
-    ctx = ray.train.get_context()
+    ctx = local_run.context() if local_run is not None else ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = local_run.device if local_run is not None else ray.train.torch.get_device()
     seed_everything(cfg.run.seed)  # same seed on every rank: mask networks start identical

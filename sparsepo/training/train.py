@@ -33,7 +33,7 @@ def make_trainer(cfg: TrainConfig, callbacks: list | None = None):  # noqa: ANN2
     if is_local(cfg):
         quiet_local_mode()  # before ScalingConfig, which announces local mode at INFO
     # Local mode places no worker: asking the cluster for a default would start Ray for nothing.
-    resources = None if cfg.run.use_gpu or cfg.run.num_workers == 0 else {"CPU": resolve_cpus_per_worker(cfg)}
+    resources = None if cfg.run.use_gpu or is_local(cfg) else {"CPU": resolve_cpus_per_worker(cfg)}
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=cfg.to_dict(),

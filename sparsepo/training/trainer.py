@@ -5,7 +5,9 @@ Each worker loads the policy and a frozen reference, builds the objective's mask
 AdamW (policy and mask-network parameter groups), a cosine schedule with warm-up, gradient accumulation and
 clipping. Every ``log_every`` steps it reports the METHODS.md metrics (averaged over workers) and tokens/s;
 every ``save_every`` steps and at the end rank 0 writes a checkpoint (see ``sparsepo.training.checkpoint``). A restarted
-worker group resumes from ``ray.train.get_checkpoint()`` at the exact step, data position and RNG state.
+worker group resumes from ``ray.train.get_checkpoint()`` at the exact step, data position and RNG state. With
+``run.num_workers=0`` (Ray Train's local mode) the loop runs in the calling process, which persists and resumes its
+checkpoints itself (``sparsepo.training.local_mode``).
 """
 
 from __future__ import annotations

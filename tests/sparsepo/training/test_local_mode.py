@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM
 
 from sparsepo.config.schema import ConfigError, load_config
 from sparsepo.training.checkpoint import complete_checkpoints, last_policy
-from sparsepo.training.local_mode import use_run_cpus
+from sparsepo.training.local_mode import local_device, use_run_cpus
 from sparsepo.training.train import fit, make_trainer
 from tests.sparsepo.training.test_trainer import losses, tiny_cfg
 
@@ -51,6 +51,17 @@ def test_local_mode_uses_the_cpus_the_run_was_given_as_torch_threads():
             os.sched_getaffinity(0))  # never more threads than cores
     finally:
         torch.set_num_threads(before)
+
+
+def test_local_mode_computes_on_this_process_cuda_device_only_with_use_gpu(monkeypatch):
+    assert local_device(load_config(None, ["run.num_workers=0"])) == torch.device("cpu")
+    gpu = load_config(None, ["run.num_workers=0", "run.use_gpu=true"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"run\.use_gpu: no CUDA device is visible"):
+        local_device(gpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert local_device(gpu) == torch.device("cuda", 0)
 
 
 # ---------------------------------------------------------------- training (slow)

@@ -286,3 +286,17 @@ def test_a_local_mode_trial_reports_to_tune_what_a_worker_group_trial_reports(lo
     keys = {n: set(rows.dropna(axis=1, how="all").columns) for n, rows in trials.items()}
     assert keys[0] == keys[1]
     assert list(trials[0]["loss"]) == pytest.approx(list(trials[1]["loss"]), rel=2e-4, abs=2e-5)
+
+
+@pytest.mark.slow
+def test_a_killed_local_mode_trial_resumes_from_its_checkpoint_when_the_sweep_is_resumed(local_ray, tmp_path):
+    # Local mode restarts no worker (run.max_failures=0): the killed process is the trial's actor, so the trial
+    # errors; resuming the sweep reruns it, and its loop continues from the step-2 checkpoint in storage.
+    base = tiny_base(tmp_path, "run.num_workers=0", "run.save_every=2", "run.chaos_kill_at_step=3")
+    assert run_sweep(base, {"loss.beta": 0.2}, name="crash").num_errors == 1
+    grid = run_sweep(base, {"loss.beta": 0.2}, name="crash", resume=True)
+    (result,) = list(grid)
+    assert result.error is None and (Path(result.path) / ".chaos-train-3").exists()
+    df = results_frame(grid)
+    assert list(df["step"]) == list(range(1, STEPS + 1))  # steps 1-2 from the checkpoint's history, 3-4 trained
+    assert [s for s, _ in complete_checkpoints(f"{result.path}/train")] == [2, 4]

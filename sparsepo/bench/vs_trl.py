@@ -12,6 +12,8 @@ Systems (each in its own process, interleaved over ``--repeats`` rounds; numbers
   (AVX512-BF16/AMX, CUDA), fused AdamW; ``--trl key=value`` sets any further ``DPOConfig`` field.
 - any of our methods (``dpo``, ``sparsepo``, ...): ``python -m sparsepo.training.train`` at its defaults (Ray started
   inside the measured process, so its start-up counts).
+- ``<method>-local`` (``dpo-local``...): the same with ``run.num_workers=0``, Ray Train's local mode: the loop in the
+  measured process itself, no Ray instance, Train controller or worker (its start-up is TRL's kind).
 Ratios are taken against the faster TRL. Workloads (``sparsepo.bench.workloads``): ``short`` (one shared
 ~40-token prompt, one-sentence responses) and ``realistic`` (distinct prompts and responses of 64-256 tokens).
 ``--isa avx2`` caps torch, oneDNN and MKL at AVX2 in every child, standing for an AVX2-only CPU on a newer one.
@@ -56,17 +58,27 @@ from sparsepo.config.typed import ConfigError, spec, suggest
 FIRST_TIMED_STEP = 3
 AVX2_CAP = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 TRL_SYSTEMS = ("trl-default", "trl-best")
+LOCAL_SUFFIX = "-local"  # <method>-local: our method in Ray Train's local mode (run.num_workers=0)
 
 
 def system_names() -> list[str]:
-    """TRL's two settings and every registered method (read when ``--systems`` is checked)."""
-    return [*TRL_SYSTEMS, *loss_names()]
+    """TRL's two settings, every registered method and each in local mode (read when ``--systems`` is checked)."""
+    return [*TRL_SYSTEMS, *loss_names(), *(f"{m}{LOCAL_SUFFIX}" for m in loss_names())]
+
+
+def our_system(system: str) -> tuple[str, list[str]]:
+    """``(method, overrides)`` of one of our systems: ``dpo`` -> ``("dpo", [])``, ``dpo-local`` -> ``("dpo",
+    ["run.num_workers=0"])``."""
+    if system.endswith(LOCAL_SUFFIX):
+        return system.removesuffix(LOCAL_SUFFIX), ["run.num_workers=0"]
+    return system, []
 
 
 @dataclass(frozen=True)
 class VsTrlConfig(WorkloadConfig):
     systems: tuple[str, ...] = spec(("trl-default", "trl-best", "dpo", "sparsepo"), choices=system_names,
-                                    help="trl-default, trl-best and/or registered methods, each in its own process")
+                                    help="trl-default, trl-best and/or registered methods, each in its own process; "
+                                    "<method>-local: in Ray Train's local mode (run.num_workers=0, no Ray started)")
     isa: Literal["native", "avx2"] = spec("native", help="avx2: cap every child at AVX2")
     repeats: int = spec(1, ge=1, help="interleaved rounds; numbers are medians over rounds")
     pairs: int | None = spec(None, ge=1, help="pairs in the data set (default: batch size x steps)")
@@ -110,7 +122,7 @@ def summary(clocks: list[float], first_step_end_wall: float, t0: float) -> dict:
     return {"step_s": step_s, "startup_s": first_step_end_wall - t0 - step_s}
 
 
-def run_ours(cfg: VsTrlConfig, method: str, data: Path, out_dir: Path, t0: float) -> dict:
+def run_ours(cfg: VsTrlConfig, system: str, data: Path, out_dir: Path, t0: float) -> dict:
     import torch
 
     from sparsepo.config.schema import load_config
@@ -118,7 +130,8 @@ def run_ours(cfg: VsTrlConfig, method: str, data: Path, out_dir: Path, t0: float
     from sparsepo.training.optim import adamw_name
     from sparsepo.training.train import train
 
-    train_cfg = load_config(None, train_overrides(cfg, method, data, out_dir))
+    method, mode = our_system(system)
+    train_cfg = load_config(None, train_overrides(cfg, method, data, out_dir) + mode)
     history = train(train_cfg).return_value
     bf16 = mixed_precision(torch.device("cpu"), train_cfg.optim.bf16) is not None
     return {**summary([m["bench/clock_s"] for m in history], history[0]["bench/wall_s"], t0),
@@ -280,7 +293,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def check(cfg: VsTrlConfig) -> list[str]:
     """Before any data is written or process started: the model resolves, ``--ours`` makes a valid TrainConfig
     for every method, TRL is installed when a TRL system runs and ``--trl`` names ``DPOConfig`` fields."""
-    ours = tuple(s for s in cfg.systems if s not in TRL_SYSTEMS)
+    ours = tuple(dict.fromkeys(our_system(s)[0] for s in cfg.systems if s not in TRL_SYSTEMS))
     lines = check_models("vs_trl", cfg.model, methods=ours or ("dpo",), overrides=cfg.ours)
     for method in ours[1:]:  # a method's own loss keys: each method's TrainConfig
         check_models("vs_trl", methods=(method,), overrides=cfg.ours)

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparsepo.config.schema import ConfigError, TrainConfig
+from sparsepo.config.schema import ConfigError, TrainConfig, train_processes
 from sparsepo.io import is_remote, resolve_storage
 
 log = logging.getLogger("sparsepo.config.preflight")
@@ -111,10 +111,10 @@ def preflight(cfg: TrainConfig, check_name: bool = True) -> Preflight:
         raise ConfigError("data.path: no preference data given (a .jsonl/.json/.parquet/.csv file, hub name or offline:<name>)")
     load = sft.load_sft_data if sft.is_sequence_objective(cfg.method) else load_preference_data
     dataset, report = load(cfg.data, tokenizer)
-    need = cfg.optim.batch_size * cfg.run.num_workers
-    if len(dataset) < need:
+    processes = train_processes(cfg.run.num_workers)  # local mode (0 workers) trains in one
+    if len(dataset) < cfg.optim.batch_size * processes:
         raise ConfigError(
             f"optim.batch_size: {len(dataset)} valid rows in {cfg.data.path} are too few for batch_size="
-            f"{cfg.optim.batch_size} x {cfg.run.num_workers} workers"
+            f"{cfg.optim.batch_size} x {processes} training process(es)"
         )
     return Preflight(run_dir=path, data_report=str(report), pairs=len(dataset))

@@ -75,7 +75,11 @@ class RunConfig:
 
     name: str | None = None  # None: a fresh <method>-<date>-<time> per run (set on the driver)
     storage_path: str = "runs"  # local folder or s3:// URI; the run is <storage_path>/<name>
-    num_workers: int = spec(1, ge=1)  # Ray Train workers (processes; one GPU each with use_gpu)
+    num_workers: int = spec(
+        1, ge=0, help="Ray Train workers (processes; one GPU each with use_gpu); 0: Ray Train's local mode, the loop "
+        "runs in the calling process (the `sparsepo train` driver, a sweep trial's actor) with no Train controller "
+        "or worker actors (seconds less start-up; no Ray at all for `sparsepo train`), on the local GPU with "
+        "use_gpu; it gives up worker restarts (run.max_failures must be 0) and more than one process")
     strategy: Literal["ddp", "fsdp"] = spec(
         "ddp", help="ddp: every worker holds the whole policy (DDP when num_workers > 1); fsdp: the policy, its "
         "gradients and AdamW state are sharded over the workers (FSDP2, sparsepo.training.sharding); the frozen "
@@ -161,6 +165,7 @@ def check_combinations(values: dict[str, Any], cfg: TrainConfig, where: str) -> 
         raise ConfigError(f"{where}: lora.quantize: a GGUF model (model.gguf_file) cannot be re-quantised; pass a "
                           "model folder (safetensors) or set lora.quantize=none")
     check_strategy(cfg, where)
+    check_local_mode(cfg, where)
     if cfg.run.resume and cfg.run.resume_from:
         raise ConfigError(f"{where}: run.resume and run.resume_from: choose one")
     if cfg.run.resume and not cfg.run.name:
@@ -177,6 +182,23 @@ def check_strategy(cfg: TrainConfig, where: str) -> None:
     if cfg.run.evaluator:
         raise ConfigError(f"{where}: run.evaluator: rank 0 evaluates alone, which a sharded policy cannot do; "
                           "remove run.evaluator or set run.strategy=ddp")
+
+
+def train_processes(num_workers: int) -> int:
+    """Processes that train for ``run.num_workers``: local mode (0) trains in one, the calling process."""
+    return max(num_workers, 1)
+
+
+def check_local_mode(cfg: TrainConfig, where: str) -> None:
+    """What local mode (``run.num_workers=0``: one process, no Train controller) cannot do is refused."""
+    if cfg.run.num_workers != 0:
+        return
+    if cfg.run.max_failures != 0:
+        raise ConfigError(f"{where}: run.max_failures: run.num_workers=0 (local mode) has no worker to restart; "
+                          "set run.max_failures=0 or run.num_workers>=1")
+    if cfg.run.strategy == "fsdp":
+        raise ConfigError(f"{where}: run.strategy: fsdp shards over several workers; run.num_workers=0 (local mode) "
+                          "trains in one process: set run.strategy=ddp or run.num_workers>=1")
 
 
 def with_run_name(cfg: TrainConfig) -> TrainConfig:

@@ -63,12 +63,13 @@ def trial_trainable(config: dict[str, Any]) -> None:
     ``config`` holds the base config dict (``_base``), the experiment path (``_experiment``), variant bundles
     (``_variants``) and the trial's params as dotted keys. The Train run is stored at
     ``<experiment>/<trial dir>/train``: a trial restarted after a crash (or ``Tuner.restore``) refits the same
-    run, which Ray Train resumes from its latest checkpoint. Tune restarts such a trial's progress files from
+    run, which Ray Train (or, with ``run.num_workers=0``, the trial's own loop) resumes from its latest checkpoint. Tune restarts such a trial's progress files from
     scratch (it holds no Tune checkpoint), so the steps saved in that checkpoint are reported again first.
     """
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from sparsepo.training.local_mode import is_local
     from sparsepo.training.train import make_trainer
 
     params = trial_params(config)
@@ -81,7 +82,9 @@ def trial_trainable(config: dict[str, Any]) -> None:
         tune.report(metrics)
     if done and cfg.optim.max_steps is not None and done[-1].get("step") == cfg.optim.max_steps:
         return  # the run had finished; only Tune had not heard of its last steps
-    make_trainer(from_dict(values), callbacks=[TuneReportCallback()]).fit()
+    trial = from_dict(values)
+    # Local mode calls no run_config callback: its loop reports to Tune itself (sparsepo.training.local_mode).
+    make_trainer(trial, callbacks=None if is_local(trial) else [TuneReportCallback()]).fit()
 
 
 def saved_history(train_run: str) -> list[dict[str, float]]:

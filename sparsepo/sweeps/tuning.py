@@ -42,7 +42,7 @@ from sparsepo.config.schema import TrainConfig
 from sparsepo.envvars import temporary_env
 from sparsepo.io import is_remote, resolve_storage
 from sparsepo.sweeps.callbacks import DropFinishedCheckpoints, logger_callbacks
-from sparsepo.sweeps.resources import default_max_concurrent, split_trial_cpus, trial_demand
+from sparsepo.sweeps.resources import default_max_concurrent, split_trial_cpus, trial_demand, trial_resources
 from sparsepo.sweeps.results import best_results, results_frame, save_results
 from sparsepo.sweeps.search_space import DISCRETE, check_space, load_space, to_tune
 from sparsepo.sweeps.trials import (
@@ -161,10 +161,13 @@ def _setup_experiment(base: TrainConfig, base_values: dict[str, Any], storage_pa
 
 
 def _setup_trainable(driver_cpus: float) -> Any:
-    """The trial trainable, reserving its driver's CPUs (the Train workers reserve their own)."""
+    """The trial trainable, reserving its driver's CPUs (the Train workers reserve their own; a local-mode trial
+    the training's too: :func:`~sparsepo.sweeps.resources.trial_resources`)."""
+    import functools
+
     from ray import tune
 
-    return tune.with_resources(trial_trainable, {"CPU": driver_cpus})
+    return tune.with_resources(trial_trainable, functools.partial(trial_resources, driver_cpus=driver_cpus))
 
 
 def _setup_env(base: TrainConfig) -> dict[str, str]:

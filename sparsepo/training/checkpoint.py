@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import random
 import shutil
+import signal
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +33,11 @@ from torch import nn
 from sparsepo.io import read_jsonl
 from sparsepo.training.forward import unwrap_model
 from sparsepo.training.models import merge_into_full_base
+
+if TYPE_CHECKING:
+    from sparsepo.config.schema import TrainConfig
+
+log = logging.getLogger("sparsepo.training.checkpoint")
 
 POLICY_DIR, ADAPTER_DIR, MASKS_FILE, STATE_FILE, HISTORY_FILE = "policy", "adapter", "masks.pt", "train_state.pt", "metrics.jsonl"
 
@@ -77,6 +84,13 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, numpy's and torch's global RNGs (the ones :func:`rng_state` saves) seeded with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def rng_state() -> dict[str, Any]:
@@ -186,3 +200,14 @@ def load_history(path: Path) -> list[dict[str, float]]:
 def load_train_state(path: Path) -> dict[str, Any]:
     # The state holds numpy RNG tuples and optimizer tensors written by us; weights_only=False is needed for them.
     return torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def chaos_kill(cfg: TrainConfig, rank: int) -> None:
+    """Fault-tolerance drill of resuming from checkpoints: SIGKILL this worker once at ``run.chaos_kill_at_step``
+    (a marker file in storage says it was done)."""
+    marker = Path(cfg.run.storage_path).expanduser() / f".chaos-{cfg.run.name}-{cfg.run.chaos_kill_at_step}"
+    if rank == 0 and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(os.getpid()))
+        log.warning(f"[sparsepo] chaos: killing worker pid {os.getpid()} at step {cfg.run.chaos_kill_at_step}")
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -45,7 +45,8 @@ def cluster_cpus() -> tuple[float, float]:
 
 
 def default_cpus_per_worker(num_workers: int, total: float | None = None, largest_node: float | None = None) -> float:
-    """All the cluster's CPUs split evenly between ``num_workers`` workers, at most one node's worth each.
+    """All the cluster's CPUs split evenly between ``num_workers`` workers, at most one node's worth each (0 workers,
+    local mode, is one process: all of them).
 
     Rounded down to 0.01 so that ``num_workers`` x the result never exceeds what Ray holds.
     """
@@ -56,7 +57,8 @@ def default_cpus_per_worker(num_workers: int, total: float | None = None, larges
 
 
 def split_cpus(total: float, concurrent: int, num_workers: int, driver_cpus: float) -> float:
-    """CPUs per Train worker when ``concurrent`` trials, each a driver plus ``num_workers`` workers, share ``total``."""
+    """CPUs per Train worker when ``concurrent`` trials, each a driver plus ``num_workers`` workers, share ``total``
+    (0 workers, local mode: the trial's one training process)."""
     per_trial = total / max(concurrent, 1) - driver_cpus
     return max(0.01, math.floor(per_trial / max(num_workers, 1) * 100 + 1e-6) / 100)
 

@@ -1,6 +1,7 @@
 """Train a policy with Ray Train: ``sparsepo train --config configs/<name>.yaml [key=value ...]``.
 
-Runs on a local Ray instance (started on demand) or the cluster of ``RAY_ADDRESS`` / ``ray job submit``.
+Runs on a local Ray instance (started on demand) or the cluster of ``RAY_ADDRESS`` / ``ray job submit``; with
+``run.num_workers=0`` (Ray Train's local mode) in this process, without starting Ray (``sparsepo.training.local_mode``).
 Before Ray starts, the config is validated and the models, data and run name are checked on the driver
 (``sparsepo.config.preflight``); a mistake is one error line naming the file, row and field or the config key.
 Each run gets a fresh name unless ``run.name`` is given; an existing run is only continued with ``--resume``.
@@ -26,9 +27,13 @@ def make_trainer(cfg: TrainConfig, callbacks: list | None = None):  # noqa: ANN2
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from sparsepo.training.local_mode import is_local, quiet_local_mode
     from sparsepo.training.trainer import train_loop_per_worker
 
-    resources = None if cfg.run.use_gpu else {"CPU": resolve_cpus_per_worker(cfg)}
+    if is_local(cfg):
+        quiet_local_mode()  # before ScalingConfig, which announces local mode at INFO
+    # Local mode places no worker: asking the cluster for a default would start Ray for nothing.
+    resources = None if cfg.run.use_gpu or is_local(cfg) else {"CPU": resolve_cpus_per_worker(cfg)}
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=cfg.to_dict(),
@@ -73,14 +78,18 @@ def train(cfg: TrainConfig, check: bool = True):  # noqa: ANN201 - returns ray.t
 
 def fit(cfg: TrainConfig):  # noqa: ANN201 - returns ray.train.Result
     """Fit ``cfg`` from the driver (no checks); Ray Train's coordinator stays on the driver's node
-    (``sparsepo.training.cluster``), so autoscaled worker nodes can be removed when idle."""
+    (``sparsepo.training.cluster``), so autoscaled worker nodes can be removed when idle. In local mode
+    (``run.num_workers=0``) the loop runs here and neither the coordinator nor Ray is started."""
     from sparsepo.logs import startup_mark
     from sparsepo.training.cluster import pin_train_coordinator
+    from sparsepo.training.local_mode import is_local, stored_result
 
-    pin_train_coordinator()
+    if not is_local(cfg):
+        pin_train_coordinator()
     trainer = make_trainer(cfg)
     startup_mark("driver: trainer built, fit()")
-    return trainer.fit()
+    result = trainer.fit()
+    return stored_result(cfg, result) if is_local(cfg) else result
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

@@ -5,7 +5,9 @@ Each worker loads the policy and a frozen reference, builds the objective's mask
 AdamW (policy and mask-network parameter groups), a cosine schedule with warm-up, gradient accumulation and
 clipping. Every ``log_every`` steps it reports the METHODS.md metrics (averaged over workers) and tokens/s;
 every ``save_every`` steps and at the end rank 0 writes a checkpoint (see ``sparsepo.training.checkpoint``). A restarted
-worker group resumes from ``ray.train.get_checkpoint()`` at the exact step, data position and RNG state.
+worker group resumes from ``ray.train.get_checkpoint()`` at the exact step, data position and RNG state. With
+``run.num_workers=0`` (Ray Train's local mode) the loop runs in the calling process, which persists and resumes its
+checkpoints itself (``sparsepo.training.local_mode``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-import os
-import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,17 +39,20 @@ from sparsepo.training.checkpoint import (
     ADAPTER_DIR,
     MASKS_FILE,
     POLICY_DIR,
+    chaos_kill,
     load_history,
     load_train_state,
     policy_folder,
     remove_stale_staging,
     rng_state,
     save_checkpoint,
+    seed_everything,
     set_rng_state,
     staging_dir,
 )
 from sparsepo.training.forward import AdaptersOff, unwrap_model
 from sparsepo.training.hardware import mixed_precision, use_granted_cpus
+from sparsepo.training.local_mode import LocalRun, report, start_local_run
 from sparsepo.training.models import build_policy, load_causal_lm, load_tokenizer
 from sparsepo.training.optim import build_optimizer, cosine_schedule
 from sparsepo.training.preference_model import PreferenceModel, Reference
@@ -69,16 +72,6 @@ from sparsepo.training.sharding import (
 # a logger line reaches it once (and Train's per-worker log file).
 log = logging.getLogger("sparsepo.training.trainer")
 startup_mark("trainer module imported")
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def load_evaluator(spec: str | None, args: dict[str, Any]) -> Any:
@@ -113,6 +106,7 @@ class Worker:
     evaluator: Any = None
     masks_restored: bool = False
     resume: Any = None  # the ray.train.Checkpoint resumed from (its sharded state is read after sharding)
+    local_run: LocalRun | None = None  # run.num_workers=0: this process persists its checkpoints (local_mode)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | None:
@@ -122,9 +116,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
     which Ray exposes as ``Result.return_value``.
     """
     startup_mark("worker: loop entered")
-    use_granted_cpus()  # torch threads = the CPUs Ray granted this worker
+    cfg = from_dict(config)
+    local_run = start_local_run(cfg)  # None with workers: Ray Train's controller persists and restores
+    if local_run is None:
+        use_granted_cpus()  # torch threads = the CPUs Ray granted this worker
     quiet_worker()
-    w = _setup_models(from_dict(config))
+    w = _setup_models(cfg, local_run)
     startup_mark("worker: models built")
     _setup_data(w)
     startup_mark("worker: data loaded")
@@ -135,15 +132,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> list[dict[str, float]] | No
     return w.history if w.rank == 0 else None
 
 
-def _setup_models(cfg: TrainConfig) -> Worker:
-    """Tokenizer, policy (+ masks) and reference, from the run's latest checkpoint if Ray restarted us."""
-    ctx = ray.train.get_context()
+def _setup_models(cfg: TrainConfig, local_run: LocalRun | None) -> Worker:
+    """Tokenizer, policy (+ masks) and reference, from the run's latest checkpoint if Ray restarted us (or, in
+    local mode, if the run has one in storage)."""
+    ctx = local_run.context() if local_run is not None else ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    device = local_run.device if local_run is not None else ray.train.torch.get_device()
     seed_everything(cfg.run.seed)  # same seed on every rank: mask networks start identical
     remove_stale_staging()  # checkpoints staged by killed workers on this node
 
-    ckpt = ray.train.get_checkpoint()
+    ckpt = local_run.latest() if local_run is not None else ray.train.get_checkpoint()
     if ckpt is None and cfg.run.resume_from:
         ckpt = ray.train.Checkpoint.from_directory(cfg.run.resume_from)
     with ckpt.as_directory() if ckpt is not None else tempfile.TemporaryDirectory() as d:
@@ -163,7 +161,7 @@ def _setup_models(cfg: TrainConfig) -> Worker:
             shared_prompt=cfg.run.shared_prompt, fused_head=cfg.run.fused_head,
             multi_pair=cfg.run.multi_pair,
         )).to(device)
-        w = Worker(cfg, rank, world, device, tokenizer, model, reference, history=[], resume=ckpt)
+        w = Worker(cfg, rank, world, device, tokenizer, model, reference, history=[], resume=ckpt, local_run=local_run)
         if resume_dir is not None:
             if model.masks is not None and (resume_dir / MASKS_FILE).exists():
                 model.masks.load_state_dict(torch.load(resume_dir / MASKS_FILE, map_location=device))
@@ -327,7 +325,7 @@ def _train(w: Worker) -> None:
         tokens = tokens + n
         since += 1
         if cfg.run.chaos_kill_at_step and w.step == cfg.run.chaos_kill_at_step:
-            _chaos_kill(cfg, w.rank)
+            chaos_kill(cfg, w.rank)
         step, last = w.step, w.step == w.total
         evaluate = w.evaluator is not None and cfg.run.eval_every and (step % cfg.run.eval_every == 0 or last)
         save = last or (cfg.run.save_every and step % cfg.run.save_every == 0)
@@ -356,7 +354,7 @@ def _report(w: Worker, metrics: dict[str, float], save: bool, window: list[float
         checkpoint = _save(Path(staging) if staged else None, w) if save else None
         if w.rank == 0:
             progress_line(w.step, w.total, metrics, window)
-        ray.train.report(metrics, checkpoint=checkpoint)
+        report(w.local_run, metrics, checkpoint)
 
 
 def _save(path: Path | None, w: Worker) -> ray.train.Checkpoint | None:
@@ -389,13 +387,3 @@ def _save(path: Path | None, w: Worker) -> ray.train.Checkpoint | None:
         masks_state=sub_state(full, "masks") if sharded else None,
     )
     return ray.train.Checkpoint.from_directory(str(path))
-
-
-def _chaos_kill(cfg: TrainConfig, rank: int) -> None:
-    """Fault-tolerance drill: SIGKILL this worker once at ``run.chaos_kill_at_step`` (marker file in storage)."""
-    marker = Path(cfg.run.storage_path).expanduser() / f".chaos-{cfg.run.name}-{cfg.run.chaos_kill_at_step}"
-    if rank == 0 and not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(str(os.getpid()))
-        log.warning(f"[sparsepo] chaos: killing worker pid {os.getpid()} at step {cfg.run.chaos_kill_at_step}")
-        os.kill(os.getpid(), signal.SIGKILL)

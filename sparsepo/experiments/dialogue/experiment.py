@@ -148,8 +148,10 @@ def stage_sft(cfg: DialogueConfig, pairs: list[dict[str, Any]], log: Any = print
     if cfg.sft_steps == 0:
         log(f"[dialogue] sft: using {cfg.model} as the SFT model")
         return cfg.model
+    from sparsepo.config.schema import train_processes
+
     rows = [{"prompt": p["prompt"], "chosen": p["chosen"]} for p in pairs[: cfg.sft_examples]]
-    steps = cfg.sft_steps or math.ceil(len(rows) / (cfg.batch_size * cfg.grad_accum * cfg.num_workers))
+    steps = cfg.sft_steps or math.ceil(len(rows) / (cfg.batch_size * cfg.grad_accum * train_processes(cfg.num_workers)))
     return train_sft(rows, model=cfg.model, storage_path=cfg.storage_path, steps=steps, lr=cfg.sft_lr,
                      train=_train_sections(cfg), tag="dialogue", log=log)
 

@@ -102,7 +102,7 @@ class FrontierConfig:
 _LOWER_BOUNDS = (("steps", 1, True), ("eval_every", 1, True), ("n_train_prompts", 1, True), ("n_test_prompts", 2, True),
                  ("pair_samples", 2, True), ("pair_tokens", 1, True), ("eval_tokens", 1, True),
                  ("temperature", 0, False), ("batch_size", 1, True), ("grad_accum", 1, True), ("lr", 0, False),
-                 ("max_prompt_length", 1, True), ("num_workers", 1, True), ("eval_batch_size", 1, True),
+                 ("max_prompt_length", 1, True), ("num_workers", 0, True), ("eval_batch_size", 1, True),
                  ("n_resamples", 1, True))
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from sparsepo.bench.vs_trl import VsTrlConfig, main, table, trl_config
+from sparsepo.bench.vs_trl import VsTrlConfig, main, our_system, system_names, table, trl_config
 from sparsepo.bench.workloads import realistic_pairs, tokens_per_pair, write_workload
 
 
@@ -63,12 +63,18 @@ def test_ratios_are_against_the_faster_trl_and_utilisation_uses_the_system_preci
 
 @pytest.mark.slow
 def test_one_round_of_trl_at_its_best_and_ours_on_the_realistic_workload(capsys):
-    assert main(["--model", "tiny-llama", "--steps", "3", "--systems", "trl-best", "dpo", "--workload", "realistic",
-                 "--max-length", "1024", "--batch-size", "2"]) == 0
+    assert main(["--model", "tiny-llama", "--steps", "3", "--systems", "trl-best", "dpo", "dpo-local", "--workload",
+                 "realistic", "--max-length", "1024", "--batch-size", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
     rows = {ln.split()[0]: ln.split() for ln in out[4:]}
-    assert set(rows) == {"trl-best", "dpo"} and out[0].startswith("cpu: ") and "flags" in out[0]
+    assert set(rows) == {"trl-best", "dpo", "dpo-local"} and out[0].startswith("cpu: ") and "flags" in out[0]
     assert rows["trl-best"][4] == "off" and rows["trl-best"][10] == "1.00" and float(rows["dpo"][5]) > 0
+    assert float(rows["dpo-local"][5]) > 0 and float(rows["dpo-local"][8]) > 0  # s/step, start-up beside TRL's
+
+
+def test_a_local_system_is_our_method_in_ray_train_local_mode():
+    assert our_system("dpo") == ("dpo", []) and our_system("sparsepo-local") == ("sparsepo", ["run.num_workers=0"])
+    assert {"dpo-local", "sparsepo-local", "dpo"} <= set(system_names()) and "trl-best-local" not in system_names()
 
 
 @pytest.mark.slow

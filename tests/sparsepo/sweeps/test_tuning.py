@@ -21,6 +21,7 @@ from sparsepo.sweeps.tuning import (
     run_sweep,
     save_results,
 )
+from sparsepo.training.checkpoint import complete_checkpoints
 
 STEPS = 4
 
@@ -263,3 +264,39 @@ def test_tracking_flags_need_their_package(tmp_path, package):
 
         names = [type(c).__name__.lower() for c in logger_callbacks(True, package == "mlflow", package == "wandb", "x")]
         assert any(package in n for n in names)
+
+
+@pytest.mark.slow
+def test_a_local_mode_trial_reports_to_tune_what_a_worker_group_trial_reports(local_ray, tmp_path):
+    base = tiny_base(tmp_path, "run.save_every=2", "optim.bf16=false")
+    grid = run_sweep(base, {"run.num_workers": {"grid": [0, 1]}}, name="local", metric="loss", mode="min",
+                     max_concurrent_trials=1)
+    assert len(grid) == 2 and grid.num_errors == 0
+    df = results_frame(grid)
+    trials = dict(list(df.groupby("run.num_workers")))
+    assert sorted(trials) == [0, 1]
+    for rows in trials.values():
+        assert list(rows["step"]) == list(range(1, STEPS + 1))
+        # The checkpoint path key (which the frontier's evaluations read) at the saving steps, inside the trial.
+        saved = rows.dropna(subset=["checkpoint_path"])
+        assert list(saved["step"]) == [2, 4]
+        trial_path = rows["trial_path"].iloc[0]
+        assert all(p.startswith(f"{trial_path}/train/checkpoint_") for p in saved["checkpoint_path"])
+        assert [s for s, _ in complete_checkpoints(f"{trial_path}/train")] == [2, 4]
+    keys = {n: set(rows.dropna(axis=1, how="all").columns) for n, rows in trials.items()}
+    assert keys[0] == keys[1]
+    assert list(trials[0]["loss"]) == pytest.approx(list(trials[1]["loss"]), rel=2e-4, abs=2e-5)
+
+
+@pytest.mark.slow
+def test_a_killed_local_mode_trial_resumes_from_its_checkpoint_when_the_sweep_is_resumed(local_ray, tmp_path):
+    # Local mode restarts no worker (run.max_failures=0): the killed process is the trial's actor, so the trial
+    # errors; resuming the sweep reruns it, and its loop continues from the step-2 checkpoint in storage.
+    base = tiny_base(tmp_path, "run.num_workers=0", "run.save_every=2", "run.chaos_kill_at_step=3")
+    assert run_sweep(base, {"loss.beta": 0.2}, name="crash").num_errors == 1
+    grid = run_sweep(base, {"loss.beta": 0.2}, name="crash", resume=True)
+    (result,) = list(grid)
+    assert result.error is None and (Path(result.path) / ".chaos-train-3").exists()
+    df = results_frame(grid)
+    assert list(df["step"]) == list(range(1, STEPS + 1))  # steps 1-2 from the checkpoint's history, 3-4 trained
+    assert [s for s, _ in complete_checkpoints(f"{result.path}/train")] == [2, 4]

@@ -68,20 +68,27 @@ def threads_for(cpus: float) -> int:
     return max(1, math.floor(cpus + 0.05))
 
 
-def use_granted_cpus() -> int:
-    """In a Ray worker: set torch's intra-op threads to the CPUs Ray granted it (at most the node's cores) and
-    undo Ray's niceness.
-
-    Outside Ray (or for a worker granted no CPU) the thread count is left as it is. Returns the thread count.
-    """
+def granted_cpus() -> float | None:
+    """The CPUs Ray granted this process (a Train worker, a trial's actor); None outside Ray or without a grant."""
     import ray
 
-    granted = ray.get_runtime_context().get_assigned_resources().get("CPU") if ray.is_initialized() else None
-    if granted:
+    return ray.get_runtime_context().get_assigned_resources().get("CPU") if ray.is_initialized() else None
+
+
+def use_cpus(cpus: float | None) -> int:
+    """Set torch's intra-op threads for a grant of ``cpus`` cores (at most the machine's; None or 0: left as they
+    are) and undo Ray's niceness. Returns the thread count."""
+    if cpus:
         # A Ray node may declare more CPUs than it has cores (ray.init(num_cpus=...)): never oversubscribe them.
-        torch.set_num_threads(min(threads_for(granted), machine_cpus()))
+        torch.set_num_threads(min(threads_for(cpus), machine_cpus()))
     renice_to_normal()
     return torch.get_num_threads()
+
+
+def use_granted_cpus() -> int:
+    """In a Ray worker: :func:`use_cpus` of the CPUs Ray granted it. Outside Ray (or for a worker granted no
+    CPU) the thread count is left as it is. Returns the thread count."""
+    return use_cpus(granted_cpus())
 
 
 def renice_to_normal() -> None:

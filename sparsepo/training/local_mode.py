@@ -151,16 +151,9 @@ def use_run_cpus(cfg: TrainConfig) -> int:
     """Torch intra-op threads of a local-mode loop: ``run.cpus_per_worker`` when set (a sweep sets it for each
     trial), else the CPUs Ray granted this process when it is a Ray actor, else all this machine's cores (what a
     one-worker run is granted by default); never more than the cores. Returns the thread count."""
-    import ray
+    from sparsepo.training.hardware import granted_cpus, machine_cpus, use_cpus
 
-    from sparsepo.training.hardware import machine_cpus, renice_to_normal, threads_for
-
-    cpus = cfg.run.cpus_per_worker
-    if cpus is None and ray.is_initialized():
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-    torch.set_num_threads(min(threads_for(cpus), machine_cpus()) if cpus else machine_cpus())
-    renice_to_normal()  # a trial's actor is started niced, as a Train worker is
-    return torch.get_num_threads()
+    return use_cpus(cfg.run.cpus_per_worker or granted_cpus() or machine_cpus())
 
 
 def quiet_local_mode() -> None:
